@@ -1,0 +1,1 @@
+"""Built-in syncd connectors, registered in the `syncd.connectors` entry-point group."""

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Developer entry point. `bash scripts/dev.sh demo` runs the quick-start demo;
+# `bash scripts/dev.sh test` installs everything and runs lint, types and the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+
+setup() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+    fi
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+}
+
+services() {
+    # The PostgreSQL store tests use the machine's server; start it when it is down.
+    if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+    fi
+    # hledger checks the ledger connector's journals (Debian package).
+    if ! command -v hledger >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hledger) >/dev/null 2>&1 \
+            || echo "warning: could not install hledger" >&2
+    fi
+}
+
+case "${1:-}" in
+    demo)
+        setup
+        "$VENV/bin/syncd" demo "${@:2}"
+        ;;
+    test)
+        setup
+        services
+        "$VENV/bin/ruff" check .
+        "$VENV/bin/mypy"
+        "$VENV/bin/python" -m pytest "${@:2}"
+        ;;
+    *)
+        echo "usage: bash scripts/dev.sh demo|test [args]" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,145 @@
+"""The incremental read of one query: a keyset walk over `updated_at`, safe under page drift.
+
+The API pages by number, and a record edited mid-listing moves to the end, so a deep
+page walk can skip the record that slid into a page already read (API-NOTES.md). This
+walk therefore asks for page 1 of `updated_after = C - 1` over and over, moving C to the
+highest `updated_at` of each page. One response is one consistent snapshot, and page 1
+of an ascending listing holds *every* record updated before its last second: nothing can
+slip between two queries. `C - 1` re-reads the boundary second, which is right whether the
+API's bound is strict or inclusive; the engine drops records it already has.
+
+Only when a full page lies inside one second (a bulk edit) does the walk follow
+`rel=next` through that second (a *deep scan*), and only there can drift skip a record:
+a record already read in the scan that is edited or deleted before the scan ends shifts
+the rest. The walk watches the scanned ids; if one reappears later with another
+`updated_at`, is deleted, or the listing's total changes during the scan, the scan may
+have skipped something, and the checkpoint stays at that second so the next run reads it
+again. Until the end of the walk the checkpoint never passes a deep-scanned second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class PageLike(Protocol):
+    items: list[dict[str, Any]]
+    total: int | None
+    next_url: str | None
+
+
+@dataclass(slots=True)
+class WalkPage:
+    """Records from one response, and the checkpoint that is safe once they are written."""
+
+    items: list[dict[str, Any]]
+    checkpoint: int
+
+
+@dataclass(slots=True)
+class _DeepScan:
+    second: int
+    ids: set[str] = field(default_factory=set)
+    disturbed: bool = False
+
+
+class CursorWalk:
+    """Walks one query from cursor `start`; iterate it for pages, then read `final_checkpoint()`.
+
+    `fetch(params, next_url)` returns one page: page 1 of the query when `next_url` is None.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[Mapping[str, str], str | None], PageLike],
+        params: Mapping[str, str],
+        start: int,
+        per_page: int = 100,
+    ) -> None:
+        self._fetch = fetch
+        self._params = dict(params)
+        self._per_page = per_page
+        self.start = start
+        self.position = start  # every record updated before `position` has been yielded
+        self._scans: list[_DeepScan] = []
+        self._watch: dict[str, tuple[int, _DeepScan]] = {}
+        self.requests = 0
+        self._ended = False
+
+    def _query(self, cursor: int, next_url: str | None) -> PageLike:
+        self.requests += 1
+        params = {
+            **self._params,
+            "updated_after": str(max(cursor - 1, 0)),
+            "sort": "updated_at asc",
+            "per_page": str(self._per_page),
+        }
+        return self._fetch(params, next_url)
+
+    def _observe(self, items: Iterable[dict[str, Any]]) -> None:
+        for item in items:
+            hit = self._watch.get(str(item["id"]))
+            if hit is not None and hit[0] != int(item["updated_at"]):
+                hit[1].disturbed = True
+
+    def _pin(self) -> int:
+        return min((scan.second for scan in self._scans), default=self.position)
+
+    def __iter__(self) -> Iterator[WalkPage]:
+        while True:
+            page = self._query(self.position, None)
+            items = page.items
+            self._observe(items)
+            if not items:
+                return
+            top = int(items[-1]["updated_at"])
+            full = len(items) >= self._per_page and page.next_url is not None
+            if not full:
+                # The whole rest of the listing was in one snapshot.
+                self.position = max(self.position, top)
+                yield WalkPage(items, min(self._pin(), self.position))
+                return
+            if top > self.position:
+                self.position = top
+                yield WalkPage(items, min(self._pin(), self.position))
+                continue
+            yield from self._deep_scan(page)
+            if self._ended:
+                return
+
+    def _deep_scan(self, first: PageLike) -> Iterator[WalkPage]:
+        """Follow rel=next through a bulk second until a later second shows up."""
+        scan = _DeepScan(self.position)
+        self._scans.append(scan)
+        page, total = first, first.total
+        while True:
+            for item in page.items:
+                rid = str(item["id"])
+                if int(item["updated_at"]) <= scan.second:
+                    scan.ids.add(rid)
+                    self._watch[rid] = (int(item["updated_at"]), scan)
+            if page.total != total:
+                scan.disturbed = True
+            top = int(page.items[-1]["updated_at"]) if page.items else scan.second
+            if page.next_url is None or top > scan.second:
+                self.position = max(self.position, top)
+                self._ended = page.next_url is None
+                yield WalkPage(page.items, self._pin())
+                return
+            yield WalkPage(page.items, self._pin())
+            page = self._query(scan.second, page.next_url)
+            self._observe(page.items)
+
+    def note_deleted(self, ids: Iterable[str]) -> None:
+        """Deletions seen in events: a deleted record that a deep scan had read disturbs it."""
+        for rid in ids:
+            hit = self._watch.get(rid)
+            if hit is not None:
+                hit[1].disturbed = True
+
+    def final_checkpoint(self) -> int:
+        """The cursor safe to store once every yielded page is durable."""
+        disturbed = [scan.second for scan in self._scans if scan.disturbed]
+        return min(disturbed, default=self.position)

@@ -1,0 +1,6 @@
+"""The checkpoint store: cursors, raw records, deliveries, output rows, runs, dead letters."""
+
+from syncd.store.database import make_engine, redact_url
+from syncd.store.store import ConnectorOutputs, Store, content_hash, dumps, loads
+
+__all__ = ["ConnectorOutputs", "Store", "content_hash", "dumps", "loads", "make_engine", "redact_url"]

@@ -1,0 +1,72 @@
+"""Engine set-up: SQLite (WAL) by default, PostgreSQL by URL; schema created and checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from syncd.errors import StoreError
+from syncd.store.models import SCHEMA_VERSION, Meta
+
+
+def _normalise(url: str) -> str:
+    # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a commit survives a killed process; a power cut can only roll the
+    # database back to an earlier consistent state. Cursors are committed after the data
+    # they cover, in the same database, so a rollback means re-reading, never losing.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create the SQLAlchemy engine for a store URL, with the tables in place."""
+    url = _normalise(url)
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        SQLModel.metadata.create_all(engine)
+        _check_version(engine)
+    except SQLAlchemyError as exc:
+        raise StoreError(
+            f"checkpoint store {redact_url(url)} unusable: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
+        ) from None
+    return engine
+
+
+def _check_version(engine: Engine) -> None:
+    with Session(engine) as session:
+        row = session.exec(select(Meta).where(Meta.key == "schema_version")).first()
+        if row is None:
+            session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            session.commit()
+        elif int(row.value) != SCHEMA_VERSION:
+            raise StoreError(
+                f"checkpoint store has schema version {row.value}, this syncd expects {SCHEMA_VERSION}"
+            )
+
+
+def redact_url(url: str) -> str:
+    """A store URL with any password replaced, fit for logs and errors."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

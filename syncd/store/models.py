@@ -1,0 +1,119 @@
+"""The checkpoint store's tables (SQLModel). Bump SCHEMA_VERSION on any change."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+class Meta(SQLModel, table=True):
+    """Key/value facts about the store: schema version, mapping fingerprints, event cursor."""
+
+    key: str = Field(primary_key=True, max_length=200)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Cursor(SQLModel, table=True):
+    """How far a stream (or one date window of it) is synced: all records updated before `value`."""
+
+    stream: str = Field(primary_key=True, max_length=40)
+    partition: str = Field(default="", primary_key=True, max_length=80)
+    value: int = Field(sa_column=Column(BigInteger, nullable=False))
+    advanced_at: float = 0.0
+
+
+class RawRecord(SQLModel, table=True):
+    """The latest raw object seen for a record, so mappings can be re-applied without refetching."""
+
+    __table_args__ = (Index("ix_rawrecord_stream_sort", "stream", "sort_key"),)
+
+    stream: str = Field(primary_key=True, max_length=40)
+    record_id: str = Field(primary_key=True, max_length=64)
+    sort_key: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    content_hash: str = Field(max_length=64)
+    deleted: bool = False
+    data: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Delivery(SQLModel, table=True):
+    """What each connector last received for a record (content hash), to skip unchanged ones."""
+
+    connector: str = Field(primary_key=True, max_length=60)
+    stream: str = Field(primary_key=True, max_length=40)
+    record_id: str = Field(primary_key=True, max_length=64)
+    content_hash: str = Field(max_length=64)
+
+
+class OutputRow(SQLModel, table=True):
+    """A row a file connector renders, kept here so files are rebuilt, never patched."""
+
+    __table_args__ = (
+        Index("ix_outputrow_table", "connector", "table_name", "sort_key", "record_id", "ordinal"),
+    )
+
+    connector: str = Field(primary_key=True, max_length=60)
+    stream: str = Field(primary_key=True, max_length=40)
+    record_id: str = Field(primary_key=True, max_length=64)
+    table_name: str = Field(primary_key=True, max_length=60)
+    ordinal: int = Field(primary_key=True)
+    sort_key: int = Field(sa_column=Column(BigInteger, nullable=False))
+    data: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Run(SQLModel, table=True):
+    """One run of a job: a sync, a push, a re-delivery."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40)
+    started_at: float
+    ended_at: float | None = None
+    status: str = Field(default="running", max_length=20)
+    counts: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class DeadLetter(SQLModel, table=True):
+    """A record a connector refused, with the reason; cleared when a later delivery succeeds."""
+
+    connector: str = Field(primary_key=True, max_length=60)
+    stream: str = Field(primary_key=True, max_length=40)
+    record_id: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    first_seen: float
+    last_seen: float
+    attempts: int = 1
+
+
+class PushedPayment(SQLModel, table=True):
+    """The push-back outbox: one row per external payment, with its state.
+
+    pending -> posting -> posted (transaction_id set) | failed (retried later)
+    pending -> rejected (reason; never posted)
+    """
+
+    external_id: str = Field(primary_key=True, max_length=120)
+    source: str = Field(max_length=60)
+    fingerprint: str = Field(max_length=64)
+    state: str = Field(default="pending", max_length=20, index=True)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    origin: str = Field(default="", max_length=300)
+    invoice_id: str | None = Field(default=None, max_length=64)
+    transaction_id: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 0
+    created_at: float
+    updated_at: float
+
+
+class Lock(SQLModel, table=True):
+    """A lease: one daemon per store. Taken over once `expires_at` has passed."""
+
+    name: str = Field(primary_key=True, max_length=60)
+    holder: str = Field(max_length=200)
+    host: str = Field(max_length=200)
+    pid: int
+    since: float
+    expires_at: float

@@ -1,0 +1,156 @@
+"""End to end against the sandbox: the CSV files equal the sandbox's data, whatever happens."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.engine import run_sync
+from syncd.store import Store
+from tests.engine.helpers import assert_csv_matches, read_csv_dir, settings_for
+
+
+def test_sync_writes_csv_equal_to_sandbox_on_both_stores(make_sandbox: Any, store_url: str, tmp_path: Path) -> None:
+    sandbox = make_sandbox(customers=15, invoices=250, transactions=120)
+    settings = settings_for(sandbox, store_url, tmp_path / "out")
+    report = run_sync(settings)
+    assert report.ok, report.errors()
+    assert report.streams["invoices"].fetched >= 250
+    assert_csv_matches(sandbox, tmp_path / "out")
+
+
+def test_second_sync_without_changes_makes_one_list_request_per_stream_and_writes_nothing(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(customers=10, invoices=150, transactions=60)
+    settings = settings_for(sandbox, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out")
+    assert run_sync(settings).ok
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.csv")}
+    sandbox.stats.reset()
+    report = run_sync(settings)
+    assert report.ok
+    for name in ("customers", "invoices", "transactions"):
+        assert sandbox.stats.count("GET", f"/{name}") == 1, name
+        assert report.streams[name].requests == 1
+        assert report.streams[name].changed == 0
+        assert report.streams[name].delivered == {}
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.csv")} == mtimes
+
+
+def test_updates_creates_and_deletes_reach_the_files(make_sandbox: Any, tmp_path: Path) -> None:
+    sandbox = make_sandbox(customers=8, invoices=60, transactions=20)
+    settings = settings_for(sandbox, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out")
+    assert run_sync(settings).ok
+    customers = sandbox.data.list("customers")
+    invoices = sandbox.data.list("invoices")
+    sandbox.data.update("customers", customers[0]["id"], {"name": "Renamed & Co"})
+    sandbox.data.delete("invoices", invoices[3]["id"])
+    sandbox.data.create("customers", {"name": "Brand New Ltd"})
+    report = run_sync(settings)
+    assert report.ok, report.errors()
+    assert report.streams["invoices"].deleted == 1
+    assert_csv_matches(sandbox, tmp_path / "out")
+
+
+def test_concurrent_edits_during_sync_then_one_more_sync_is_exact(make_sandbox: Any, tmp_path: Path) -> None:
+    sandbox = make_sandbox(customers=30, invoices=1500, transactions=400, latency=0.002)
+    settings = settings_for(sandbox, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out")
+    sandbox.knobs.edit_rate = 300.0
+    run_sync(settings)
+    sandbox.knobs.edit_rate = 0.0
+    edited = sandbox.stats.edits if hasattr(sandbox.stats, "edits") else None
+    report = run_sync(settings)
+    assert report.ok, report.errors()
+    assert edited is None or edited > 0
+    assert_csv_matches(sandbox, tmp_path / "out")
+
+
+def test_rate_limits_server_errors_and_strict_pages(make_sandbox: Any, tmp_path: Path) -> None:
+    sandbox = make_sandbox(customers=10, invoices=400, transactions=100, strict_pages=True, p429=0.3, p500=0.05)
+    settings = settings_for(
+        sandbox, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out", invoiced={"retry_attempts": 30}
+    )
+    report = run_sync(settings)
+    assert report.ok, report.errors()
+    assert sandbox.stats.served_429 > 0 and sandbox.stats.served_500 > 0
+    assert_csv_matches(sandbox, tmp_path / "out")
+
+
+def test_full_ignores_cursors(make_sandbox: Any, tmp_path: Path) -> None:
+    sandbox = make_sandbox(customers=5, invoices=30, transactions=10)
+    settings = settings_for(sandbox, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out")
+    assert run_sync(settings).ok
+    report = run_sync(settings, streams=["customers"], full=True)
+    assert report.ok and list(report.streams) == ["customers"]
+    assert report.streams["customers"].fetched == len(sandbox.data.list("customers"))
+    assert report.streams["customers"].changed == 0
+
+
+def test_stream_scope_sends_metadata_and_filter(make_sandbox: Any, tmp_path: Path) -> None:
+    sandbox = make_sandbox(customers=20, invoices=200, transactions=10)
+    region = next(c["metadata"]["region"] for c in sandbox.data.list("customers") if c["metadata"].get("region"))
+    settings = settings_for(
+        sandbox,
+        f"sqlite:///{tmp_path / 's.db'}",
+        tmp_path / "out",
+        streams={"customers": {"metadata": {"region": region}}, "transactions": {"enabled": False}},
+    )
+    assert run_sync(settings).ok
+    rows = read_csv_dir(tmp_path / "out")["customers"][1:]
+    want = {str(c["id"]) for c in sandbox.data.list("customers") if c["metadata"].get("region") == region}
+    assert {r[0] for r in rows} == want and 0 < len(want) < 20
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_restart_converges(make_sandbox: Any, tmp_path: Path) -> None:
+    """Kill `syncd sync` (SIGKILL) at random moments many times; the final output is exact."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sandbox = make_sandbox(customers=40, invoices=3000, transactions=800, latency=0.003)
+    out, config = tmp_path / "out", tmp_path / "syncd.toml"
+    config.write_text(
+        f"""
+[invoiced]
+base_url = "{sandbox.url}"
+api_key = "{sandbox.api_key}"
+[store]
+url = "sqlite:///{tmp_path / "s.db"}"
+[connectors.csv]
+enabled = true
+directory = "{out}"
+mapping = "{Path(__file__).resolve().parents[2] / "mappings" / "csv.toml"}"
+render_every = 0.2
+"""
+    )
+    rng = random.Random(1234)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    kills = 0
+    for attempt in range(20):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncd.cli", "--config", str(config), "sync"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        time.sleep(rng.uniform(0.3, 2.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if attempt % 4 == 3:  # data keeps moving between kills
+            for inv in rng.sample(sandbox.data.list("invoices"), 5):
+                sandbox.data.update("invoices", inv["id"], {"notes": f"edit {attempt}"})
+    assert kills >= 10
+    final = subprocess.run([sys.executable, "-m", "syncd.cli", "--config", str(config), "sync"], env=env, check=False)
+    assert final.returncode == 0
+    assert_csv_matches(sandbox, out)
+    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    assert store.count_raw("invoices") == len(sandbox.data.list("invoices"))
+    store.close()

@@ -1,0 +1,104 @@
+"""The checkpoint store behaves the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from syncd.errors import StoreError
+from syncd.plugin import Record
+from syncd.store import Store, content_hash
+from syncd.store.models import SCHEMA_VERSION
+
+
+def test_raw_records_round_trip_money_exactly(store_url: str) -> None:
+    store = Store.open(store_url)
+    data = {"id": 7, "total": Decimal("0.10") + Decimal("0.20"), "items": [{"amount": Decimal("1E+2")}]}
+    record = Record("invoices", "7", 100, data)
+    store.save_raw([(record, content_hash(data))])
+    back = store.get_raw("invoices", "7")
+    assert back == data
+    assert isinstance(back["total"], Decimal) and str(back["total"]) == "0.30"
+    assert store.raw_hashes("invoices", ["7", "8"]) == {"7": content_hash(data)}
+    store.close()
+
+
+def test_iter_raw_batches_in_id_order_and_skips_deleted(store_url: str) -> None:
+    store = Store.open(store_url)
+    rows = [(Record("customers", str(i), i, {"id": i}), str(i)) for i in (10, 9, 100, 2)]
+    rows.append((Record("customers", "5", 5, {"id": 5}, deleted=True), "deleted"))
+    store.save_raw(rows)
+    batches = list(store.iter_raw("customers", include_deleted=False, batch=2))
+    assert [[r.id for r in b] for b in batches] == [["2", "9"], ["10", "100"]]
+    assert store.count_raw("customers") == 4
+    store.close()
+
+
+def test_cursors_partitions_and_finish(store_url: str) -> None:
+    store = Store.open(store_url)
+    store.set_cursor("invoices", "w::99", 50)
+    store.set_cursor("invoices", "w:100:", 70)
+    assert store.cursors("invoices") == {"w::99": 50, "w:100:": 70}
+    store.finish_partitions("invoices", 50)
+    assert store.cursors("invoices") == {"": 50}
+    store.reset_stream("invoices")
+    assert store.cursors("invoices") == {}
+    store.close()
+
+
+def test_deliveries_and_dead_letters(store_url: str) -> None:
+    store = Store.open(store_url)
+    store.commit_deliveries("csv", "invoices", [("1", "h1")], [("2", "bad amount")])
+    store.commit_deliveries("csv", "invoices", [], [("2", "still bad")])
+    assert store.delivered_hashes("csv", "invoices", ["1", "2"]) == {"1": "h1"}
+    [dead] = store.dead_letters()
+    assert (dead.record_id, dead.reason, dead.attempts) == ("2", "still bad", 2)
+    store.commit_deliveries("csv", "invoices", [("2", "h2")])
+    assert store.count_dead_letters() == 0
+    store.forget_deliveries("csv")
+    assert store.delivered_hashes("csv", "invoices", ["1", "2"]) == {}
+    store.close()
+
+
+def test_output_rows_replace_per_record_and_track_dirtiness(store_url: str) -> None:
+    store = Store.open(store_url)
+    out = store.outputs("csv")
+    out.put_many([("invoices", "2", {"invoices": [{"n": 2}], "lines": [{"l": "a"}, {"l": "b"}]})])
+    out.put("invoices", "10", {"invoices": [{"n": 10}]})
+    assert out.is_dirty()
+    out.mark_clean()
+    assert not out.is_dirty()
+    out.put("invoices", "2", {"invoices": [{"n": 22}]})
+    assert [r["n"] for r in out.rows("invoices")] == [22, 10]
+    assert list(out.rows("lines")) == []
+    out.delete("invoices", "10")
+    assert [r["n"] for r in out.rows("invoices")] == [22]
+    assert list(store.outputs("ledger").rows("invoices")) == []
+    store.close()
+
+
+def test_runs_are_recorded(store_url: str) -> None:
+    store = Store.open(store_url)
+    run = store.start_run("sync")
+    store.finish_run(run, "failed", {"fetched": 3}, "boom")
+    [last] = store.recent_runs(1)
+    assert (last.kind, last.status, last.error) == ("sync", "failed", "boom")
+    store.close()
+
+
+def test_schema_version_is_checked(store_url: str) -> None:
+    store = Store.open(store_url)
+    with store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(SCHEMA_VERSION + 1)}
+        )
+    store.close()
+    with pytest.raises(StoreError, match="schema version"):
+        Store.open(store_url)
+
+
+def test_unreachable_store_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="unusable"):
+        Store.open("postgresql://nobody:secretpw@127.0.0.1:1/none")
