@@ -23,8 +23,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from procs import ProcResult, SyncdRun, TapRun, run_syncd, run_tap  # noqa: E402
+from procs import TapRun, run_syncd, run_tap  # noqa: E402
 
 SCENARIOS = ("throughput", "drift", "resume", "429")
 TAP = "tap-invoiced 0.3.0"
@@ -88,12 +89,12 @@ class Sizes:
 # -- output ---------------------------------------------------------------------------------
 
 
-def table(title: str, header: list[str], rows: list[list[Any]], notes: list[str] = ()) -> str:  # type: ignore[assignment]
+def table(title: str, header: list[str], rows: list[list[Any]], notes: Sequence[str] = ()) -> str:
     cells = [[_fmt(c) for c in row] for row in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = [f"\n## {title}", ""]
     for n, row in enumerate(cells):
-        lines.append("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) + " |")
+        lines.append("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))) + " |")
         if n == 0:
             lines.append("|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
     lines += [""] + [f"- {note}" for note in notes]
@@ -158,9 +159,29 @@ def sandbox_process(**config: Any) -> Iterator[tuple[str, str]]:
             proc.wait()
 
 
-def _read_banner(proc: subprocess.Popen[str], port: int) -> tuple[str, str]:
-    """The sandbox CLI prints its URL and API key; read them."""
-    raise NotImplementedError
+BANNER = "syncd sandbox: serving "
+
+
+def _read_banner(proc: subprocess.Popen[str], port: int, timeout: float = 120.0) -> tuple[str, str]:
+    """The sandbox CLI prints `syncd sandbox: serving URL api_key=KEY` once it listens; read it."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line.rstrip())
+        if line.startswith(BANNER):
+            url, _, key = line[len(BANNER) :].strip().partition(" api_key=")
+            if f":{port}" not in url:
+                raise RuntimeError(f"sandbox serves {url}, expected port {port}")
+            # Keep draining its output so the child never blocks on a full pipe.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return url, key
+    raise RuntimeError("sandbox did not start: " + " | ".join(seen[-5:]))
 
 
 def invoice_versions(sandbox: Any, stream: str = "invoices") -> dict[str, int]:
@@ -417,7 +438,39 @@ def resume(sz: Sizes, work: Path) -> list[str]:
 
 
 def rate_limit(sz: Sizes, work: Path) -> list[str]:
-    raise NotImplementedError
+    config = {"seed": sz.seed, "customers": 20, "invoices": sz.rl_invoices, "transactions": 0,
+              "latency": 0.0, "rate_limit": sz.rl_rate, "burst": 5}
+    rows = []
+    with sandbox_inproc(**config) as sb:
+        say(f"429: {TAP} against a {sz.rl_rate:g} req/s token bucket")
+        tap = run_tap(sb.url, sb.api_key, sleep_scale=sz.tap_sleep_scale, workdir=work,
+                      log_path=work / "tap-429.log")
+        served = sb.stats.served_429
+        sleeps = tap.summary.get("sleeps", [])
+        asked = sum(sleeps)
+        rows.append([TAP, served, len(sleeps), asked, "ok" if not tap.summary.get("error") else
+                     str(tap.summary.get("error"))[:60], tap.total])
+    with sandbox_inproc(**config) as sb:
+        say(f"429: {SYNCD} against a {sz.rl_rate:g} req/s token bucket")
+        syncd = run_syncd(sb.url, sb.api_key, store=work / "rl.db", out=work / "rl-out",
+                          streams="customers,invoices", retry_attempts=50, log_path=work / "syncd-429.log")
+        rows.append([SYNCD, sb.stats.served_429, None, syncd.proc.wall,
+                     "ok" if syncd.ok else str(syncd.report.get("error"))[:60], syncd.fetched])
+    notes = [
+        f"{sz.rl_invoices:,} invoices; the sandbox answers 429 with Retry-After (seconds until the next token) "
+        f"once its {sz.rl_rate:g} req/s bucket is empty",
+        f"baseline: every sleep it asked for is recorded and really slept at 1/{round(1 / sz.tap_sleep_scale)} "
+        "of its length; 'seconds waited' is what it asked for in total",
+        "syncd: 'seconds waited' is its whole wall time (it sleeps what Retry-After says)",
+    ]
+    return [
+        table(
+            "HTTP 429 with Retry-After",
+            ["run", "429s served", "sleeps", "seconds waited", "outcome", "records"],
+            rows,
+            notes,
+        )
+    ]
 
 
 RUNNERS: dict[str, Callable[[Sizes, Path], list[str]]] = {

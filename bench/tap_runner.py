@@ -51,7 +51,7 @@ def _catalog(streams: list[str]) -> dict:
     return catalog
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0915 - a flat script of set-up steps
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="sandbox base URL (http://127.0.0.1:PORT)")
     parser.add_argument("--api-key", required=True)

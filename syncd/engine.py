@@ -466,7 +466,7 @@ def open_targets(
         mappings = registry.load_mappings(specs)
     targets = []
     for spec in specs:
-        connector = registry.build(spec, store, settings)
+        connector = registry.build(spec, store, settings, mappings[spec.name])
         connector.open()
         targets.append(Target(spec.name, connector, mappings[spec.name]))
     return targets

@@ -116,11 +116,20 @@ class OutputStore(Protocol):
     def put(self, stream: str, record_id: str, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """Replace every row this connector holds for the record with `tables`."""
 
+    def put_many(self, items: Sequence[tuple[str, str, Mapping[str, Sequence[Mapping[str, Any]]]]]) -> None:
+        """`put` for many (stream, record_id, tables) at once, in one transaction."""
+
     def delete(self, stream: str, record_id: str) -> None:
         """Remove every row this connector holds for the record."""
 
     def rows(self, table: str) -> Iterator[dict[str, Any]]:
         """Yield the rows of one table in a stable order (by record id, then row)."""
+
+    def is_dirty(self) -> bool:
+        """True when rows changed since the connector last rendered its files."""
+
+    def mark_clean(self) -> None:
+        """Say that the connector's files now reflect every row."""
 
 
 @dataclass(slots=True)

@@ -99,9 +99,14 @@ def load_mappings(specs: list[ConnectorSpec]) -> dict[str, MappingSet]:
     return mappings
 
 
-def build(spec: ConnectorSpec, store: Store, settings: Settings) -> Connector:
-    """Instantiate a connector with its slice of the store."""
+def build(
+    spec: ConnectorSpec, store: Store, settings: Settings, mapping: MappingSet | None = None
+) -> Connector:
+    """Instantiate a connector with its slice of the store and its mapping's output columns."""
     context = ConnectorContext(
-        name=spec.name, outputs=store.outputs(spec.name), state_dir=settings.resolve(".")
+        name=spec.name,
+        outputs=store.outputs(spec.name),
+        state_dir=settings.resolve("."),
+        columns=mapping.columns() if mapping is not None else {},
     )
     return spec.cls(spec.settings, context)

@@ -8,14 +8,21 @@ the run ends (and every `render_every` seconds during a long run).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import structlog
 
 from connectors.csv.files import write_atomic
-from syncd.plugin import Connector, ConnectorSettings, MappedRecord, Rejection, TableSpec
+from syncd.plugin import (
+    Connector,
+    ConnectorSettings,
+    ExternalPayment,
+    MappedRecord,
+    Rejection,
+    TableSpec,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +33,10 @@ class CsvSettings(ConnectorSettings):
     enabled: bool = True
     directory: Path = Path("out")
     render_every: float = 30.0
+    # The payments inbox (a CSV file or a directory of them) pushed back to Invoiced;
+    # columns in connectors/csv/inbox.py. Rejected rows go to `rejects` (default: beside it).
+    inbox: Path | None = None
+    rejects: Path | None = None
 
 
 class CsvConnector(Connector):
@@ -34,6 +45,7 @@ class CsvConnector(Connector):
     name: ClassVar[str] = "csv"
     settings_model: ClassVar[type[ConnectorSettings]] = CsvSettings
     tables: ClassVar[dict[str, TableSpec]] = {}
+    provides_payments: ClassVar[bool] = True
 
     settings: CsvSettings
 
@@ -41,7 +53,9 @@ class CsvConnector(Connector):
         self.directory = self._directory()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._last_render = time.monotonic()
-        self._columns: dict[str, list[str]] = dict(getattr(self.context, "columns", {}) or {})
+        # Columns come from the mapping, so a table is rendered (header included) even in a
+        # run that wrote no row of it, e.g. one that only deleted records.
+        self._columns: dict[str, list[str]] = {t: list(c) for t, c in self.context.columns.items()}
 
     def _directory(self) -> Path:
         directory = self.settings.directory
@@ -54,12 +68,9 @@ class CsvConnector(Connector):
             if mapped.record.deleted:
                 outputs.delete(stream, mapped.record.id)
                 continue
-            for table, rows in mapped.tables.items():
-                if rows and table not in self._columns:
-                    self._columns[table] = list(rows[0].keys())
             items.append((stream, mapped.record.id, mapped.tables))
         if items:
-            outputs.put_many(items)  # type: ignore[attr-defined]
+            outputs.put_many(items)
         return []
 
     def flush(self) -> None:
@@ -74,9 +85,23 @@ class CsvConnector(Connector):
         """Rebuild every table's file from the store, if anything changed since the last time."""
         outputs = self.context.outputs
         self._last_render = time.monotonic()
-        if not outputs.is_dirty():  # type: ignore[attr-defined]
+        missing = any(not (self.directory / f"{table}.csv").exists() for table in self._columns)
+        if not (missing or outputs.is_dirty()):
             return
         for table, columns in sorted(self._columns.items()):
             count = write_atomic(self.directory / f"{table}.csv", columns, outputs.rows(table))
             log.info("csv.rendered", table=table, rows=count)
-        outputs.mark_clean()  # type: ignore[attr-defined]
+        outputs.mark_clean()
+
+    def external_payments(self) -> Iterable[ExternalPayment | Rejection]:
+        """The payments of the inbox (none when `inbox` is not set); see connectors/csv/inbox.py."""
+        from connectors.csv.inbox import Inbox
+
+        if self.settings.inbox is None:
+            return ()
+        base = self.context.state_dir
+        inbox = self.settings.inbox if self.settings.inbox.is_absolute() else base / self.settings.inbox
+        rejects = self.settings.rejects
+        if rejects is not None and not rejects.is_absolute():
+            rejects = base / rejects
+        return Inbox(inbox, source=self.context.name, rejects=rejects)
