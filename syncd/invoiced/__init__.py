@@ -1,0 +1,7 @@
+"""The API edge: httpx client with Basic auth and Decimal JSON, Link paging, typed errors, retries."""
+
+from syncd.invoiced.client import ClientStats, InvoicedClient, Page
+from syncd.invoiced.paging import LinkPaginator, PaginationLoopError
+from syncd.invoiced.retry import RetryPolicy
+
+__all__ = ["ClientStats", "InvoicedClient", "LinkPaginator", "Page", "PaginationLoopError", "RetryPolicy"]
