@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from syncd import log
@@ -36,7 +37,7 @@ def _settings() -> Settings:
 
 
 def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {log.redact_text(str(exc))}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(log.redact_text(str(exc)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2 if isinstance(exc, SyncdError) else 1)
 
 
@@ -68,7 +69,7 @@ def sync(
         return
     _print_report(report.as_dict())
     if not report.ok:
-        err.print("[bold red]sync failed:[/] " + "; ".join(report.errors()), highlight=False)
+        err.print("[bold red]sync failed:[/] " + escape("; ".join(report.errors())), highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -120,12 +121,17 @@ def mappings_check() -> None:
     for spec in specs:
         errors = check_mapping(spec.mapping_path, dict(spec.cls.tables) or None)
         for error in errors:
-            err.print(str(error), highlight=False, markup=False)
+            err.print(str(error), highlight=False, markup=False, soft_wrap=True)
         problems += len(errors)
         if not errors:
-            console.print(f"{spec.mapping_path}: ok ({spec.name})", highlight=False)
+            console.print(
+                f"{spec.mapping_path}: ok (connector {spec.name})",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
     if problems:
-        err.print(f"{problems} error(s)")
+        err.print(f"{problems} error(s)", highlight=False)
         raise typer.Exit(1)
 
 
@@ -133,35 +139,49 @@ def mappings_check() -> None:
 def mappings_preview(
     connector: str,
     stream: str,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 10,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Records to show.")] = 10,
 ) -> None:
     """Show mapped output for stored records next to their source values."""
+    import difflib
+
     from syncd import registry
     from syncd.engine import iter_records
     from syncd.mapping import render_preview
+    from syncd.plugin import STREAMS
     from syncd.store import Store
 
     try:
         settings = _settings()
+        if stream not in STREAMS:
+            near = difflib.get_close_matches(stream, STREAMS, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise SyncdError(f"unknown stream {stream!r}; streams: {', '.join(STREAMS)}{hint}")
         specs = {s.name: s for s in registry.configured(settings, only_enabled=False)}
         if connector not in specs:
+            near = difflib.get_close_matches(connector, list(specs), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise SyncdError(
-                f"connector {connector!r} is not configured; configured: {', '.join(specs) or 'none'}"
+                f"connector {connector!r} is not configured; configured: {', '.join(specs) or 'none'}{hint}"
             )
         mapping = registry.load_mappings([specs[connector]])[connector]
         tables = mapping.tables_for(stream)
         if not tables:
             raise SyncdError(f"{specs[connector].mapping_path} maps no table from stream {stream!r}")
         store = Store.open(settings.store_url())
-        records = list(iter_records(store, stream, limit))
-        store.close()
+        try:
+            records = list(iter_records(store, stream, limit))
+            # render while the store is open: references (an invoice's customer) are read from it
+            rendered = [render_preview(mapping, table, records, limit, store.get_raw) for table in tables]
+        finally:
+            store.close()
     except SyncdError as exc:
         _fail(exc)
         return
     if not records:
-        err.print(f"no {stream} in the checkpoint store yet: run `syncd sync` first")
-    for table in tables:
-        console.print(render_preview(mapping, table, records, limit))
+        err.print(f"no {stream} in the checkpoint store yet: run `syncd sync` first", highlight=False)
+        return
+    for grid in rendered:
+        console.print(grid)
 
 
 @app.command()
