@@ -23,6 +23,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# Seconds of the server's clock re-read after a complete listing: a write the server stamped
+# just before it answered may become visible to a list query a moment later.
+SETTLE_SECONDS = 5
+
 
 class PageLike(Protocol):
     items: list[dict[str, Any]]
@@ -84,6 +88,17 @@ class CursorWalk:
             if hit is not None and hit[0] != int(item["updated_at"]):
                 hit[1].disturbed = True
 
+    def _settled(self, page: PageLike) -> int:
+        """The checkpoint a complete (last) page of the listing allows: its server time, less a margin.
+
+        A last page that is not full is the whole rest of the listing at the moment it was
+        served, so every record in scope updated before then is read, however old the newest
+        one is. Without this, a date window whose records were last edited long ago would hold
+        the stream's cursor back and make every later run re-read most of the stream.
+        """
+        served = getattr(page, "server_time", None)
+        return int(served) - SETTLE_SECONDS if served else 0
+
     def _pin(self) -> int:
         return min((scan.second for scan in self._scans), default=self.position)
 
@@ -93,12 +108,13 @@ class CursorWalk:
             items = page.items
             self._observe(items)
             if not items:
+                self.position = max(self.position, self._settled(page))
                 return
             top = int(items[-1]["updated_at"])
             full = len(items) >= self._per_page and page.next_url is not None
             if not full:
                 # The whole rest of the listing was in one snapshot.
-                self.position = max(self.position, top)
+                self.position = max(self.position, top, self._settled(page))
                 yield WalkPage(items, min(self._pin(), self.position))
                 return
             if top > self.position:
@@ -124,8 +140,8 @@ class CursorWalk:
                 scan.disturbed = True
             top = int(page.items[-1]["updated_at"]) if page.items else scan.second
             if page.next_url is None or top > scan.second:
-                self.position = max(self.position, top)
                 self._ended = page.next_url is None
+                self.position = max(self.position, top, self._settled(page) if self._ended else 0)
                 yield WalkPage(page.items, self._pin())
                 return
             yield WalkPage(page.items, self._pin())

@@ -12,6 +12,7 @@ nothing that is already delivered.
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import time
@@ -29,7 +30,7 @@ from syncd.invoiced import InvoicedClient, Page
 from syncd.mapping import MappingSet
 from syncd.plugin import Connector, MappedRecord, Record
 from syncd.progress import Progress
-from syncd.store import Store, content_hash
+from syncd.store import Store, content_hash, ref_id
 from syncd.streams import STREAMS, Stream
 
 log = structlog.get_logger(__name__)
@@ -95,6 +96,10 @@ class Target:
     def streams(self) -> set[str]:
         return {s for s in STREAMS if self.mapping.tables_for(s)}
 
+    def references(self, stream: str) -> list[str]:
+        """Reference fields (customer, invoice) the mapping reads through for `stream`."""
+        return sorted(f for f in self.mapping.expands(stream) if f in REFERENCES)
+
 
 @dataclass
 class _Walker:
@@ -108,15 +113,22 @@ class _Walker:
 _DONE = object()
 
 
+# Fields by which a record refers to another stream's record. Mappings may read through them
+# (`customer.name` on an invoice); the referred record is read from the store, never from an
+# API `expand`, so that a renamed customer re-delivers its invoices with the new name.
+REFERENCES = {"customer": "customers", "invoice": "invoices"}
+
+
 class Delivery:
-    """Maps and writes records to every target, recording what each now holds."""
+    """Maps and writes records to every target, recording what each now holds.
+
+    What a target holds is keyed by a hash of the record *and* of every record its mapping
+    reads through a reference, so an edited customer makes its invoices due again.
+    """
 
     def __init__(self, store: Store, targets: Sequence[Target]) -> None:
         self.store = store
         self.targets = targets
-
-    def resolver(self) -> Callable[[str, str], Mapping[str, Any] | None]:
-        return self.store.get_raw
 
     def deliver(
         self, stream: str, records: Sequence[Record], report: StreamReport, *, save: bool = True
@@ -125,49 +137,119 @@ class Delivery:
         if not records:
             return
         hashes = {r.id: (DELETED_HASH if r.deleted else content_hash(r.data)) for r in records}
-        ids = list(hashes)
+        changed: list[Record] = []
         if save:
-            known = self.store.raw_hashes(stream, ids)
+            known = self.store.raw_hashes(stream, list(hashes))
             changed = [
-                (r, hashes[r.id])
-                for r in records
-                if known.get(r.id) != hashes[r.id] and not (r.deleted and r.id not in known)
+                r for r in records if known.get(r.id) != hashes[r.id] and not (r.deleted and r.id not in known)
             ]
             if changed:
-                self.store.save_raw(changed)
-                report.changed += sum(1 for r, _ in changed if not r.deleted)
-        resolve = self.resolver()
+                self.store.save_raw([(r, hashes[r.id]) for r in changed])
+                report.changed += sum(1 for r in changed if not r.deleted)
         for target in self.targets:
-            if stream not in target.streams():
+            if stream in target.streams():
+                self._deliver_to(target, stream, records, hashes, report)
+        if changed:
+            self.redeliver_dependents(stream, [r.id for r in changed])
+
+    def catch_up_dependents(self) -> None:
+        """Finish re-deliveries of dependents that a killed run left due."""
+        for stream in sorted(set(REFERENCES.values())):
+            while ids := self.store.dependents_due(stream):
+                self.redeliver_dependents(stream, ids)
+
+    def _deliver_to(
+        self,
+        target: Target,
+        stream: str,
+        records: Sequence[Record],
+        hashes: Mapping[str, str],
+        report: StreamReport,
+    ) -> None:
+        refs = target.references(stream)
+        referred = self._referred(stream, records, refs)
+        versions = {
+            r.id: hashes[r.id] if r.deleted or not refs else _versioned(hashes[r.id], r, refs, referred)
+            for r in records
+        }
+        held = self.store.delivered_hashes(target.name, stream, list(versions))
+        todo = [r for r in records if held.get(r.id) != versions[r.id] and not (r.deleted and r.id not in held)]
+        if not todo:
+            return
+        data = {(REFERENCES[f], rid): obj for f in refs for rid, (_, obj) in referred[f].items()}
+
+        def resolve(ref_stream: str, rid: str) -> Mapping[str, Any] | None:
+            key = (ref_stream, rid)
+            return data[key] if key in data else self.store.get_raw(ref_stream, rid)
+
+        mapped, rejected = [], []
+        for record in todo:
+            try:
+                tables = {} if record.deleted else target.mapping.apply(record, resolve)
+            except (SyncdError, ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                rejected.append((record.id, f"mapping failed: {exc}"))
                 continue
-            held = self.store.delivered_hashes(target.name, stream, ids)
-            todo = [
-                r for r in records if held.get(r.id) != hashes[r.id] and not (r.deleted and r.id not in held)
-            ]
-            if not todo:
+            mapped.append(MappedRecord(record, tables))
+        with structlog.contextvars.bound_contextvars(connector=target.name, stream=stream):
+            refusals = target.connector.write(stream, mapped) if mapped else []
+            target.connector.flush()
+        rejected.extend((r.record_id, r.reason) for r in refusals)
+        refused = {rid for rid, _ in rejected}
+        done = [(r.id, versions[r.id]) for r in todo if r.id not in refused]
+        self.store.commit_deliveries(target.name, stream, done, rejected)
+        report.delivered[target.name] = report.delivered.get(target.name, 0) + len(done)
+        if rejected:
+            report.rejected[target.name] = report.rejected.get(target.name, 0) + len(rejected)
+            for rid, reason in rejected:
+                log.warning("record.rejected", connector=target.name, stream=stream, record_id=rid, reason=reason)
+
+    def _referred(
+        self, stream: str, records: Sequence[Record], refs: Sequence[str]
+    ) -> dict[str, dict[str, tuple[str, dict[str, Any]]]]:
+        """For each reference field: the referred records' (content hash, data), by id, one query each."""
+        out: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
+        for field_name in refs:
+            ids = {rid for r in records if not r.deleted and (rid := ref_id(r.data, field_name))}
+            found = self.store.get_raw_many(REFERENCES[field_name], ids)
+            out[field_name] = {rid: (content_hash(obj), obj) for rid, obj in found.items()}
+        return out
+
+    def redeliver_dependents(self, stream: str, ids: Sequence[str]) -> None:
+        """Re-deliver stored records that read `stream`'s changed records through a reference."""
+        for field_name, referred_stream in REFERENCES.items():
+            if referred_stream != stream:
                 continue
-            mapped, rejected = [], []
-            for record in todo:
-                try:
-                    tables = {} if record.deleted else target.mapping.apply(record, resolve)
-                except (SyncdError, ValueError, TypeError, KeyError, ArithmeticError) as exc:
-                    rejected.append((record.id, f"mapping failed: {exc}"))
-                    continue
-                mapped.append(MappedRecord(record, tables))
-            with structlog.contextvars.bound_contextvars(connector=target.name, stream=stream):
-                refusals = target.connector.write(stream, mapped) if mapped else []
-                target.connector.flush()
-            rejected.extend((r.record_id, r.reason) for r in refusals)
-            refused = {rid for rid, _ in rejected}
-            done = [(r.id, hashes[r.id]) for r in todo if r.id not in refused]
-            self.store.commit_deliveries(target.name, stream, done, rejected)
-            report.delivered[target.name] = report.delivered.get(target.name, 0) + len(done)
-            if rejected:
-                report.rejected[target.name] = report.rejected.get(target.name, 0) + len(rejected)
-                for rid, reason in rejected:
-                    log.warning(
-                        "record.rejected", connector=target.name, stream=stream, record_id=rid, reason=reason
-                    )
+            for dependent in STREAMS:
+                for target in self.targets:
+                    if field_name not in target.references(dependent):
+                        continue
+                    records = self.store.raw_referring(dependent, field_name, ids)
+                    scratch = StreamReport()
+                    self._deliver_to(target, dependent, records, _hashes(records), scratch)
+                    if scratch.delivered:
+                        log.info(
+                            "dependents.redelivered",
+                            connector=target.name,
+                            stream=dependent,
+                            because=stream,
+                            records=scratch.delivered.get(target.name, 0),
+                        )
+        self.store.clear_dependents_due(stream, ids)
+
+
+def _hashes(records: Sequence[Record]) -> dict[str, str]:
+    return {r.id: content_hash(r.data) for r in records}
+
+
+def _versioned(
+    own: str, record: Record, refs: Sequence[str], referred: Mapping[str, Mapping[str, tuple[str, Any]]]
+) -> str:
+    """The record's hash combined with those of the records its mapping reads through references."""
+    parts = [own]
+    for field_name in refs:
+        found = referred[field_name].get(ref_id(record.data, field_name) or "")
+        parts.append(f"{field_name}={found[0] if found else '-'}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
 class SyncRun:
@@ -197,12 +279,6 @@ class SyncRun:
         conf = self.settings.streams.enabled()[name]
         base = STREAMS[name]
         return Stream(base.name, base.path, base.object, base.windowable, conf.metadata, conf.filter)
-
-    def _expands(self, stream: str) -> set[str]:
-        wanted: set[str] = set()
-        for target in self.targets:
-            wanted |= target.mapping.expands(stream)
-        return wanted
 
     def _fetcher(self, path: str) -> Callable[[Mapping[str, str], str | None], Page]:
         def fetch(params: Mapping[str, str], next_url: str | None) -> Page:
@@ -237,7 +313,7 @@ class SyncRun:
 
     def _plan(self, name: str, full: bool) -> list[_Walker]:
         stream = self._stream(name)
-        params = stream.params(self._expands(name))
+        params = stream.params()
         if full:
             self.store.reset_stream(name)
         cursors = self.store.cursors(name)
@@ -276,6 +352,7 @@ class SyncRun:
         for name in streams:
             self.report.streams[name] = StreamReport()
         self.report.redelivered = redeliver(self.store, self.targets, self.delivery)
+        self.delivery.catch_up_dependents()
         walkers: list[_Walker] = []
         for name in streams:
             try:
@@ -291,11 +368,12 @@ class SyncRun:
         ]
         for thread in threads:
             thread.start()
-        try:
-            events_from = self._events_start()
-        except SyncdError as exc:
-            events_from = None
-            log.error("events.failed", error=str(exc))
+        events_from: int | None = None
+        if walkers:  # a re-delivery-only run asks Invoiced nothing
+            try:
+                events_from = self._events_start()
+            except SyncdError as exc:
+                log.error("events.failed", error=str(exc))
         self._drain(walkers, out)
         for thread in threads:
             thread.join()
@@ -494,7 +572,7 @@ def run_sync(
     `mappings` (by connector name) lets a daemon keep using the last valid mapping files.
     """
     enabled = settings.streams.enabled()
-    names = [n for n in (streams or list(enabled)) if n in enabled]
+    names = [n for n in (list(enabled) if streams is None else streams) if n in enabled]
     unknown = [n for n in (streams or []) if n not in STREAMS]
     if unknown:
         raise SyncdError(f"unknown stream {unknown[0]!r}; streams: {', '.join(STREAMS)}")

@@ -42,6 +42,7 @@ class MappingError(SyncdError):
         field: str | None = None,
     ) -> None:
         self.file, self.line, self.column, self.field, self.reason = file, line, column, field, message
+        self.errors: list[MappingError] = []  # every error of the file, when raised for a whole file
         where = file or "<mapping>"
         if line is not None:
             where += f":{line}" + (f":{column}" if column is not None else "")
@@ -77,11 +78,23 @@ class ApiError(SyncdError):
 
 
 class RetryableApiError(ApiError):
-    """A 429, 5xx or transport failure: the same request may succeed later."""
+    """A 429, 5xx or transport failure: the same request may succeed later.
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+    `outcome_unknown` is True when a write may have been applied before it failed
+    (5xx, timeout, broken connection): look it up before sending it again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        outcome_unknown: bool = False,
+        **kwargs: object,
+    ) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
 
 
 class FatalApiError(ApiError):

@@ -17,12 +17,10 @@ class Stream:
     metadata: Mapping[str, str] = field(default_factory=dict)
     filter: Mapping[str, str] = field(default_factory=dict)
 
-    def params(self, expand: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
-        """Scope parameters: `metadata[k]=v`, `filter[k]=v` and `expand`."""
+    def params(self) -> dict[str, str]:
+        """Scope parameters: `metadata[k]=v` and `filter[k]=v`."""
         params = {f"metadata[{k}]": v for k, v in self.metadata.items()}
         params.update({f"filter[{k}]": v for k, v in self.filter.items()})
-        if expand:
-            params["expand"] = ",".join(sorted(expand))
         return params
 
 

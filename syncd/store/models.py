@@ -27,13 +27,24 @@ class Cursor(SQLModel, table=True):
 class RawRecord(SQLModel, table=True):
     """The latest raw object seen for a record, so mappings can be re-applied without refetching."""
 
-    __table_args__ = (Index("ix_rawrecord_stream_sort", "stream", "sort_key"),)
+    __table_args__ = (
+        Index("ix_rawrecord_stream_sort", "stream", "sort_key"),
+        Index("ix_rawrecord_customer", "stream", "customer_id"),
+        Index("ix_rawrecord_invoice", "stream", "invoice_id"),
+        Index("ix_rawrecord_due", "dependents_due"),
+    )
 
     stream: str = Field(primary_key=True, max_length=40)
     record_id: str = Field(primary_key=True, max_length=64)
     sort_key: int = Field(sa_column=Column(BigInteger, nullable=False))
     updated_at: int = Field(sa_column=Column(BigInteger, nullable=False))
     content_hash: str = Field(max_length=64)
+    # The records this one refers to, so a renamed customer can re-deliver its invoices.
+    customer_id: str | None = Field(default=None, max_length=64)
+    invoice_id: str | None = Field(default=None, max_length=64)
+    # Set with a changed record, cleared once the records that refer to it are re-delivered:
+    # a kill in between must not leave an invoice row with a customer's old name.
+    dependents_due: bool = False
     deleted: bool = False
     data: str = Field(sa_column=Column(Text, nullable=False))
 
@@ -101,6 +112,9 @@ class PushedPayment(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))
     origin: str = Field(default="", max_length=300)
     invoice_id: str | None = Field(default=None, max_length=64)
+    # Set with a changed record, cleared once the records that refer to it are re-delivered:
+    # a kill in between must not leave an invoice row with a customer's old name.
+    dependents_due: bool = False
     transaction_id: str | None = Field(default=None, max_length=64)
     reason: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = 0

@@ -27,6 +27,7 @@ CURSOR: Table = Cursor.__table__  # type: ignore[attr-defined]
 META: Table = Meta.__table__  # type: ignore[attr-defined]
 RUN: Table = Run.__table__  # type: ignore[attr-defined]
 
+REFERRED_STREAMS = frozenset({"customers", "invoices"})  # streams other records refer to
 _CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
 
 
@@ -51,6 +52,16 @@ def sort_key(record_id: str) -> int:
         return int(record_id)
     except ValueError:
         return int(hashlib.sha256(record_id.encode()).hexdigest()[:15], 16)
+
+
+def ref_id(data: Mapping[str, Any], field: str) -> str | None:
+    """The id a record refers to in `field` (`customer`, `invoice`), expanded or not."""
+    value = data.get(field)
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    if value is None or isinstance(value, bool):
+        return None
+    return str(value)
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -155,6 +166,9 @@ class Store:
                 "content_hash": h,
                 "deleted": r.deleted,
                 "data": dumps(r.data),
+                "customer_id": None if r.stream == "customers" else ref_id(r.data, "customer"),
+                "invoice_id": ref_id(r.data, "invoice") if r.stream == "transactions" else None,
+                "dependents_due": r.stream in REFERRED_STREAMS,
             }
             for r, h in records
         ]
@@ -173,6 +187,58 @@ class Store:
                 )
             ).first()
         return loads(row[0]) if row else None
+
+    def dependents_due(self, stream: str, limit: int = 1000) -> list[str]:
+        """Ids of changed records whose dependents may not have been re-delivered yet."""
+        with self.engine.connect() as conn:
+            stmt = (
+                select(RAW.c.record_id)
+                .where(RAW.c.stream == stream, RAW.c.dependents_due == True)  # noqa: E712
+                .order_by(RAW.c.sort_key)
+                .limit(limit)
+            )
+            return [rid for (rid,) in conn.execute(stmt)]
+
+    def clear_dependents_due(self, stream: str, ids: Sequence[str]) -> None:
+        """Say that the records referring to these have been re-delivered."""
+        with self.engine.begin() as conn:
+            for chunk in _chunks(ids):
+                conn.execute(
+                    RAW.update()
+                    .where(RAW.c.stream == stream, RAW.c.record_id.in_(chunk))
+                    .values(dependents_due=False)
+                )
+
+    def get_raw_many(self, stream: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Raw records by id (unknown and deleted ones left out), in one query per chunk."""
+        wanted = sorted(set(ids))
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                stmt = select(RAW.c.record_id, RAW.c.data).where(
+                    RAW.c.stream == stream,
+                    RAW.c.record_id.in_(chunk),
+                    RAW.c.deleted == False,  # noqa: E712
+                )
+                found.update({rid: loads(data) for rid, data in conn.execute(stmt)})
+        return found
+
+    def raw_referring(self, stream: str, field: str, ids: Sequence[str]) -> list[Record]:
+        """Stored records of `stream` whose `field` (customer or invoice) is one of `ids`."""
+        column = RAW.c.customer_id if field == "customer" else RAW.c.invoice_id
+        records: list[Record] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids):
+                stmt = (
+                    select(RAW)
+                    .where(RAW.c.stream == stream, column.in_(chunk), RAW.c.deleted == False)  # noqa: E712
+                    .order_by(RAW.c.sort_key)
+                )
+                records.extend(
+                    Record(stream, r["record_id"], r["updated_at"], loads(r["data"]))
+                    for r in conn.execute(stmt).mappings()
+                )
+        return records
 
     def iter_raw(
         self, stream: str, *, include_deleted: bool = True, batch: int = 1000

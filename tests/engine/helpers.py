@@ -24,6 +24,8 @@ def settings_for(sandbox: Any, store_url: str, out: Path, **extra: Any) -> Setti
         "connectors": {"csv": {"enabled": True, "directory": str(out), "mapping": str(CSV_MAPPING)}},
     }
     for key, value in extra.items():
+        if key == "connectors":  # one level deeper: a connector's own keys merge too
+            value = {name: {**data[key].get(name, {}), **section} for name, section in value.items()}
         data[key] = {**data.get(key, {}), **value}
     return Settings(**data)
 

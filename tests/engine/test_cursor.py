@@ -162,3 +162,44 @@ def test_random_edits_during_walks_never_lose_a_record_across_runs(seed: int, in
         for item in page.items:
             seen[item["id"]] = item["updated_at"]
     assert seen == listing.records
+
+
+@dataclass
+class TimedPage(FakePage):
+    server_time: int | None = None
+
+
+def test_a_complete_listing_moves_the_checkpoint_to_the_server_clock() -> None:
+    """An old (or empty) date window must not hold the stream's cursor back at its newest record."""
+    listing = FakeListing({i: 100 + i for i in range(5)})
+
+    def fetch(params: Mapping[str, str], next_url: str | None) -> TimedPage:
+        page = listing.fetch(params, next_url)
+        return TimedPage(page.items, page.total, page.next_url, server_time=9_000)
+
+    walk = CursorWalk(fetch, {}, 0, 10)
+    pages = list(walk)
+    assert pages[-1].checkpoint == 9_000 - 5
+    assert walk.final_checkpoint() == 9_000 - 5
+    empty = FakeListing({})
+
+    def fetch_empty(params: Mapping[str, str], next_url: str | None) -> TimedPage:
+        page = empty.fetch(params, next_url)
+        return TimedPage(page.items, page.total, page.next_url, server_time=9_000)
+
+    walk = CursorWalk(fetch_empty, {}, 50, 10)
+    assert list(walk) == []
+    assert walk.final_checkpoint() == 9_000 - 5
+
+
+def test_an_incomplete_walk_never_jumps_to_the_server_clock() -> None:
+    """Mid-listing pages are checkpointed at their newest record, never at the clock."""
+    listing = FakeListing({i: 100 + i for i in range(25)})
+
+    def fetch(params: Mapping[str, str], next_url: str | None) -> TimedPage:
+        page = listing.fetch(params, next_url)
+        return TimedPage(page.items, page.total, page.next_url, server_time=9_000)
+
+    checkpoints = [p.checkpoint for p in CursorWalk(fetch, {}, 0, 10)]
+    assert checkpoints[:-1] == [109, 118]
+    assert checkpoints[-1] == 9_000 - 5

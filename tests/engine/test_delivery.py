@@ -11,7 +11,7 @@ import pytest
 
 from syncd import registry
 from syncd.engine import run_sync
-from syncd.plugin import Connector, ConnectorSettings, MappedRecord, Rejection
+from syncd.plugin import Connector, MappedRecord, Rejection
 from syncd.store import Store
 from tests.engine.helpers import CSV_MAPPING, read_csv_dir, settings_for
 

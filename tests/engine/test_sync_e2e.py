@@ -44,14 +44,21 @@ def test_updates_creates_and_deletes_reach_the_files(make_sandbox: Any, tmp_path
     sandbox = make_sandbox(customers=8, invoices=60, transactions=20)
     settings = settings_for(sandbox, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out")
     assert run_sync(settings).ok
-    customers = sandbox.data.list("customers")
     invoices = sandbox.data.list("invoices")
-    sandbox.data.update("customers", customers[0]["id"], {"name": "Renamed & Co"})
-    sandbox.data.delete("invoices", invoices[3]["id"])
+    paid = {str(t.get("invoice")) for t in sandbox.data.list("transactions")}
+    doomed = next(i for i in invoices if str(i["id"]) not in paid)
+    # A customer with invoices: its invoices' rows name it, and must follow the rename
+    # although the invoices themselves did not change.
+    renamed = next(i["customer"] for i in invoices if i["id"] != doomed["id"])
+    sandbox.data.update("customers", renamed, {"name": "Renamed & Co"})
+    sandbox.data.delete("invoices", doomed["id"])
     sandbox.data.create("customers", {"name": "Brand New Ltd"})
     report = run_sync(settings)
     assert report.ok, report.errors()
     assert report.streams["invoices"].deleted == 1
+    assert report.streams["invoices"].changed == 0
+    rows = read_csv_dir(tmp_path / "out")["invoices"]
+    assert any("Renamed & Co" in row for row in rows[1:])
     assert_csv_matches(sandbox, tmp_path / "out")
 
 

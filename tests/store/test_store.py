@@ -102,3 +102,21 @@ def test_schema_version_is_checked(store_url: str) -> None:
 def test_unreachable_store_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="unusable"):
         Store.open("postgresql://nobody:secretpw@127.0.0.1:1/none")
+
+
+def test_references_are_indexed_and_changed_referred_records_are_due(store_url: str) -> None:
+    store = Store.open(store_url)
+    invoices = [
+        Record("invoices", "1", 10, {"id": 1, "customer": 7}),
+        Record("invoices", "2", 10, {"id": 2, "customer": {"id": 8, "name": "expanded"}}),
+        Record("invoices", "3", 10, {"id": 3, "customer": 7}),
+    ]
+    store.save_raw([(r, content_hash(r.data)) for r in invoices])
+    store.save_raw([(Record("customers", "7", 10, {"id": 7}), "h7")])
+    assert [r.id for r in store.raw_referring("invoices", "customer", ["7"])] == ["1", "3"]
+    assert [r.id for r in store.raw_referring("invoices", "customer", ["8"])] == ["2"]
+    assert store.dependents_due("customers") == ["7"]
+    store.clear_dependents_due("customers", ["7"])
+    assert store.dependents_due("customers") == []
+    assert store.get_raw_many("invoices", ["1", "9"]) == {"1": {"id": 1, "customer": 7}}
+    store.close()
