@@ -1,0 +1,269 @@
+"""Ledger connector: Invoiced activity as a balanced double-entry journal.
+
+Each invoice and transaction becomes one entry (a voided invoice also gets its
+reversal), kept in the checkpoint store as the connector's output rows. The journal
+file is rendered from the store, in a stable order, and replaced atomically at the end
+of a run (and every `render_every` seconds during a long one); an unchanged store
+gives a byte-identical file. With `main_journal` set, the output is an include file:
+the user's journal is read (for accounts it already declares) but never written.
+Payments recorded by hand in `payments_journal` are offered to the push-back; once
+pushed, the Invoiced transaction they become is not rendered again while the books hold it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import zoneinfo
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import structlog
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from connectors.ledger import books
+from connectors.ledger.journal import (
+    Accounts,
+    Entry,
+    EntryError,
+    customer_row,
+    invoice_entries,
+    transaction_entries,
+)
+from connectors.ledger.render import beancount_accounts, header, render, write_atomic
+from syncd.plugin import (
+    ConfigError,
+    Connector,
+    ConnectorSettings,
+    ExternalPayment,
+    MappedRecord,
+    Rejection,
+    TableSpec,
+)
+
+__all__ = ["AccountSettings", "LedgerConnector", "LedgerSettings"]
+
+log = structlog.get_logger(__name__)
+
+# The connector's tables in the store: journal entries by record, and customers' current accounts.
+ENTRIES = "entries"
+CUSTOMERS = "customers"
+
+
+class AccountSettings(BaseModel):
+    """`[connectors.ledger.accounts]`: accounts used when the mapping leaves one empty."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    receivable: str = "Assets:Accounts Receivable"
+    revenue: str = "Income:Sales"
+    tax: str = "Liabilities:Sales Tax"
+    discounts: str = "Income:Discounts"
+    cash: str = "Assets:Undeposited Funds"
+    adjustments: str = "Income:Adjustments"
+    rounding: str = "Expenses:Rounding"
+    customer_credit: str = "Liabilities:Customer Credit"
+
+
+class LedgerSettings(ConnectorSettings):
+    """`[connectors.ledger]`"""
+
+    path: Path = Path("invoiced.journal")
+    dialect: Literal["hledger", "ledger", "beancount"] = "hledger"
+    main_journal: Path | None = None
+    payments_journal: Path | None = None
+    timezone: str = "UTC"
+    post_statuses: tuple[str, ...] = ("succeeded",)
+    render_every: float = 30.0
+    accounts: AccountSettings = AccountSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+_MONEY_ROW = frozenset({"account", "amount"})
+RENDER_VERSION = "1"  # bump when the rendered text changes for the same entries
+
+
+def _first_line(path: Path) -> str | None:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return fh.readline().rstrip("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _pushed_from_books(entry: Entry, in_books: frozenset[str]) -> bool:
+    # A payment the push-back posted from our own books comes back as an Invoiced
+    # transaction; the books already hold it, so rendering it again would count it twice.
+    meta = dict(entry.meta)
+    return meta.get("external_source") == books.SOURCE and meta.get("external_id", "") in in_books
+
+
+class LedgerConnector(Connector):
+    """Writes invoices and transactions as journal entries (hledger, Ledger or Beancount)."""
+
+    name: ClassVar[str] = "ledger"
+    settings_model: ClassVar[type[ConnectorSettings]] = LedgerSettings
+    provides_payments: ClassVar[bool] = True
+    tables: ClassVar[dict[str, TableSpec]] = {
+        "customers": TableSpec(
+            "customers",
+            frozenset({"ar_account"}),
+            "optional: each customer's current receivable (and credit) account and payee, "
+            "applied to all of the customer's entries when the journal is rendered",
+        ),
+        "invoices": TableSpec(
+            "invoices",
+            frozenset({"date", "payee", "narration", "ar_account", "total"}),
+            "one entry per invoice: debit the customer's receivable for the total",
+        ),
+        "invoice_lines": TableSpec("invoices", _MONEY_ROW, "rows = items: revenue account per line"),
+        "invoice_taxes": TableSpec("invoices", _MONEY_ROW, "rows = taxes: tax liability account"),
+        "invoice_discounts": TableSpec("invoices", _MONEY_ROW, "rows = discounts: contra-revenue account"),
+        "transactions": TableSpec(
+            "transactions",
+            frozenset({"date", "payee", "narration", "type", "account", "ar_account", "amount"}),
+            "payments, charges, refunds, adjustments: cash account by method, receivable",
+        ),
+    }
+
+    settings: LedgerSettings
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def open(self) -> None:
+        s = self.settings
+        self.path = self._resolve(s.path)
+        self.accounts = Accounts(**s.accounts.model_dump())
+        self.tz = zoneinfo.ZoneInfo(s.timezone)
+        self.declared: frozenset[str] = frozenset()
+        if s.main_journal is not None:
+            self.declared = self._check_main(self._resolve(s.main_journal))
+        self._last_render = time.monotonic()
+
+    def _resolve(self, path: Path) -> Path:
+        path = path.expanduser()
+        return path if path.is_absolute() else self.context.state_dir / path
+
+    def _check_main(self, main: Path) -> frozenset[str]:
+        """Accounts and commodities the user's journal declares; warn when it does not include ours."""
+        try:
+            text = main.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read main journal {main}: {exc.strerror}", key="connectors.ledger.main_journal"
+            ) from None
+        names = set(re.findall(r"^account\s+(.+?)(?:\s{2,}|\t|\s*;|\s*$)", text, re.M))
+        names |= set(re.findall(r"^commodity\s+(?:[\d.,]+\s*)?([A-Za-z]{2,10})\s*$", text, re.M))
+        names |= set(re.findall(r"^\d{4}-\d\d-\d\d\s+(?:open|commodity)\s+(\S+)", text, re.M))
+        includes = re.findall(r'^!?include\s+"?([^"\n]+?)"?\s*$', text, re.M)
+        if not any((main.parent / inc).resolve() == self.path.resolve() for inc in includes):
+            line = (
+                f'include "{self.path.name}"'
+                if self.settings.dialect == "beancount"
+                else f"include {self.path.name}"
+            )
+            log.warning("ledger.not_included", main_journal=str(main), add_line=line)
+        return frozenset(names)
+
+    # -- writing -----------------------------------------------------------------------
+    def write(self, stream: str, records: Sequence[MappedRecord]) -> list[Rejection]:
+        """Turn each record into its entries and keep them in the store; refuse what cannot balance."""
+        outputs = self.context.outputs
+        items: list[tuple[str, str, dict[str, list[dict[str, Any]]]]] = []
+        rejected: list[Rejection] = []
+        for mapped in records:
+            rid = mapped.record.id
+            if mapped.record.deleted:
+                outputs.delete(stream, rid)
+                continue
+            try:
+                if stream == "customers":
+                    rows = mapped.tables.get("customers") or ()
+                    table = {CUSTOMERS: [customer_row(rid, rows[0], self.accounts)] if rows else []}
+                else:
+                    table = {ENTRIES: [e.to_row() for e in self._entries(stream, mapped)]}
+            except EntryError as exc:
+                rejected.append(Rejection(stream, rid, f"{stream} {rid}: {exc}"))
+                continue
+            items.append((stream, rid, table))
+        if items:
+            outputs.put_many(items)
+        return rejected
+
+    def _entries(self, stream: str, mapped: MappedRecord) -> list[Entry]:
+        data, rid = mapped.record.data, mapped.record.id
+        if stream == "invoices":
+            entries = invoice_entries(rid, data, mapped.tables, self.accounts, self.tz)
+        elif stream == "transactions":
+            statuses = tuple(self.settings.post_statuses)
+            entries = transaction_entries(rid, data, mapped.tables, self.accounts, self.tz, statuses)
+        else:
+            return []
+        for entry in entries:
+            if entry.imbalance():  # unreachable by construction; never write an unbalanced entry
+                raise EntryError(f"entry does not balance: {entry.imbalance()}")
+        return entries
+
+    def flush(self) -> None:
+        # Entries are durable in the store once put; the file follows on a timer and at close.
+        if time.monotonic() - self._last_render >= self.settings.render_every:
+            self.render()
+
+    def close(self) -> None:
+        self.render()
+
+    def entries(self, in_books: frozenset[str] | None = None) -> list[Entry]:
+        """Every entry held in the store, in journal order (less payments the books already hold)."""
+        outputs = self.context.outputs
+        customers = {row["id"]: row for row in outputs.rows(CUSTOMERS)}
+        entries = (Entry.from_row(r) for r in outputs.rows(ENTRIES))
+        current = (e.for_customer(customers[e.customer]) if e.customer in customers else e for e in entries)
+        if in_books is None:
+            in_books = self._payments_in_books()
+        return sorted((e for e in current if not _pushed_from_books(e, in_books)), key=Entry.sort_key)
+
+    def _payments_in_books(self) -> frozenset[str]:
+        """External ids of the payments the hand-written books hold now."""
+        return frozenset(p.external_id for p in self.external_payments() if isinstance(p, ExternalPayment))
+
+    def render(self) -> bool:
+        """Rebuild the journal from the store if anything changed; True when the file was replaced.
+
+        The file's first line carries a stamp of everything besides the store that shapes it
+        (dialect, the main journal's declarations, the payments in the books), so an unchanged
+        store and stamp skip the work entirely.
+        """
+        outputs = self.context.outputs
+        self._last_render = time.monotonic()
+        in_books = self._payments_in_books()
+        stamp = self._stamp(in_books)
+        if not outputs.is_dirty() and _first_line(self.path) == header(stamp):
+            return False
+        text = render(self.entries(in_books), self.settings.dialect, declared=self.declared, stamp=stamp)
+        replaced = write_atomic(self.path, text)
+        outputs.mark_clean()
+        log.info("ledger.rendered", path=str(self.path), replaced=replaced)
+        return replaced
+
+    def _stamp(self, in_books: frozenset[str]) -> str:
+        parts = [RENDER_VERSION, self.settings.dialect, *sorted(self.declared), "|", *sorted(in_books)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+    # -- push-back ---------------------------------------------------------------------
+    def external_payments(self) -> Iterable[ExternalPayment | Rejection]:
+        """Payments recorded by hand against the receivable in `payments_journal` (or `main_journal`)."""
+        source = self.settings.payments_journal or self.settings.main_journal
+        if source is None:
+            return []
+        receivable = self.settings.accounts.receivable
+        alt = beancount_accounts([receivable])[receivable] if self.settings.dialect == "beancount" else None
+        return list(books.read_payments(self._resolve(source), self.settings.dialect, receivable, alt))

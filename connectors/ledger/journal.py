@@ -1,0 +1,376 @@
+"""Journal entries built from mapped Invoiced records: the arithmetic lives here.
+
+The mapping decides accounts, payees and narration; this module decides signs,
+rounding per currency and balancing, so every entry sums to zero in every commodity.
+
+    invoice      Dr receivable (total)        Cr revenue per line, tax liability per tax
+                 Dr discounts (contra-revenue)  any rounding residue -> rounding account
+    voided       the invoice entry, and its reversal on the void date
+    payment      Dr cash/bank (by method)     Cr receivable      (also `charge`)
+    refund       Dr receivable                Cr cash/bank
+    adjustment   Dr receivable (amount)       Cr adjustments     (a negative amount credits the customer)
+
+A transaction applied to no invoice moves the customer's credit balance
+(`credit_account`, a liability) instead of the receivable, as Invoiced does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+ROOTS = ("Assets", "Liabilities", "Equity", "Income", "Expenses")
+
+# ISO 4217 minor units where they differ from 2.
+_EXPONENTS = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF"), 0),
+    **dict.fromkeys(("UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}
+
+# Order of entries that share a date: the invoice before what pays it, reversals last.
+KIND_ORDER = {"invoice": 0, "charge": 1, "payment": 1, "adjustment": 1, "refund": 1, "void": 2}
+
+PAYMENT_LIKE = frozenset({"payment", "charge"})
+RECEIVABLE_UP = frozenset({"refund", "adjustment"})
+
+
+class EntryError(ValueError):
+    """A mapped record cannot become a journal entry; names the table and field."""
+
+
+def exponent(currency: str) -> int:
+    """Decimal places of a currency's minor unit (JPY 0, KWD 3, most 2)."""
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def quantize(amount: Decimal, currency: str) -> Decimal:
+    """Round to the currency's minor unit, half up (the commercial convention)."""
+    return amount.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One line of an entry: `amount` in `currency` (uppercase commodity) on `account`."""
+
+    account: str
+    amount: Decimal
+    currency: str
+    comment: str = ""
+    role: str = ""  # "ar" or "credit": the customer's account, which the customers table may rename
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One balanced journal transaction, tagged with the Invoiced object it comes from."""
+
+    date: dt.date
+    kind: str
+    object: str
+    object_id: str
+    payee: str
+    narration: str
+    postings: tuple[Posting, ...]
+    meta: tuple[tuple[str, str], ...] = field(default=())
+    customer: str = ""
+
+    def sort_key(self) -> tuple[Any, ...]:
+        """Date, then type, then id (numerically when numeric): a stable order."""
+        oid = (0, int(self.object_id), "") if self.object_id.isdigit() else (1, 0, self.object_id)
+        return (self.date, KIND_ORDER.get(self.kind, 9), self.object, oid)
+
+    def imbalance(self) -> dict[str, Decimal]:
+        """Per-commodity sum of the postings (empty when balanced)."""
+        sums: dict[str, Decimal] = {}
+        for p in self.postings:
+            sums[p.currency] = sums.get(p.currency, Decimal(0)) + p.amount
+        return {c: s for c, s in sums.items() if s != 0}
+
+    def to_row(self) -> dict[str, Any]:
+        """A JSON-able dict for the checkpoint store (Decimals stay exact)."""
+        return {
+            "date": self.date.isoformat(),
+            "kind": self.kind,
+            "object": self.object,
+            "object_id": self.object_id,
+            "payee": self.payee,
+            "narration": self.narration,
+            "postings": [[p.account, p.amount, p.currency, p.comment, p.role] for p in self.postings],
+            "meta": [list(m) for m in self.meta],
+            "customer": self.customer,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Entry:
+        """Inverse of `to_row`."""
+        return cls(
+            date=dt.date.fromisoformat(row["date"]),
+            kind=row["kind"],
+            object=row["object"],
+            object_id=row["object_id"],
+            payee=row["payee"],
+            narration=row["narration"],
+            postings=tuple(Posting(a, Decimal(str(m)), c, k, r) for a, m, c, k, r in row["postings"]),
+            meta=tuple((k, v) for k, v in row["meta"]),
+            customer=row.get("customer", ""),
+        )
+
+    def for_customer(self, customer: Mapping[str, Any]) -> Entry:
+        """This entry with the customer's current payee and accounts (after a rename, say)."""
+        accounts: dict[str, str] = {
+            role: str(customer[key])
+            for role, key in (("ar", "ar_account"), ("credit", "credit_account"))
+            if customer.get(key)
+        }
+        postings = tuple(replace(p, account=accounts.get(p.role, p.account)) for p in self.postings)
+        return replace(self, payee=customer.get("payee") or self.payee, postings=postings)
+
+
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    """Fallback accounts, used when a mapped row leaves one empty."""
+
+    receivable: str = "Assets:Accounts Receivable"
+    revenue: str = "Income:Sales"
+    tax: str = "Liabilities:Sales Tax"
+    discounts: str = "Income:Discounts"
+    cash: str = "Assets:Undeposited Funds"
+    adjustments: str = "Income:Adjustments"
+    rounding: str = "Expenses:Rounding"
+    customer_credit: str = "Liabilities:Customer Credit"
+
+
+# -- reading mapped values -------------------------------------------------------------
+
+
+def money(row: Mapping[str, Any], key: str, table: str) -> Decimal:
+    """A money field as an exact Decimal; floats are refused (they are not exact)."""
+    value = row.get(key)
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise EntryError(f"{table}.{key}: {value!r} is not an amount")
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool | float):
+        raise EntryError(f"{table}.{key}: {value!r} is not an exact decimal")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str) and value.strip():
+        try:
+            number = Decimal(value.strip().replace(",", ""))
+        except InvalidOperation:
+            number = Decimal("NaN")
+        if number.is_finite():
+            return number
+    raise EntryError(f"{table}.{key}: {value!r} is not an amount")
+
+
+def text(row: Mapping[str, Any], key: str, default: str = "") -> str:
+    """A text field, single-line, stripped; `default` when missing or empty."""
+    value = row.get(key)
+    if value is None:
+        return default
+    out = " ".join(str(value).split())
+    return out or default
+
+
+def to_date(value: Any, tz: zoneinfo.ZoneInfo, where: str) -> dt.date:
+    """An ISO date/datetime string, a date, or a unix timestamp (in `tz`)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(int(value), tz).date()
+    if isinstance(value, str) and value.strip():
+        raw = value.strip()
+        if raw.isdigit():
+            return dt.datetime.fromtimestamp(int(raw), tz).date()
+        try:
+            return dt.date.fromisoformat(raw[:10])
+        except ValueError:
+            pass
+    raise EntryError(f"{where}: {value!r} is not a date")
+
+
+def account(row: Mapping[str, Any], key: str, default: str, table: str) -> str:
+    """An account name: single spaces, `;` (a comment in journals) as `,`, an empty component
+    (a template whose value was missing) as `Unknown`; the root must be a standard one."""
+    name = text(row, key, default)
+    parts = [" ".join(part.replace(";", ",").split()) for part in name.split(":")]
+    parts = [p if any(ch.isalnum() for ch in p) else "Unknown" for p in parts]
+    if not parts or parts[0] not in ROOTS:
+        raise EntryError(f"{table}.{key}: account {name!r} must start with one of {', '.join(ROOTS)}")
+    if len(parts) == 1:
+        parts.append("Other")
+    return ":".join(parts)
+
+
+def currency_of(row: Mapping[str, Any], data: Mapping[str, Any], table: str) -> str:
+    """The commodity: the mapped `currency`, else the record's, uppercase."""
+    cur = text(row, "currency") or text(data, "currency")
+    if not cur.isalpha() or not 2 <= len(cur) <= 10:
+        raise EntryError(f"{table}.currency: {cur!r} is not a currency code")
+    return cur.upper()
+
+
+# -- building entries --------------------------------------------------------------------
+
+
+def _first(tables: Mapping[str, Sequence[Mapping[str, Any]]], name: str) -> Mapping[str, Any] | None:
+    rows = tables.get(name) or ()
+    return rows[0] if rows else None
+
+
+def _meta(row: Mapping[str, Any], keys: Sequence[str]) -> list[tuple[str, str]]:
+    return [(k, text(row, k)) for k in keys if text(row, k)]
+
+
+def invoice_entries(
+    record_id: str,
+    data: Mapping[str, Any],
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    accounts: Accounts,
+    tz: zoneinfo.ZoneInfo,
+) -> list[Entry]:
+    """The entries of one invoice: none for drafts, the entry plus its reversal when voided."""
+    head = _first(tables, "invoices")
+    if head is None or data.get("draft") is True or data.get("status") == "draft":
+        return []
+    cur = currency_of(head, data, "invoices")
+    total = quantize(money(head, "total", "invoices"), cur)
+    receivable = account(head, "ar_account", accounts.receivable, "invoices")
+    postings = [Posting(receivable, total, cur, role="ar")]
+    for i, line in enumerate(tables.get("invoice_lines") or ()):
+        where = f"invoice_lines[{i}]"
+        amount = quantize(money(line, "amount", where), cur)
+        if amount:
+            postings.append(
+                Posting(account(line, "account", accounts.revenue, where), -amount, cur, text(line, "memo"))
+            )
+    for i, row in enumerate(tables.get("invoice_taxes") or ()):
+        where = f"invoice_taxes[{i}]"
+        amount = quantize(money(row, "amount", where), cur)
+        if amount:
+            postings.append(
+                Posting(account(row, "account", accounts.tax, where), -amount, cur, text(row, "memo"))
+            )
+    for i, row in enumerate(tables.get("invoice_discounts") or ()):
+        where = f"invoice_discounts[{i}]"
+        amount = quantize(money(row, "amount", where), cur)
+        if amount:
+            postings.append(
+                Posting(account(row, "account", accounts.discounts, where), amount, cur, text(row, "memo"))
+            )
+    # Line-level taxes and discounts (items[].taxes[], items[].discounts[]) go to the default accounts.
+    for item in data.get("items") or ():
+        for tax in item.get("taxes") or ():
+            amount = quantize(money(tax, "amount", "items[].taxes[]"), cur)
+            if amount:
+                postings.append(Posting(accounts.tax, -amount, cur, "line tax"))
+        for disc in item.get("discounts") or ():
+            amount = quantize(money(disc, "amount", "items[].discounts[]"), cur)
+            if amount:
+                postings.append(Posting(accounts.discounts, amount, cur, "line discount"))
+    residue = -sum((p.amount for p in postings), Decimal(0))
+    if residue:
+        # Per-line rounding leaves at most half a minor unit per line; more means the
+        # document's parts do not add up to its total: still balanced, but flagged.
+        unit = Decimal(1).scaleb(-exponent(cur))
+        if abs(residue) > unit * len(postings):
+            log.warning(
+                "ledger.invoice_parts_mismatch", invoice=record_id, residue=str(residue), currency=cur
+            )
+        postings.append(Posting(accounts.rounding, residue, cur, "rounding"))
+    date = to_date(head.get("date", data.get("date")), tz, "invoices.date")
+    payee = text(head, "payee", "Unknown customer").replace("|", "/")
+    narration = text(head, "narration", f"Invoice {text(data, 'number', record_id)}")
+    meta = [("invoiced_type", "invoice"), ("invoiced_id", record_id), *_meta(head, ("number", "customer"))]
+    customer = _customer_id(data)
+    entry = Entry(
+        date, "invoice", "invoice", record_id, payee, narration, tuple(postings), tuple(meta), customer
+    )
+    if data.get("status") != "voided" and text(head, "status") != "voided":
+        return [entry]
+    void_at = head.get("void_date") or data.get("date_voided") or data.get("updated_at")
+    void_date = max(date, to_date(void_at, tz, "invoices.void_date"))
+    reversal = Entry(
+        void_date,
+        "void",
+        "invoice",
+        record_id,
+        payee,
+        f"Void: {narration}",
+        tuple(replace(p, amount=-p.amount) for p in postings),
+        (("invoiced_type", "invoice"), ("invoiced_id", record_id), ("invoiced_event", "voided")),
+        customer,
+    )
+    return [entry, reversal]
+
+
+def transaction_entries(
+    record_id: str,
+    data: Mapping[str, Any],
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    accounts: Accounts,
+    tz: zoneinfo.ZoneInfo,
+    statuses: Sequence[str] = ("succeeded",),
+) -> list[Entry]:
+    """The entry of one transaction (none for failed or pending ones, or unknown types)."""
+    row = _first(tables, "transactions")
+    if row is None:
+        return []
+    status = text(row, "status") or text(data, "status", "succeeded")
+    if status not in statuses:
+        return []
+    kind = (text(row, "type") or text(data, "type")).lower()
+    if kind not in PAYMENT_LIKE | RECEIVABLE_UP:
+        raise EntryError(f"transactions.type: {kind!r} is not one of charge, payment, refund, adjustment")
+    cur = currency_of(row, data, "transactions")
+    amount = quantize(money(row, "amount", "transactions"), cur)
+    if text(row, "invoice") or data.get("invoice"):
+        role, receivable = "ar", account(row, "ar_account", accounts.receivable, "transactions")
+    else:
+        # Money not applied to an invoice is the customer's credit balance, not a receivable.
+        role, receivable = "credit", account(row, "credit_account", accounts.customer_credit, "transactions")
+    default_other = accounts.adjustments if kind == "adjustment" else accounts.cash
+    other = account(row, "account", default_other, "transactions")
+    # The receivable moves by +amount for refunds and adjustments, -amount for payments.
+    signed = amount if kind in RECEIVABLE_UP else -amount
+    postings = (Posting(receivable, signed, cur, role=role), Posting(other, -signed, cur))
+    date = to_date(row.get("date", data.get("date")), tz, "transactions.date")
+    payee = text(row, "payee", "Unknown customer").replace("|", "/")
+    narration = text(row, "narration", f"{kind.capitalize()} {record_id}")
+    meta = [
+        ("invoiced_type", "transaction"),
+        ("invoiced_id", record_id),
+        *_meta(row, ("invoice", "method", "reference", "external_source", "external_id")),
+    ]
+    entry = Entry(
+        date, kind, "transaction", record_id, payee, narration, postings, tuple(meta), _customer_id(data)
+    )
+    return [entry]
+
+
+def _customer_id(data: Mapping[str, Any]) -> str:
+    customer = data.get("customer")
+    if isinstance(customer, Mapping):
+        customer = customer.get("id")
+    return "" if customer is None else str(customer)
+
+
+def customer_row(record_id: str, row: Mapping[str, Any], accounts: Accounts) -> dict[str, str]:
+    """A customer's current payee and accounts, validated (the `customers` table)."""
+    out = {"id": record_id, "ar_account": account(row, "ar_account", accounts.receivable, "customers")}
+    if text(row, "credit_account"):
+        out["credit_account"] = account(row, "credit_account", accounts.customer_credit, "customers")
+    if text(row, "payee"):
+        out["payee"] = text(row, "payee").replace("|", "/")
+    return out
