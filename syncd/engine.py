@@ -30,7 +30,7 @@ from syncd.invoiced import InvoicedClient, Page
 from syncd.mapping import MappingSet
 from syncd.plugin import Connector, MappedRecord, Record
 from syncd.progress import Progress
-from syncd.store import Store, content_hash, ref_id
+from syncd.store import Store, content_hash, dumps, ref_id, text_hash
 from syncd.streams import STREAMS, Stream
 
 log = structlog.get_logger(__name__)
@@ -136,7 +136,9 @@ class Delivery:
         """Save changed raw records and hand each target the ones it does not hold yet."""
         if not records:
             return
-        hashes = {r.id: (DELETED_HASH if r.deleted else content_hash(r.data)) for r in records}
+        # Serialised once: the text gives the content hash and is what the store keeps.
+        texts = {r.id: dumps(r.data) for r in records}
+        hashes = {r.id: DELETED_HASH if r.deleted else text_hash(texts[r.id]) for r in records}
         changed: list[Record] = []
         if save:
             known = self.store.raw_hashes(stream, list(hashes))
@@ -144,7 +146,7 @@ class Delivery:
                 r for r in records if known.get(r.id) != hashes[r.id] and not (r.deleted and r.id not in known)
             ]
             if changed:
-                self.store.save_raw([(r, hashes[r.id]) for r in changed])
+                self.store.save_raw([(r, hashes[r.id]) for r in changed], texts)
                 report.changed += sum(1 for r in changed if not r.deleted)
         for target in self.targets:
             if stream in target.streams():
@@ -210,8 +212,7 @@ class Delivery:
         out: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
         for field_name in refs:
             ids = {rid for r in records if not r.deleted and (rid := ref_id(r.data, field_name))}
-            found = self.store.get_raw_many(REFERENCES[field_name], ids)
-            out[field_name] = {rid: (content_hash(obj), obj) for rid, obj in found.items()}
+            out[field_name] = self.store.get_raw_many(REFERENCES[field_name], ids)
         return out
 
     def redeliver_dependents(self, stream: str, ids: Sequence[str]) -> None:
@@ -359,6 +360,28 @@ class SyncRun:
                 walkers.extend(self._plan(name, full))
             except SyncdError as exc:
                 self.report.streams[name].error = str(exc)
+        events_from: int | None = None
+        if walkers:  # a re-delivery-only run asks Invoiced nothing
+            try:
+                # Taken before any page is read: a record deleted after we read it must be
+                # among the deletions this run applies.
+                events_from = self._events_start()
+            except SyncdError as exc:
+                log.error("events.failed", error=str(exc))
+        # Customers first: invoices and transactions name their customer, and a customer
+        # that arrives after its invoices makes them be mapped twice.
+        for phase in (
+            [w for w in walkers if w.stream.name == "customers"],
+            [w for w in walkers if w.stream.name != "customers"],
+        ):
+            self._walk_all(phase)
+        self._apply_deletions(events_from, walkers)
+        self._finish(walkers)
+        self.report.duration = time.monotonic() - started
+        return self.report
+
+    def _walk_all(self, walkers: Sequence[_Walker]) -> None:
+        """Fetch every walk in its own thread; deliver their pages here, one at a time."""
         out: queue.Queue[tuple[_Walker, Any]] = queue.Queue(maxsize=2 * max(1, len(walkers)))
         threads = [
             threading.Thread(
@@ -368,19 +391,9 @@ class SyncRun:
         ]
         for thread in threads:
             thread.start()
-        events_from: int | None = None
-        if walkers:  # a re-delivery-only run asks Invoiced nothing
-            try:
-                events_from = self._events_start()
-            except SyncdError as exc:
-                log.error("events.failed", error=str(exc))
         self._drain(walkers, out)
         for thread in threads:
             thread.join()
-        self._apply_deletions(events_from, walkers)
-        self._finish(walkers)
-        self.report.duration = time.monotonic() - started
-        return self.report
 
     def _drain(self, walkers: Sequence[_Walker], out: queue.Queue[tuple[_Walker, Any]]) -> None:
         pending = len(walkers)

@@ -170,7 +170,11 @@ class Connector(ABC):
 
     @abstractmethod
     def write(self, stream: str, records: Sequence[MappedRecord]) -> list[Rejection]:
-        """Take a batch of mapped records of one stream; return those refused, with reasons."""
+        """Take a batch of mapped records of one stream; return those refused, with reasons.
+
+        A connector that learns of per-record failures only from its destination (an API
+        answering per input) sends here, so that it can return them.
+        """
 
     @abstractmethod
     def flush(self) -> None:

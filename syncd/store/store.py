@@ -43,7 +43,12 @@ def loads(text: str | bytes) -> Any:
 
 def content_hash(data: Mapping[str, Any]) -> str:
     """A stable fingerprint of a record's content."""
-    return hashlib.sha256(dumps(data).encode()).hexdigest()[:32]
+    return text_hash(dumps(data))
+
+
+def text_hash(text: str) -> str:
+    """`content_hash` of a record from its `dumps` text."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def sort_key(record_id: str) -> int:
@@ -155,8 +160,11 @@ class Store:
                 found.update({rid: h for rid, h in conn.execute(stmt)})
         return found
 
-    def save_raw(self, records: Sequence[tuple[Record, str]]) -> None:
-        """Upsert raw records with their content hashes."""
+    def save_raw(
+        self, records: Sequence[tuple[Record, str]], texts: Mapping[str, str] | None = None
+    ) -> None:
+        """Upsert raw records with their content hashes (`texts`: their `dumps`, when known)."""
+        texts = texts or {}
         rows = [
             {
                 "stream": r.stream,
@@ -165,7 +173,7 @@ class Store:
                 "updated_at": r.updated_at,
                 "content_hash": h,
                 "deleted": r.deleted,
-                "data": dumps(r.data),
+                "data": texts[r.id] if r.id in texts else dumps(r.data),
                 "customer_id": None if r.stream == "customers" else ref_id(r.data, "customer"),
                 "invoice_id": ref_id(r.data, "invoice") if r.stream == "transactions" else None,
                 "dependents_due": r.stream in REFERRED_STREAMS,
@@ -209,18 +217,18 @@ class Store:
                     .values(dependents_due=False)
                 )
 
-    def get_raw_many(self, stream: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Raw records by id (unknown and deleted ones left out), in one query per chunk."""
+    def get_raw_many(self, stream: str, ids: Iterable[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """(content hash, raw record) by id, unknown and deleted ones left out; one query per chunk."""
         wanted = sorted(set(ids))
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(wanted):
-                stmt = select(RAW.c.record_id, RAW.c.data).where(
+                stmt = select(RAW.c.record_id, RAW.c.content_hash, RAW.c.data).where(
                     RAW.c.stream == stream,
                     RAW.c.record_id.in_(chunk),
                     RAW.c.deleted == False,  # noqa: E712
                 )
-                found.update({rid: loads(data) for rid, data in conn.execute(stmt)})
+                found.update({rid: (h, loads(data)) for rid, h, data in conn.execute(stmt)})
         return found
 
     def raw_referring(self, stream: str, field: str, ids: Sequence[str]) -> list[Record]:

@@ -81,3 +81,14 @@ def test_secret_never_in_validation_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     assert "supersecret" not in str(info.value)
+
+
+def test_config_example_is_valid_and_documents_every_connector() -> None:
+    """The documented example must load, and every connector section in it must validate."""
+    from syncd import registry
+
+    root = Path(__file__).resolve().parents[2]
+    settings = load_settings(root / "config.example.toml")
+    specs = registry.configured(settings, only_enabled=False)
+    assert {spec.name for spec in specs} == set(registry.installed())
+    assert all(spec.mapping_path.exists() for spec in specs)
