@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["syncd.sandbox.fixture"] if importlib.util.find_spec("syncd.sandbox") else []  # TEMP
+pytest_plugins = ["syncd.sandbox.fixture"]
 
 PG_URL = os.environ.get("SYNCD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

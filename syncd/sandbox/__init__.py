@@ -1,0 +1,26 @@
+"""`syncd sandbox`: a local Invoiced-compatible API for tests, demos and benchmarks.
+
+    sb = Sandbox(SandboxConfig(seed=7, invoices=500))
+    url = sb.start()            # http://127.0.0.1:PORT, served from background threads
+    sb.data.update("invoices", 3, {"notes": "moved"})
+    sb.knobs.p429 = 0.2         # faults can be turned on and off while it serves
+    sb.stop()
+
+Where the API reference is silent, the sandbox decides as follows (and tests pin it):
+
+- seeded records have no events (their history predates the sandbox); every change made
+  afterwards, through HTTP, `sb.data` or the background editor, emits one;
+- deleting an invoice deletes its transactions, deleting a customer deletes its invoices and
+  transactions, each with its own `.deleted` event, so no money ever points at nothing;
+- payments above the balance are accepted (the balance goes negative, a credit), payments on
+  draft, voided or closed invoices are refused with a 400 naming `invoice`;
+- unknown query parameters are ignored, as the API does; unknown body fields are a 400;
+- PATCH replaces `items`, `discounts`, `taxes` and `metadata` as a whole.
+"""
+
+from syncd.sandbox.config import Knobs, SandboxConfig, Stats
+from syncd.sandbox.data import ListQuery, SandboxData
+from syncd.sandbox.model import ApiProblem
+from syncd.sandbox.server import Sandbox
+
+__all__ = ["ApiProblem", "Knobs", "ListQuery", "Sandbox", "SandboxConfig", "SandboxData", "Stats"]
