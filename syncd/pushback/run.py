@@ -1,0 +1,62 @@
+"""One push run wired from the configuration: store, client and payment-providing connectors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+
+from syncd.config import Settings
+from syncd.invoiced import InvoicedClient
+from syncd.plugin import Connector
+from syncd.pushback.outbox import Outbox
+from syncd.pushback.push import Pusher, PushReport
+from syncd.store import Store
+
+log = structlog.get_logger("syncd.pushback")
+
+
+def payment_connectors(settings: Settings, store: Store) -> list[Connector]:
+    """The enabled connectors whose class provides external payments."""
+    from syncd import registry
+
+    return [
+        registry.build(spec, store, settings)
+        for spec in registry.configured(settings)
+        if spec.cls.provides_payments
+    ]
+
+
+def run_push(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    client: InvoicedClient | None = None,
+    connectors: Sequence[Connector] | None = None,
+) -> PushReport:
+    """Push every external payment once; recorded as a `push` run in the store."""
+    own_store, own_client = store is None, client is None
+    if store is None:
+        store = Store.open(settings.store_url())
+    try:
+        if client is None:
+            from syncd.engine import connect
+
+            client = connect(settings)
+        if connectors is None:
+            connectors = payment_connectors(settings, store)
+        run_id = store.start_run("push")
+        try:
+            sources = [(c.context.name, c.external_payments()) for c in connectors]
+            report = Pusher(settings.pushback, Outbox(store.engine), client).run(sources)
+        except BaseException as exc:
+            store.finish_run(run_id, "failed", {}, f"{type(exc).__name__}: {exc}")
+            raise
+        store.finish_run(run_id, "ok" if report.ok else "failed", report.counts, report.error)
+        log.info("push.done", ok=report.ok, **report.counts)
+        return report
+    finally:
+        if own_client and client is not None:
+            client.close()
+        if own_store:
+            store.close()
