@@ -365,7 +365,7 @@ class SyncRun:
             try:
                 # Taken before any page is read: a record deleted after we read it must be
                 # among the deletions this run applies.
-                events_from = self._events_start()
+                events_from = self._events_start({w.stream.name for w in walkers})
             except SyncdError as exc:
                 log.error("events.failed", error=str(exc))
         # Customers first: invoices and transactions name their customer, and a customer
@@ -428,15 +428,21 @@ class SyncRun:
         self.store.set_cursor(name, walker.partition, page.checkpoint)
         self.progress.advance(name, len(page.items))
 
-    def _events_start(self) -> int:
-        """Where this run's read of deletion events starts (server clock)."""
-        value = self.store.cursors("events").get("")
-        if value is not None:
-            return value
-        # First run: deletions before now concern records we never had. Start at the
-        # server's clock, taken before any page of this run is read.
+    def _events_start(self, names: set[str]) -> int:
+        """Where this run's read of deletion events starts (server clock).
+
+        Each stream keeps its own events cursor: a run of customers alone must not move
+        past the invoice deletions that only a run of invoices applies.
+        """
+        cursors = self.store.cursors("events")
+        known = [cursors[n] for n in names if n in cursors]
+        if len(known) == len(names):
+            return min(known)
+        # A stream's first run: deletions before now concern records it never had. Start
+        # at the server's clock, taken before any page of this run is read.
         page = self.client.get_page("/events", {"per_page": "1"})
-        return page.server_time or int(time.time())
+        now = page.server_time or int(time.time())
+        return min([*known, now])
 
     def _apply_deletions(self, since: int | None, walkers: Sequence[_Walker]) -> None:
         """Read deletion events since the events cursor; deliver them; tell the walks."""
@@ -463,8 +469,8 @@ class SyncRun:
             before = dict(report.delivered)
             self.delivery.deliver(name, records, report)
             report.deleted += sum(report.delivered.values()) - sum(before.values())
-        if latest is not None:
-            self.store.set_cursor("events", "", latest)
+        for name in names:
+            self.store.set_cursor("events", name, latest)
 
     def _read_deletions(self, since: int, objects: Mapping[str, str]) -> tuple[int, dict[str, set[str]]]:
         deleted: dict[str, set[str]] = {}
