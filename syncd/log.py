@@ -66,6 +66,15 @@ def configure(*, json: bool | None = None, level: str = "info", stream: TextIO |
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        # With no stream given, each logger writes to whatever sys.stderr is when it is made,
+        # so a process that swaps stderr (a test runner, a daemon's redirect) is followed.
+        logger_factory=structlog.PrintLoggerFactory(file=stream) if stream else _StderrLoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+class _StderrLoggerFactory:
+    """A structlog logger factory bound to the current `sys.stderr`, looked up per logger."""
+
+    def __call__(self, *args: Any) -> structlog.PrintLogger:
+        return structlog.PrintLogger(file=sys.stderr)

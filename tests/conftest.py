@@ -43,3 +43,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     with admin.begin() as conn:
         conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts with structlog's defaults: a test that configures logging to a
+    stream it then closes must not break the tests after it."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()
