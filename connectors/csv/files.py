@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import simplejson
+
+from syncd.files import replaced
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -46,26 +46,12 @@ def cell(value: Any) -> str:
 
 
 def write_atomic(path: Path, header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
-    """Write a CSV (UTF-8, RFC 4180, CRLF) to a temp file, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write a CSV (UTF-8, RFC 4180, CRLF) and replace `path` with it atomically; rows written."""
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, dialect="excel", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow([cell(row.get(col)) for col in header])
-                count += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with replaced(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, dialect="excel", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([cell(row.get(col)) for col in header])
+            count += 1
     return count
