@@ -21,7 +21,6 @@ without exponent, so nothing passes through a float.
 from __future__ import annotations
 
 import json
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,6 +33,7 @@ import structlog
 import tenacity
 
 from syncd.errors import ConnectorError
+from syncd.invoiced.retry import StopOverBudget, WaitRetryAfter, backoff
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,7 @@ class HubSpotError(ConnectorError):
 
 @dataclass
 class RetryPolicy:
-    """How requests are retried: `Retry-After` when HubSpot sends one, else exponential jitter."""
+    """How requests are retried: `Retry-After` when HubSpot sends one, else jittered backoff."""
 
     attempts: int = 8
     budget: float = 300.0
@@ -71,20 +71,12 @@ class RetryPolicy:
     maximum: float = 60.0
     sleep: Callable[[float], None] = time.sleep
 
-    def wait(self, state: tenacity.RetryCallState) -> float:
-        """Seconds to wait before the next attempt."""
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, HubSpotRetryable) and exc.retry_after is not None:
-            return min(max(exc.retry_after, 0.0), self.maximum)
-        backoff = min(self.initial * 2 ** (state.attempt_number - 1), self.maximum)
-        return random.uniform(0, backoff)  # jitter, not security
-
     def retrying(self) -> tenacity.Retrying:
-        """A tenacity Retrying for one request."""
+        """A tenacity Retrying for one request, from the same parts as the Invoiced client's."""
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(HubSpotRetryable),
-            wait=self.wait,
-            stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.budget),
+            wait=WaitRetryAfter(backoff(self.initial, self.maximum)),
+            stop=tenacity.stop_after_attempt(self.attempts) | StopOverBudget(self.budget),
             sleep=self.sleep,
             before_sleep=_log_retry,
             reraise=True,
