@@ -15,7 +15,7 @@ from syncd.plugin import MappedRecord, Record
 from tests.hubspot.fake_hubspot import FakeHubSpot, serve
 from tests.hubspot.helpers import MAPPING, connector
 
-EXAMPLES = Path(__file__).parent / "examples"  # copies of the API reference's customer and invoice objects
+EXAMPLES = Path(__file__).parents[1] / "fixtures" / "api-examples"  # copies of the API reference's examples
 
 
 def _example(name: str) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def test_mapping_is_valid_for_the_connector_tables() -> None:
 
 
 def test_customer_becomes_company_and_billing_contact() -> None:
-    cust = _example("customer.json")
+    cust = _example("customers/object.json")
     tables = _apply("customers", cust)
     [company] = tables["companies"]
     assert company["invoiced_customer_id"] == "15444"
@@ -57,8 +57,8 @@ def test_customer_becomes_company_and_billing_contact() -> None:
     ],
 )
 def test_invoice_becomes_deal_with_stage_from_status(status: str, stage: str) -> None:
-    cust = _example("customer.json")
-    inv = {**_example("invoice.json"), "status": status}
+    cust = _example("customers/object.json")
+    inv = {**_example("invoicing/invoices/object.json"), "status": status}
     [deal] = _apply("invoices", inv, cust)["deals"]
     assert deal == {
         "invoiced_invoice_id": "46225",
@@ -74,13 +74,13 @@ def test_invoice_becomes_deal_with_stage_from_status(status: str, stage: str) ->
 
 @pytest.mark.parametrize("change", [{"draft": True, "status": "draft"}, {"status": "voided"}])
 def test_draft_and_voided_invoices_have_no_deal(change: dict[str, Any]) -> None:
-    inv = {**_example("invoice.json"), **change}
+    inv = {**_example("invoicing/invoices/object.json"), **change}
     assert _apply("invoices", inv)["deals"] == []
 
 
 def test_mapped_example_objects_reach_hubspot() -> None:
-    cust = _example("customer.json")
-    inv = _example("invoice.json")
+    cust = _example("customers/object.json")
+    inv = _example("invoicing/invoices/object.json")
     hub = FakeHubSpot()
     hub.add_unique_properties()
     with serve(hub) as url:

@@ -16,7 +16,7 @@ from syncd.plugin import ConnectorContext, MappedRecord, Record
 from syncd.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = Path("/work/shared/reference/api-examples")
+EXAMPLES = ROOT / "tests" / "fixtures" / "api-examples"  # copies of the API reference's examples
 BEAN_CHECK = ROOT / ".venv" / "bin" / "bean-check"
 REVENUE = {"product": "Income:Sales:Products", "service": "Income:Sales:Services"}
 CASH = {

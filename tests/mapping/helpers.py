@@ -13,16 +13,13 @@ from syncd.plugin import Record
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
-EXAMPLES = Path("/work/shared/reference/api-examples")
+EXAMPLES = ROOT / "tests" / "fixtures" / "api-examples"  # copies of the API reference's examples
 
 
 def example(name: str) -> dict[str, Any]:
-    """An API example object (money as Decimal), falling back to a built-in copy."""
-    path = EXAMPLES / name
-    if path.exists():
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
-        return data
-    return json.loads(json.dumps(FALLBACK[name]), parse_float=Decimal)  # type: ignore[no-any-return]
+    """An API example object from the reference (money as Decimal)."""
+    data: dict[str, Any] = json.loads((EXAMPLES / name).read_text(encoding="utf-8"), parse_float=Decimal)
+    return data
 
 
 def write(tmp_path: Path, text: str, name: str = "m.toml") -> Path:
@@ -67,41 +64,3 @@ def value(mapping: MappingSet, stream: str, data: Mapping[str, Any], **kw: Any) 
     rows = apply(mapping, stream, data, **kw)["t"]
     assert len(rows) == 1
     return rows[0]["v"]
-
-
-FALLBACK: dict[str, Any] = {
-    "customers/object.json": {
-        "id": 15444,
-        "object": "customer",
-        "name": "Acme",
-        "number": "CUST-0001",
-        "currency": None,
-        "country": "US",
-        "updated_at": 1415222128,
-        "created_at": 1415222128,
-        "metadata": {"account_rep": "Jan"},
-    },
-    "invoicing/invoices/object.json": {
-        "id": 46225,
-        "object": "invoice",
-        "customer": 15444,
-        "currency": "usd",
-        "draft": False,
-        "status": "not_sent",
-        "number": "INV-0016",
-        "date": 1416290400,
-        "due_date": 1417500000,
-        "items": [
-            {"id": 7, "name": "Copy Paper, Case", "quantity": 1, "unit_cost": 45, "amount": 45},
-            {"id": 8, "name": "Delivery", "quantity": 1, "unit_cost": 10, "amount": 10},
-        ],
-        "subtotal": 55,
-        "discounts": [],
-        "taxes": [{"id": 20554, "amount": 3.85}],
-        "total": 51.15,
-        "balance": 51.15,
-        "updated_at": 1415229884,
-        "created_at": 1415229884,
-        "metadata": {},
-    },
-}
