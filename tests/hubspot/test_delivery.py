@@ -5,18 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from syncd.engine import Delivery, StreamReport, Target
 from syncd.mapping import load_mapping
 from syncd.plugin import Record
+from syncd.sandbox.data import SandboxData
 from syncd.store import Store
 from tests.hubspot.fake_hubspot import FakeHubSpot, serve
 from tests.hubspot.helpers import MAPPING, assert_hubspot_matches, connector
-
-SandboxData = pytest.importorskip(
-    "syncd.sandbox.data", reason="the sandbox data generator has not landed"
-).SandboxData
 
 
 def _records(stream: str, objects: list[dict[str, Any]]) -> list[Record]:

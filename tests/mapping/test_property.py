@@ -3,7 +3,6 @@ mapping without a crash, and money comes out exactly equal to the source amount.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +17,7 @@ from syncd.errors import MappingError
 from syncd.mapping import CURRENCY_DIGITS, MappingSet, load_mapping
 from syncd.mapping.model import Column, OutputTable
 from syncd.plugin import Record
+from syncd.sandbox.data import SandboxData
 from tests.mapping.helpers import MAPPINGS
 
 FILES = sorted(MAPPINGS.glob("*.toml"))
@@ -269,19 +269,11 @@ def test_money_check_is_not_vacuous() -> None:
     assert _check_money(csv.tables["invoice_lines"], data) == 1
 
 
-HAS_SANDBOX = (
-    importlib.util.find_spec("syncd.sandbox") is not None
-    and importlib.util.find_spec("syncd.sandbox.data") is not None
-)
 
 
-@pytest.mark.skipif(
-    not HAS_SANDBOX, reason="syncd.sandbox.data (SandboxData) is not available in this checkout yet"
-)
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(min_value=0, max_value=2**31 - 1))
 def test_everything_the_sandbox_produces_maps_strictly(seed: int) -> None:
-    from syncd.sandbox.data import SandboxData
 
     sandbox = SandboxData.seeded(seed, 8, 40, 30)
 
