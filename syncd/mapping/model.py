@@ -38,6 +38,7 @@ from syncd.mapping.transforms import (
     TransformError,
     check_rounding,
     compile_step,
+    path_getter,
     to_decimal,
     to_text,
 )
@@ -64,16 +65,74 @@ class Template:
     """A template: literal text and paths, in order."""
 
     parts: tuple[str | CompiledPath, ...]
+    # `render(env)`, compiled once: the text with each path's value (missing: empty)
+    render: Callable[[Env], str] = field(init=False, repr=False, compare=False)
 
-    def render(self, env: Env) -> str:
-        out = []
-        for part in self.parts:
-            if isinstance(part, str):
-                out.append(part)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "render", _compile_template(self.parts))
+
+
+def _template_text(value: Any) -> str:
+    text = to_text(value)
+    return "" if text is None else str(text)
+
+
+def _compile_template(parts: tuple[str | CompiledPath, ...]) -> Callable[[Env], str]:
+    pieces = tuple(part if isinstance(part, str) else path_getter(part) for part in parts)
+    getters = [p for p in pieces if not isinstance(p, str)]
+    # one or two placeholders (most templates): `%` formatting of the literal text, escaped
+    layout = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in pieces)
+    if len(getters) == 1:
+        (one,) = getters
+
+        def render_one(env: Env) -> str:
+            a = one(env)
+            return layout % (a if type(a) is str else _template_text(a),)
+
+        return render_one
+    paths = [p for p in parts if isinstance(p, CompiledPath)]
+    if len(getters) == 2 and all(p.key is not None and not p.relative for p in paths):
+        first, second = getters
+        one_key, other_key = paths[0].key, paths[1].key
+
+        def render_two_keys(env: Env) -> str:  # "{name} ({number})": two keys of the record
+            data = env.record
+            if type(data) is dict:
+                a, b = data.get(one_key), data.get(other_key)
             else:
-                value = to_text(env.read(part))
-                out.append("" if value is None else str(value))
+                a, b = first(env), second(env)
+            return layout % (
+                a if type(a) is str else _template_text(a),
+                b if type(b) is str else _template_text(b),
+            )
+
+        return render_two_keys
+    if len(getters) == 2:
+        first, second = getters
+
+        def render_two(env: Env) -> str:
+            a, b = first(env), second(env)
+            return layout % (
+                a if type(a) is str else _template_text(a),
+                b if type(b) is str else _template_text(b),
+            )
+
+        return render_two
+
+    def render(env: Env) -> str:
+        out = []
+        for piece in pieces:
+            if type(piece) is str:
+                out.append(piece)
+            else:
+                value = piece(env)  # type: ignore[operator]
+                if type(value) is not str:
+                    value = to_text(value)
+                    value = "" if value is None else str(value)
+                out.append(value)
         return "".join(out)
+
+    return render
 
 
 @dataclass(frozen=True)
@@ -92,6 +151,21 @@ class Column:
     steps: tuple[Transform, ...]
     line: int | None
     description: str = ""
+    # `value` compiled once: the source read and the chain as one closure
+    compute: Callable[[Env], Any] = field(init=False, repr=False, compare=False)
+    # whether the value depends on the current row; if not, every row of a record shares it
+    reads_row: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compute", _compile_column(self.source, self.steps))
+        source = self.source
+        if isinstance(source, CompiledPath):
+            reads_row = source.relative
+        elif isinstance(source, Template):
+            reads_row = any(isinstance(p, CompiledPath) and p.relative for p in source.parts)
+        else:
+            reads_row = False
+        object.__setattr__(self, "reads_row", reads_row or any(s.reads_row for s in self.steps))
 
     @property
     def kind(self) -> str:
@@ -120,10 +194,52 @@ class Column:
 
     def value(self, env: Env) -> Any:
         """The value after the transform chain."""
-        value = self.source_value(env)
-        for step in self.steps:
-            value = step.apply(value, env)
+        return self.compute(env)
+
+
+def _compile_column(
+    source: CompiledPath | Template | Constant, steps: tuple[Transform, ...]
+) -> Callable[[Env], Any]:
+    """`Column.value` as one closure: no per-call dispatch on the source kind or chain length.
+
+    A key of the record or of the row (most columns) is read inline, saving a call.
+    """
+    applies = tuple(step.apply for step in steps)
+    if isinstance(source, Template):
+        get: Callable[[Env], Any] = source.render
+    elif isinstance(source, Constant):
+        constant = source.value
+        if not applies:
+            return lambda env: constant
+        get = lambda env: constant  # noqa: E731
+    else:
+        get = path_getter(source)
+        key = source.key
+        if key is not None and len(applies) == 1:
+            read, (first,) = source.reader, applies
+            if source.relative:
+                return lambda env: first(
+                    row.get(key) if type(row := env.row) is dict else read(row, env.resolve), env
+                )
+            return lambda env: first(
+                data.get(key) if type(data := env.record) is dict else read(data, env.resolve), env
+            )
+    if not applies:
+        return get
+    if len(applies) == 1:
+        (first,) = applies
+        return lambda env: first(get(env), env)
+    if len(applies) == 2:
+        first, second = applies
+        return lambda env: second(first(get(env), env), env)
+
+    def chain(env: Env) -> Any:
+        value = get(env)
+        for apply in applies:
+            value = apply(value, env)
         return value
+
+    return chain
 
 
 @dataclass(frozen=True)
@@ -133,18 +249,34 @@ class Condition:
     path: CompiledPath
     op: str
     operand: Any
+    # `matches(env)`, compiled once for the operator and the operand's type
+    test: Callable[[Env], bool] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "test", _compile_condition(self.path, self.op, self.operand))
 
     def matches(self, env: Env) -> bool:
-        value = env.read(self.path)
-        if self.op == "equals":
-            return _equal(value, self.operand)
-        if self.op == "not_equals":
-            return not _equal(value, self.operand)
-        hit = any(_equal(value, o) for o in self.operand)
-        return hit if self.op == "in" else not hit
+        """Whether the condition holds (so the record or row is skipped)."""
+        return self.test(env)
 
     def describe(self) -> str:
         return f"{self.path.text} {self.op} {_show(self.operand)}"
+
+
+# (column name, compute, key, reads the row): with a key, the column copies that key of the
+# record (or row) as is, which `apply` does inline when it is a dict
+Plan = tuple[str, Callable[[Env], Any], str | None, bool]
+
+
+def _plan(column: Column) -> Plan:
+    source = column.source
+    key = source.key if isinstance(source, CompiledPath) and not column.steps else None
+    return (column.name, column.compute, key, column.reads_row)
+
+
+def _rows_reader(path: CompiledPath) -> Callable[[Env], Any]:
+    read = path.reader  # read once per record: nothing to memoise
+    return lambda env: read(env.record, env.resolve)
 
 
 @dataclass(frozen=True)
@@ -159,20 +291,39 @@ class OutputTable:
     columns: tuple[Column, ...]
     expands: frozenset[str]
     description: str = ""
+    # How `MappingSet.apply` fills rows: a Plan per column, and per column that reads the
+    # current row (the others are equal on every row of a record).
+    plan: tuple[Plan, ...] = field(init=False, repr=False, compare=False)
+    row_plan: tuple[Plan, ...] = field(init=False, repr=False, compare=False)
+    # reads the `rows` list (None without rows)
+    read_rows: Callable[[Env], Any] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "read_rows", _rows_reader(self.rows) if self.rows is not None else None)
+        object.__setattr__(self, "plan", tuple(_plan(c) for c in self.columns))
+        object.__setattr__(self, "row_plan", tuple(_plan(c) for c in self.columns if c.reads_row))
 
     def skipped_by(self, env: Env) -> Condition | None:
         """The first record-level condition that skips this record, if any."""
         return next((c for c in self.skip if c.matches(env)), None)
 
-    def envs(self, data: Mapping[str, Any], resolve: Resolve) -> list[Env]:
-        """One environment per output row (per list element for a line-level table)."""
-        record_env = Env(data, None, resolve)
-        if self.skipped_by(record_env):
+    def envs(
+        self, data: Mapping[str, Any], resolve: Resolve, memo: dict[str, Any] | None = None
+    ) -> list[Env]:
+        """One environment per output row (per list element for a line-level table).
+
+        Environments given the same `memo` (one per record) share what paths through a
+        reference or a list read.
+        """
+        record_env = Env(data, None, resolve, memo)
+        if self.skip and self.skipped_by(record_env):
             return []
         if self.rows is None:
             return [record_env]
-        elements = self.rows.read(data, resolve) or []
-        envs = [Env(data, element, resolve) for element in elements]
+        elements = record_env.read(self.rows) or []
+        envs = [Env(data, element, resolve, memo) for element in elements]
+        if not self.row_skip:
+            return envs
         return [e for e in envs if not any(c.matches(e) for c in self.row_skip)]
 
 
@@ -183,6 +334,10 @@ class MappingSet:
         self.path = path
         self.tables: dict[str, OutputTable] = {t.name: t for t in tables}
         self.defaults = defaults
+        self._streams = {
+            stream: _StreamPlan.of([t for t in self.tables.values() if t.stream == stream])
+            for stream in {t.stream for t in tables}
+        }
         payload = simplejson.dumps([LANGUAGE_VERSION, canonical], sort_keys=True, use_decimal=True)
         self.fingerprint: str = hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -213,29 +368,149 @@ class MappingSet:
         Raises MappingError naming the table, column and file line when a value cannot be
         transformed (e.g. a value table without fallback has no entry for it).
         """
+        plan = self._streams.get(record.stream)
+        if plan is None:
+            return {}
+        if plan.looks_up:  # only paths through a reference call resolve: remember what it said
+            found: dict[tuple[str, str], Mapping[str, Any] | None] = {}
+
+            def lookup(ref_stream: str, rid: str) -> Mapping[str, Any] | None:
+                key = (ref_stream, rid)
+                if key in found:
+                    return found[key]
+                got = found[key] = resolve(ref_stream, rid)
+                return got
+
+            env = Env(record.data, None, lookup, {})
+        else:
+            env = Env(record.data, None, resolve, {})
         out: dict[str, list[dict[str, Any]]] = {}
-        for table in self.tables.values():
-            if table.stream != record.stream:
-                continue
-            out[table.name] = [self._row(table, env, record) for env in table.envs(record.data, resolve)]
+        for condition in plan.common:
+            if condition.test(env):
+                for table, _ in plan.tables:
+                    out[table.name] = []
+                return out
+        for table, own_skip in plan.tables:
+            env.row = None
+            if own_skip and any(c.test(env) for c in own_skip):
+                out[table.name] = []
+            elif table.read_rows is None:
+                row: dict[str, Any] = {}
+                data = env.record
+                direct = type(data) is dict
+                for name, compute, key, _ in table.plan:  # a table without rows reads no row
+                    if key is not None and direct:
+                        row[name] = data.get(key)
+                        continue
+                    try:
+                        row[name] = compute(env)
+                    except (ApplyError, ArithmeticError, ValueError, TypeError) as exc:
+                        raise self._error(record, table, name, exc) from None
+                out[table.name] = [row]
+            else:
+                elements = table.read_rows(env)
+                out[table.name] = self._rows(table, record, env, elements) if elements else []
         return out
 
-    def _row(self, table: OutputTable, env: Env, record: Record) -> dict[str, Any]:
-        row: dict[str, Any] = {}
-        for column in table.columns:
-            try:
-                row[column.name] = column.value(env)
-            except (ApplyError, ArithmeticError, ValueError, TypeError) as exc:
-                raise MappingError(
-                    f"{record.stream} {record.id}: {table.name}.{column.name}: {exc}",
-                    file=str(self.path),
-                    line=column.line,
-                    field=f"tables.{table.name}.{column.name}",
-                ) from None
-        return row
+    def _rows(self, table: OutputTable, record: Record, env: Env, elements: Any) -> list[dict[str, Any]]:
+        """A line-level table's rows, as `envs` would give them; one Env reused for every row."""
+        if table.row_skip:
+            kept = []
+            for element in elements:
+                env.row = element
+                if not any(c.test(env) for c in table.row_skip):
+                    kept.append(element)
+            elements = kept
+        rows: list[dict[str, Any]] = []
+        data = env.record
+        for element in elements:
+            env.row = element
+            if rows:
+                # columns that do not read the row have the first row's values: compute the rest
+                row = rows[0].copy()
+                plan = table.row_plan
+            else:
+                row = {}
+                plan = table.plan
+            rows.append(row)
+            for name, compute, key, on_row in plan:
+                if key is not None:
+                    source = element if on_row else data
+                    if type(source) is dict:
+                        row[name] = source.get(key)
+                        continue
+                try:
+                    row[name] = compute(env)
+                except (ApplyError, ArithmeticError, ValueError, TypeError) as exc:
+                    raise self._error(record, table, name, exc) from None
+        return rows
+
+    def _error(self, record: Record, table: OutputTable, name: str, exc: Exception) -> MappingError:
+        column = next(c for c in table.columns if c.name == name)
+        return MappingError(
+            f"{record.stream} {record.id}: {table.name}.{column.name}: {exc}",
+            file=str(self.path),
+            line=column.line,
+            field=f"tables.{table.name}.{column.name}",
+        )
+
+
+@dataclass(frozen=True)
+class _StreamPlan:
+    """How `apply` maps one stream's records: its tables in file order, filters first."""
+
+    tables: tuple[tuple[OutputTable, tuple[Condition, ...]], ...]  # with filters not in `common`
+    common: tuple[Condition, ...]  # filters every table starts with ([streams.X] skip): test once
+    looks_up: bool  # some path reads through a reference (calls resolve)
+
+    @classmethod
+    def of(cls, tables: Sequence[OutputTable]) -> _StreamPlan:
+        skips = [t.skip for t in tables]
+        n = 0
+        while all(len(s) > n and s[n] is skips[0][n] for s in skips):
+            n += 1
+        return cls(tuple((t, t.skip[n:]) for t in tables), skips[0][:n], any(t.expands for t in tables))
 
 
 # -- comparing values in filters ----------------------------------------------------------
+
+
+def _compile_condition(path: CompiledPath, op: str, operand: Any) -> Callable[[Env], bool]:
+    """`_equal` against the operand(s), with the common cases decided without calls."""
+    get = path_getter(path)
+    if op in ("equals", "not_equals"):
+        if isinstance(operand, bool):
+            # _equal with a boolean operand is identity (None is neither True nor False)
+            if op == "equals":
+                return lambda env: get(env) is operand
+            return lambda env: get(env) is not operand
+        if type(operand) is str:
+            text = operand
+
+            def equal(value: Any) -> bool:
+                return value == text if type(value) is str else _equal(value, text)
+
+        else:
+
+            def equal(value: Any) -> bool:
+                return _equal(value, operand)
+
+        if op == "equals":
+            return lambda env: equal(get(env))
+        return lambda env: not equal(get(env))
+    operands = tuple(operand)
+    texts = (
+        frozenset(o for o in operands if type(o) is str) if all(type(o) is str for o in operands) else None
+    )
+
+    def hit(value: Any) -> bool:
+        if texts is not None and type(value) is str:
+            return value in texts
+        return any(_equal(value, o) for o in operands)
+
+    if op == "in":
+        return lambda env: hit(get(env))
+    return lambda env: not hit(get(env))
 
 
 def _is_number(value: Any) -> bool:

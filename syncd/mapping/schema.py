@@ -12,10 +12,16 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Union
 
 Resolve = Callable[[str, str], Mapping[str, Any] | None]
+Reader = Callable[[Any, Resolve], Any]
+
+# Types that are never a Mapping: the ABC check (`isinstance(x, Mapping)`) costs more than a
+# whole lookup, so readers test `type(x) is dict` first, then this set, then the ABC.
+_NOT_MAPPINGS = frozenset({type(None), bool, int, float, str, Decimal, list, tuple})
 
 
 class Free:
@@ -126,10 +132,22 @@ class CompiledPath:
     is_list: bool
     expands: frozenset[str]
     relative: bool = False  # reads the current row (a line item), not the record
+    # Built once from `steps`: `reader(data, resolve)` is what `read` does, minus a call.
+    reader: Reader = field(init=False, repr=False, compare=False)
+    # No reference and no list: reading costs a few dict lookups, not worth memoising.
+    cheap: bool = field(init=False, repr=False, compare=False)
+    # the key when the path is one plain key (`number`): readers inline `data.get(key)`
+    key: str | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reader", _reader(self.steps))
+        object.__setattr__(self, "cheap", _cheap(self.steps))
+        plain = len(self.steps) == 1 and self.steps[0].ref is None and not self.steps[0].many
+        object.__setattr__(self, "key", self.steps[0].key if plain else None)
 
     def read(self, data: Any, resolve: Resolve) -> Any:
         """The value at this path (a list when the path iterates a list), None when missing."""
-        return _walk(data, self.steps, 0, resolve)
+        return self.reader(data, resolve)
 
 
 class PathError(ValueError):
@@ -239,15 +257,163 @@ def compile_rows(stream: str, text: str) -> CompiledPath:
     return path
 
 
-def _walk(value: Any, steps: tuple[Step, ...], i: int, resolve: Resolve) -> Any:
+def _cheap(steps: tuple[Step, ...]) -> bool:
+    """No list, and no reference that needs a lookup (only a trailing `ref` or `ref.id`)."""
+    last = len(steps) - 1
+    return all(
+        not s.many and (s.ref is None or i == last or (i + 1 == last and steps[last].key == "id"))
+        for i, s in enumerate(steps)
+    )
+
+
+def _lists_after(steps: tuple[Step, ...]) -> tuple[bool, ...]:
+    """For each position, whether a list step remains from there on (one more for the end)."""
+    return (*(any(s.many for s in steps[i:]) for i in range(len(steps))), False)
+
+
+def _reader(steps: tuple[Step, ...]) -> Reader:
+    if not steps:
+        return _identity
+    if any(s.many for s in steps):
+        return _many_reader(steps)
+    if len(steps) == 1 and steps[0].ref is None:
+        return _key_reader(steps[0].key)
+    if len(steps) == 2 and steps[0].ref is not None and steps[1].ref is None and steps[1].key != "id":
+        return _ref_key_reader(steps[0].key, steps[0].ref, steps[1].key)
+    if all(s.ref is None for s in steps):
+        return _keys_reader(tuple(s.key for s in steps))
+    return _chain_reader(steps)
+
+
+def _identity(value: Any, resolve: Resolve) -> Any:
+    return value
+
+
+def _key_reader(key: str) -> Reader:
+    def read(value: Any, resolve: Resolve) -> Any:
+        if type(value) is dict or (type(value) not in _NOT_MAPPINGS and isinstance(value, Mapping)):
+            return value.get(key)
+        return None
+
+    return read
+
+
+def _keys_reader(keys: tuple[str, ...]) -> Reader:
+    """`metadata.x`: plain keys down, None where a value on the way is not a mapping."""
+
+    def read(value: Any, resolve: Resolve) -> Any:
+        for key in keys:
+            if type(value) is not dict and (type(value) in _NOT_MAPPINGS or not isinstance(value, Mapping)):
+                return None
+            value = value.get(key)
+        return value
+
+    return read
+
+
+def _ref_key_reader(field_name: str, stream: str, key: str) -> Reader:
+    """`customer.name`: `_chain_reader` unrolled for the commonest reference path."""
+
+    def read(value: Any, resolve: Resolve) -> Any:
+        if type(value) is not dict and (type(value) in _NOT_MAPPINGS or not isinstance(value, Mapping)):
+            return None
+        target = value.get(field_name)
+        if type(target) is dict or (type(target) not in _NOT_MAPPINGS and isinstance(target, Mapping)):
+            pass  # expanded by the API
+        elif target is None or isinstance(target, bool):
+            return None
+        else:
+            target = resolve(stream, str(target))
+        if type(target) is not dict and (type(target) in _NOT_MAPPINGS or not isinstance(target, Mapping)):
+            return None
+        return target.get(key)
+
+    return read
+
+
+def _chain_reader(steps: tuple[Step, ...]) -> Reader:
+    """A path without lists: walk it in a loop instead of recursing."""
+    last = len(steps) - 1
+    plan = tuple(
+        (
+            s.key,
+            s.ref,
+            i == last,
+            i + 1 == last and steps[i + 1].key == "id",
+        )
+        for i, s in enumerate(steps)
+    )
+
+    def read(value: Any, resolve: Resolve) -> Any:
+        for key, ref, is_last, then_id in plan:
+            if type(value) is not dict and (type(value) in _NOT_MAPPINGS or not isinstance(value, Mapping)):
+                return None
+            value = value.get(key)
+            if ref is not None:
+                if type(value) is dict or (type(value) not in _NOT_MAPPINGS and isinstance(value, Mapping)):
+                    if is_last:
+                        return value.get("id")
+                elif value is None or isinstance(value, bool):
+                    return None
+                elif is_last or then_id:
+                    return value  # the id itself needs no lookup
+                else:
+                    value = resolve(ref, str(value))
+        return value
+
+    return read
+
+
+def _many_reader(steps: tuple[Step, ...]) -> Reader:
+    at = next(i for i, s in enumerate(steps) if s.many)
+    if all(s.ref is None for s in steps[:at]) and not any(s.many for s in steps[at + 1 :]):
+        rest = steps[at + 1 :]
+        plain = rest[0].key if len(rest) == 1 and rest[0].ref is None else None
+        return _one_list_reader(tuple(s.key for s in steps[: at + 1]), _reader(rest), plain)
+    lists_after = _lists_after(steps)
+
+    def read(value: Any, resolve: Resolve) -> Any:
+        return _walk_from(value, steps, 0, resolve, lists_after)
+
+    return read
+
+
+def _one_list_reader(keys: tuple[str, ...], element_reader: Reader, element_key: str | None) -> Reader:
+    """`a.b[].c.d`: plain keys down to one list, then a path without lists in each element."""
+    head, last = keys[:-1], keys[-1]
+    direct = element_reader is _identity
+    inner = element_key
+
+    def read(value: Any, resolve: Resolve) -> Any:
+        for key in head:
+            if type(value) is not dict and (type(value) in _NOT_MAPPINGS or not isinstance(value, Mapping)):
+                return []
+            value = value.get(key)
+        if type(value) is not dict and (type(value) in _NOT_MAPPINGS or not isinstance(value, Mapping)):
+            return []
+        elements = value.get(last)
+        if not isinstance(elements, (list, tuple)):
+            return []
+        if direct:
+            return list(elements)
+        if inner is not None:
+            return [e.get(inner) if type(e) is dict else element_reader(e, resolve) for e in elements]
+        return [element_reader(element, resolve) for element in elements]
+
+    return read
+
+
+def _walk_from(
+    value: Any, steps: tuple[Step, ...], i: int, resolve: Resolve, lists_after: tuple[bool, ...]
+) -> Any:
     if i == len(steps):
         return value
-    if not isinstance(value, Mapping):
-        return [] if any(s.many for s in steps[i:]) else None
+    if type(value) is not dict and (type(value) in _NOT_MAPPINGS or not isinstance(value, Mapping)):
+        return [] if lists_after[i] else None
     step = steps[i]
     v = value.get(step.key)
     if step.ref is not None:
-        if isinstance(v, Mapping):
+        if type(v) is dict or (type(v) not in _NOT_MAPPINGS and isinstance(v, Mapping)):
             if i + 1 == len(steps):
                 return v.get("id")
         elif v is None or isinstance(v, bool):
@@ -257,14 +423,15 @@ def _walk(value: Any, steps: tuple[Step, ...], i: int, resolve: Resolve) -> Any:
         else:
             v = resolve(step.ref, str(v))
     if step.many:
-        if not isinstance(v, list | tuple):
+        if not isinstance(v, (list, tuple)):
             return []
         out: list[Any] = []
+        nested = lists_after[i + 1]
         for element in v:
-            got = _walk(element, steps, i + 1, resolve)
-            if any(s.many for s in steps[i + 1 :]):
+            got = _walk_from(element, steps, i + 1, resolve, lists_after)
+            if nested:
                 out.extend(got)
             else:
                 out.append(got)
         return out
-    return _walk(v, steps, i + 1, resolve)
+    return _walk_from(v, steps, i + 1, resolve, lists_after)

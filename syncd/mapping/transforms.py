@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
@@ -31,6 +33,12 @@ CURRENCY_DIGITS: dict[str, int] = {
     "CLF": 4,
 }
 _WIDE = Context(prec=100)  # quantize never fails for lack of precision
+# _WIDE with each rounding: `context.quantize(x, q)` is twice as fast as keyword arguments
+_ROUNDERS = {name: Context(prec=100, rounding=mode) for name, mode in ROUNDING.items()}
+_FORMATTED_CACHE = 4096  # formatted timestamps kept per date step
+_CURRENCIES_KEPT = 256  # currency codes whose quantum a money step remembers
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC"})
+_DAY_FORMAT = re.compile(r"(?:[^%]|%[aAbBdjmyYFeuw%])*")  # strftime fields that name the day, no time
 
 
 class TransformError(ValueError):
@@ -64,17 +72,58 @@ class Defaults:
         return CURRENCY_DIGITS.get(code, 2)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Env:
-    """What a step may read besides its input: the record, the current row, a resolver."""
+    """What a step may read besides its input: the record, the current row, a resolver.
+
+    `memo`, shared by every row of one record, keeps what record-level paths through a
+    reference or a list read, so that `customer.name` is looked up once per record, not
+    once per row, column and table.
+    """
 
     record: Mapping[str, Any]
     row: Any
     resolve: Resolve
+    memo: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def read(self, path: CompiledPath) -> Any:
         """The value at `path`, from the current row when the path is relative to it."""
-        return path.read(self.row if path.relative else self.record, self.resolve)
+        if path.relative:
+            return path.reader(self.row, self.resolve)
+        memo = self.memo
+        if memo is None or path.cheap:
+            return path.reader(self.record, self.resolve)
+        text = path.text  # one stream per memo, so the text names the path
+        if text in memo:
+            return memo[text]
+        value = memo[text] = path.reader(self.record, self.resolve)
+        return value
+
+
+def path_getter(path: CompiledPath) -> Callable[[Env], Any]:
+    """`lambda env: env.read(path)`, specialised once for the path's kind."""
+    read = path.reader
+    key = path.key
+    if path.relative:
+        if key is not None:
+            return lambda env: row.get(key) if type(row := env.row) is dict else read(row, env.resolve)
+        return lambda env: read(env.row, env.resolve)
+    if path.cheap:
+        if key is not None:
+            return lambda env: data.get(key) if type(data := env.record) is dict else read(data, env.resolve)
+        return lambda env: read(env.record, env.resolve)
+    text = path.text
+
+    def memoised(env: Env) -> Any:  # Env.read, inlined
+        memo = env.memo
+        if memo is None:
+            return read(env.record, env.resolve)
+        if text in memo:
+            return memo[text]
+        value = memo[text] = read(env.record, env.resolve)
+        return value
+
+    return memoised
 
 
 @dataclass(frozen=True)
@@ -85,6 +134,7 @@ class Transform:
     apply: Callable[[Any, Env], Any]
     canonical: tuple[Any, ...]
     takes_list: bool = False
+    reads_row: bool = False  # `apply` reads the current row (a money step's row-relative currency)
 
 
 PathCompiler = Callable[[str], CompiledPath]
@@ -113,6 +163,8 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 }
 _NEED_ARG = {"truncate", "default", "map"}
 _MISSING = object()
+_NOT_READ: Any = object()
+_ZERO = Decimal(0)
 
 
 def _show(value: Any) -> str:
@@ -121,6 +173,8 @@ def _show(value: Any) -> str:
 
 def to_text(value: Any) -> Any:
     """A value as text: exact decimals, `true`/`false`, JSON for objects; None stays None."""
+    if type(value) is int:
+        return str(value)
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -134,6 +188,8 @@ def to_text(value: Any) -> Any:
 
 def to_decimal(value: Any) -> Decimal:
     """An exact Decimal from an int, a Decimal or numeric text (a float via its shortest repr)."""
+    if type(value) is Decimal and value.is_finite():
+        return value  # the usual case: money parsed from JSON
     if isinstance(value, bool):
         raise ApplyError(f"expected a number, got {_show(value)}")
     if isinstance(value, Decimal):
@@ -154,15 +210,16 @@ def to_decimal(value: Any) -> Decimal:
     return result
 
 
-def _quantize(value: Decimal, digits: int, rounding: str) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-digits), rounding=ROUNDING[rounding], context=_WIDE)
+@functools.lru_cache(maxsize=64)
+def _exponent(digits: int) -> Decimal:
+    return Decimal(1).scaleb(-digits)
 
 
 def _timestamp(value: Any, tz: ZoneInfo) -> dt.datetime:
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str | float):
         raise ApplyError(f"expected a unix timestamp, got {_show(value)}")
     try:
-        seconds = int(to_decimal(value))
+        seconds = value if type(value) is int else int(to_decimal(value))
         return dt.datetime.fromtimestamp(seconds, tz=tz)
     except (ApplyError, OverflowError, OSError, ValueError):
         raise ApplyError(f"expected a unix timestamp, got {_show(value)}") from None
@@ -278,11 +335,27 @@ def _date(name: str, arg: Any, options: dict[str, Any], d: Defaults, *_: Any) ->
     except TransformError as exc:
         raise TransformError(str(exc), ("tz",), exc.suggestion) from None
 
+    iso = fmt == "iso"
+    # Timestamps repeat (dates, due dates) and formatting one costs microseconds: keep recent
+    # ones. Only ints, the API's type: equal keys of other types (True == 1) differ here.
+    # A UTC date without time fields is the same all day long: keep it by day.
+    texts: dict[int, str] = {}
+    per = 86400 if zone_name in _UTC_NAMES and not iso and _DAY_FORMAT.fullmatch(fmt) else 1
+
     def apply(value: Any, env: Env) -> Any:
-        if value is None or value == "":
+        if type(value) is int:
+            text = texts.get(value // per)
+            if text is not None:
+                return text
+        elif value is None or value == "":
             return None
         moment = _timestamp(value, tz)
-        return moment.isoformat() if fmt == "iso" else moment.strftime(fmt)
+        text = moment.isoformat() if iso else moment.strftime(fmt)
+        if type(value) is int:
+            if len(texts) >= _FORMATTED_CACHE:
+                texts.clear()
+            texts[value // per] = text
+        return text
 
     return Transform(name, apply, (name, fmt, zone_name))
 
@@ -307,15 +380,27 @@ def _money(
     except PathError as exc:
         raise TransformError(f"money: {exc}", (name,), exc.suggestion) from None
     rounding = _rounding(options, d)
+    quantize = _ROUNDERS[rounding].quantize
+    exponents: dict[str, Decimal] = {}  # currency code as read -> its quantum
+    read_code = path_getter(currency)
 
     def apply(value: Any, env: Env) -> Any:
-        if value is None or value == "":
+        if type(value) is Decimal and value.is_finite():
+            number = value
+        elif value is None or value == "":  # (`Decimal == ""` costs an ABC check: not for the usual type)
             return None
-        code = env.read(currency)
-        return _quantize(to_decimal(value), d.digits(code), rounding)
+        else:
+            number = _NOT_READ
+        code = read_code(env)
+        exponent = exponents.get(code) if type(code) is str else None
+        if exponent is None:
+            exponent = _exponent(d.digits(code))
+            if type(code) is str and len(exponents) < _CURRENCIES_KEPT:  # bounded: codes come from data
+                exponents[code] = exponent
+        return quantize(to_decimal(value) if number is _NOT_READ else number, exponent)
 
     digits = tuple(sorted(d.currency_digits.items()))
-    return Transform(name, apply, (name, source, rounding, digits))
+    return Transform(name, apply, (name, source, rounding, digits), reads_row=currency.relative)
 
 
 def _decimal(name: str, arg: Any, options: dict[str, Any], d: Defaults, *_: Any) -> Transform:
@@ -325,12 +410,13 @@ def _decimal(name: str, arg: Any, options: dict[str, Any], d: Defaults, *_: Any)
             f"decimal expects a number of digits (an integer ≥ 0), got {_show(arg)}", (name,)
         )
     rounding = _rounding(options, d)
+    quantize = _ROUNDERS[rounding].quantize
 
     def apply(value: Any, env: Env) -> Any:
-        if value is None or value == "":
+        if type(value) is not Decimal and (value is None or value == ""):
             return None
         number = to_decimal(value)
-        return number if digits is None else _quantize(number, digits, rounding)
+        return number if digits is None else quantize(number, _exponent(digits))
 
     return Transform(name, apply, (name, digits, rounding if digits is not None else None))
 
@@ -344,8 +430,12 @@ def _text_like(name: str, arg: Any, *_: Any) -> Transform:
         "strip": str.strip,
     }
     op = ops[name]
+    if name == "text":
+        return Transform(name, lambda value, env: to_text(value), (name,))
 
     def apply(value: Any, env: Env) -> Any:
+        if type(value) is str:
+            return op(value)
         text = to_text(value)
         return None if text is None else op(text)
 
@@ -368,6 +458,8 @@ def _default(name: str, arg: Any, *_: Any) -> Transform:
         raise TransformError(f"default expects a text, number or boolean, got {_show(arg)}", (name,))
 
     def apply(value: Any, env: Env) -> Any:
+        if type(value) is str:
+            return value if value else arg
         return arg if value is None or value in ("", []) else value
 
     return Transform(name, apply, (name, _show(arg)), takes_list=True)
@@ -439,15 +531,16 @@ def _join(name: str, arg: Any, *_: Any) -> Transform:
 
 def _sum(name: str, arg: Any, *_: Any) -> Transform:
     _no_arg(name, arg)
+    add = _WIDE.add
 
     def apply(value: Any, env: Env) -> Any:
         if value is None:
             return None
-        items = value if isinstance(value, list | tuple) else [value]
-        total = Decimal(0)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        total = _ZERO
         for v in items:
             if v is not None:
-                total = _WIDE.add(total, to_decimal(v))
+                total = add(total, v if type(v) is Decimal and v.is_finite() else to_decimal(v))
         return total
 
     return Transform(name, apply, (name,), takes_list=True)
