@@ -129,8 +129,10 @@ def _free_port() -> int:
 @contextmanager
 def sandbox_inproc(**config: Any) -> Iterator[Any]:
     """A sandbox served from this process (its data and knobs are reachable)."""
+    from syncd import log
     from syncd.sandbox import Sandbox, SandboxConfig
 
+    log.configure(level="warning")  # the tables are the output, not the sandbox's log lines
     sandbox = Sandbox(SandboxConfig(**config))
     sandbox.url = sandbox.start(host="127.0.0.1", port=0)
     try:

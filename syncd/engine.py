@@ -178,7 +178,10 @@ class Delivery:
         todo = [r for r in records if held.get(r.id) != versions[r.id] and not (r.deleted and r.id not in held)]
         if not todo:
             return
-        data = {(REFERENCES[f], rid): obj for f in refs for rid, (_, obj) in referred[f].items()}
+        # Referred ids not in the store are remembered as None: no query per miss.
+        data = {
+            (REFERENCES[f], rid): hit[1] if hit else None for f in refs for rid, hit in referred[f].items()
+        }
 
         def resolve(ref_stream: str, rid: str) -> Mapping[str, Any] | None:
             key = (ref_stream, rid)
@@ -207,12 +210,14 @@ class Delivery:
 
     def _referred(
         self, stream: str, records: Sequence[Record], refs: Sequence[str]
-    ) -> dict[str, dict[str, tuple[str, dict[str, Any]]]]:
-        """For each reference field: the referred records' (content hash, data), by id, one query each."""
-        out: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
+    ) -> dict[str, dict[str, tuple[str, dict[str, Any]] | None]]:
+        """For each reference field: the referred records' (content hash, data) by id, None when
+        not stored; one query each."""
+        out: dict[str, dict[str, tuple[str, dict[str, Any]] | None]] = {}
         for field_name in refs:
             ids = {rid for r in records if not r.deleted and (rid := ref_id(r.data, field_name))}
-            out[field_name] = self.store.get_raw_many(REFERENCES[field_name], ids)
+            found = self.store.get_raw_many(REFERENCES[field_name], ids)
+            out[field_name] = {rid: found.get(rid) for rid in ids}
         return out
 
     def redeliver_dependents(self, stream: str, ids: Sequence[str]) -> None:
@@ -243,7 +248,10 @@ def _hashes(records: Sequence[Record]) -> dict[str, str]:
 
 
 def _versioned(
-    own: str, record: Record, refs: Sequence[str], referred: Mapping[str, Mapping[str, tuple[str, Any]]]
+    own: str,
+    record: Record,
+    refs: Sequence[str],
+    referred: Mapping[str, Mapping[str, tuple[str, Any] | None]],
 ) -> str:
     """The record's hash combined with those of the records its mapping reads through references."""
     parts = [own]
@@ -368,13 +376,11 @@ class SyncRun:
                 events_from = self._events_start({w.stream.name for w in walkers})
             except SyncdError as exc:
                 log.error("events.failed", error=str(exc))
-        # Customers first: invoices and transactions name their customer, and a customer
-        # that arrives after its invoices makes them be mapped twice.
-        for phase in (
-            [w for w in walkers if w.stream.name == "customers"],
-            [w for w in walkers if w.stream.name != "customers"],
-        ):
-            self._walk_all(phase)
+        # Referred streams first: invoices name their customer, transactions their invoice
+        # and customer, and a record that arrives before what it names is mapped twice.
+        # Delivery is one thread anyway, so little overlap is lost.
+        for name in STREAMS:
+            self._walk_all([w for w in walkers if w.stream.name == name])
         self._apply_deletions(events_from, walkers)
         self._finish(walkers)
         self.report.duration = time.monotonic() - started
@@ -382,6 +388,8 @@ class SyncRun:
 
     def _walk_all(self, walkers: Sequence[_Walker]) -> None:
         """Fetch every walk in its own thread; deliver their pages here, one at a time."""
+        if not walkers:
+            return
         out: queue.Queue[tuple[_Walker, Any]] = queue.Queue(maxsize=2 * max(1, len(walkers)))
         threads = [
             threading.Thread(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from decimal import Decimal
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -36,9 +37,13 @@ def dumps(value: Any) -> str:
     return simplejson.dumps(value, use_decimal=True, sort_keys=True, separators=(",", ":"), default=str)
 
 
+# One decoder for the process: simplejson.loads(use_decimal=True) builds a new one per call.
+_DECODER = simplejson.JSONDecoder(parse_float=Decimal)
+
+
 def loads(text: str | bytes) -> Any:
     """Inverse of `dumps`: numbers with a fraction come back as Decimal."""
-    return simplejson.loads(text, use_decimal=True)
+    return _DECODER.decode(text.decode() if isinstance(text, bytes) else text)
 
 
 def content_hash(data: Mapping[str, Any]) -> str:
