@@ -376,11 +376,9 @@ class SyncRun:
                 events_from = self._events_start({w.stream.name for w in walkers})
             except SyncdError as exc:
                 log.error("events.failed", error=str(exc))
-        # Referred streams first: invoices name their customer, transactions their invoice
-        # and customer, and a record that arrives before what it names is mapped twice.
-        # Delivery is one thread anyway, so little overlap is lost.
-        for name in STREAMS:
-            self._walk_all([w for w in walkers if w.stream.name == name])
+        # Streams run concurrently. A record that arrives before what it names (an invoice
+        # before its customer) is delivered again when that arrives (references, above).
+        self._walk_all(walkers)
         self._apply_deletions(events_from, walkers)
         self._finish(walkers)
         self.report.duration = time.monotonic() - started

@@ -1,8 +1,8 @@
 """`syncd daemon` as a subprocess against the in-process sandbox.
 
-The outage lasts ~10 s here (the issue says a minute): with 1-second schedules and
-`failures_degraded = 2` that is several failed runs per job, enough to show back-off,
-the degraded health and the catch-up, while the whole file stays well under 90 s.
+The API outage lasts a minute, as the issue asks: with 1-second schedules and
+`failures_degraded = 2` that is many failed runs per job, long enough for the back-off to
+reach its cap, the health to degrade, and the daemon to catch up once the API is back.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from syncd.daemon.lock import Lease
 from syncd.store import Store
 from tests.daemon.helpers import DaemonProcess, read_csv, wait_for, write_config, write_mapping
 
-pytestmark = pytest.mark.timeout(120)
+OUTAGE_SECONDS = 60  # the issue: "survives a sandbox outage of a minute"
+
+pytestmark = pytest.mark.timeout(240)
 
 
 def _names(out: Path) -> set[str]:
@@ -145,7 +147,7 @@ def test_daemon_syncs_reloads_survives_an_outage_and_stops_cleanly(make_sandbox:
         assert failed and int(failed[1]) >= 2
         assert "HTTP 500" in reason
         sb.data.create("customers", {"name": "Made During Outage Inc"})
-        time.sleep(max(0.0, 10 - (time.monotonic() - outage_started)))
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage_started)))
         assert daemon.proc.poll() is None
         m = daemon.metrics()
         assert m["syncd_api_server_errors_total"] >= 4
