@@ -66,8 +66,11 @@ class Sizes:
     bulk: int = 1_000  # invoices touched in one second
     kill_after_pages: int = 3  # pages of the bulk second read before the kill
     # 429
-    rl_invoices: int = 2_000
-    rl_rate: float = 5.0  # token bucket: requests per second
+    rl_invoices: int = 800
+    # Token bucket: requests per second, burst 1. The baseline's 60 s sleeps are scaled down
+    # to 1 s (tap_sleep_scale), so at 0.5 req/s it meets 429s back to back, as it would
+    # against a real limit stricter than one request a minute.
+    rl_rate: float = 0.5
     tap_sleep_scale: float = 1 / 60  # the tap's 60 s sleeps really last 1 s (asked values recorded)
 
     @classmethod
@@ -82,7 +85,7 @@ class Sizes:
             resume_invoices=1_500,
             bulk=500,
             kill_after_pages=2,
-            rl_invoices=600,
+            rl_invoices=400,
         )
 
 
@@ -441,7 +444,7 @@ def resume(sz: Sizes, work: Path) -> list[str]:
 
 def rate_limit(sz: Sizes, work: Path) -> list[str]:
     config = {"seed": sz.seed, "customers": 20, "invoices": sz.rl_invoices, "transactions": 0,
-              "latency": 0.0, "rate_limit": sz.rl_rate, "burst": 5}
+              "latency": 0.0, "rate_limit": sz.rl_rate, "burst": 1}
     rows = []
     with sandbox_inproc(**config) as sb:
         say(f"429: {TAP} against a {sz.rl_rate:g} req/s token bucket")
