@@ -5,7 +5,8 @@ check_mapping(path, tables)  -> [MappingError, ...], each with file, line, colum
 render_preview(mapping, table, records, limit) -> a rich Table
 """
 
-from syncd.mapping.model import LANGUAGE_VERSION, Column, MappingSet, OutputTable, check_mapping, load_mapping
+from syncd.mapping.loader import check_mapping, load_mapping
+from syncd.mapping.model import LANGUAGE_VERSION, Column, MappingSet, OutputTable
 from syncd.mapping.preview import render_preview
 from syncd.mapping.transforms import CURRENCY_DIGITS, Defaults
 
