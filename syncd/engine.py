@@ -30,7 +30,7 @@ from syncd.invoiced import InvoicedClient, Page
 from syncd.mapping import MappingSet
 from syncd.plugin import Connector, MappedRecord, Record
 from syncd.progress import Progress
-from syncd.store import Store, content_hash, dumps, ref_id, text_hash
+from syncd.store import Store, dumps, ref_id, text_hash
 from syncd.streams import STREAMS, Stream
 
 log = structlog.get_logger(__name__)
@@ -229,9 +229,11 @@ class Delivery:
                 for target in self.targets:
                     if field_name not in target.references(dependent):
                         continue
-                    records = self.store.raw_referring(dependent, field_name, ids)
+                    # The stored hash is `content_hash` of the stored data: no need to encode it again.
+                    hashed = self.store.raw_referring_hashed(dependent, field_name, ids)
+                    records = [record for record, _ in hashed]
                     scratch = StreamReport()
-                    self._deliver_to(target, dependent, records, _hashes(records), scratch)
+                    self._deliver_to(target, dependent, records, {r.id: h for r, h in hashed}, scratch)
                     if scratch.delivered:
                         log.info(
                             "dependents.redelivered",
@@ -241,10 +243,6 @@ class Delivery:
                             records=scratch.delivered.get(target.name, 0),
                         )
         self.store.clear_dependents_due(stream, ids)
-
-
-def _hashes(records: Sequence[Record]) -> dict[str, str]:
-    return {r.id: content_hash(r.data) for r in records}
 
 
 def _versioned(

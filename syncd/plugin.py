@@ -48,7 +48,10 @@ STREAMS = ("customers", "invoices", "transactions")
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One Invoiced object as pulled: `data` is the raw API object, money as Decimal."""
+    """One Invoiced object as pulled: `data` is the raw API object, money as Decimal.
+
+    `data` is shared with every connector (and the store's cache): read it, never change it.
+    """
 
     stream: str
     id: str

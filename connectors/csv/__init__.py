@@ -8,13 +8,13 @@ the run ends (and every `render_every` seconds during a long run).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import structlog
 
-from connectors.csv.files import write_atomic
+from connectors.csv.files import texts, write_atomic
 from syncd.plugin import (
     Connector,
     ConnectorSettings,
@@ -63,15 +63,24 @@ class CsvConnector(Connector):
 
     def write(self, stream: str, records: Sequence[MappedRecord]) -> list[Rejection]:
         outputs = self.context.outputs
-        items = []
+        items: list[tuple[str, str, dict[str, list[dict[str, str]]]]] = []
         for mapped in records:
-            if mapped.record.deleted:
-                outputs.delete(stream, mapped.record.id)
-                continue
-            items.append((stream, mapped.record.id, mapped.tables))
+            # A deleted record is put with no rows: its rows go, in the page's one transaction.
+            tables = {} if mapped.record.deleted else {
+                t: [self._cells(t, row) for row in rows] for t, rows in mapped.tables.items()
+            }
+            items.append((stream, mapped.record.id, tables))
         if items:
             outputs.put_many(items)
         return []
+
+    def _cells(self, table: str, row: Mapping[str, Any]) -> dict[str, str]:
+        """A row as the text of its non-empty cells: rendering then only copies strings.
+
+        `cell` of its own output is that output, so rows stored before (raw values) and
+        after (texts) render alike.
+        """
+        return texts(self._columns.get(table) or row, row)
 
     def flush(self) -> None:
         # Rows are durable in the store once put; files follow on a timer and at close.

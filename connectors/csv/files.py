@@ -13,6 +13,8 @@ import simplejson
 from syncd.files import replaced
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# simplejson.dumps with options builds an encoder per call; this one is what it builds.
+_JSON = simplejson.JSONEncoder(use_decimal=True, sort_keys=True)
 
 
 def _is_number(text: str) -> bool:
@@ -38,11 +40,33 @@ def cell(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, dict | list):
-        value = simplejson.dumps(value, use_decimal=True, sort_keys=True)
+        value = _JSON.encode(value)
     text = str(value)
     if text.startswith(_FORMULA_START) and not _is_number(text):
         return "'" + text
     return text
+
+
+def texts(columns: Iterable[str], row: Mapping[str, Any]) -> dict[str, str]:
+    """The non-empty cells of a row by column, as `cell` writes them."""
+    out: dict[str, str] = {}
+    for column in columns:
+        value = row.get(column)
+        if value is None:
+            continue
+        if type(value) is str:  # the common case, kept off cell()'s chain of checks
+            if value:
+                out[column] = cell(value) if value.startswith(_FORMULA_START) else value
+        elif text := cell(value):
+            out[column] = text
+    return out
+
+
+def _text(value: Any) -> str:
+    """`cell`, with a short cut for text that is already a safe cell."""
+    if type(value) is str and not value.startswith(_FORMULA_START):
+        return value
+    return cell(value)
 
 
 def write_atomic(path: Path, header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
@@ -52,6 +76,6 @@ def write_atomic(path: Path, header: Sequence[str], rows: Iterable[Mapping[str, 
         writer = csv.writer(fh, dialect="excel", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
         writer.writerow(header)
         for row in rows:
-            writer.writerow([cell(row.get(col)) for col in header])
+            writer.writerow([_text(row.get(col)) for col in header])
             count += 1
     return count

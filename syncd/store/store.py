@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from decimal import Decimal
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import simplejson
@@ -29,12 +31,30 @@ META: Table = Meta.__table__  # type: ignore[attr-defined]
 RUN: Table = Run.__table__  # type: ignore[attr-defined]
 
 REFERRED_STREAMS = frozenset({"customers", "invoices"})  # streams other records refer to
+_RAW_COLS = (
+    "stream",
+    "record_id",
+    "sort_key",
+    "updated_at",
+    "content_hash",
+    "deleted",
+    "data",
+    "customer_id",
+    "invoice_id",
+    "dependents_due",
+)
+_OUTPUT_COLS = ("connector", "stream", "record_id", "table_name", "ordinal", "sort_key", "data")
+_DECODED_MAX = 2048  # referred records kept decoded: every customer of a typical account
 _CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
+
+
+# One encoder for the process: simplejson.dumps with options builds a new one per call.
+_ENCODER = simplejson.JSONEncoder(use_decimal=True, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def dumps(value: Any) -> str:
     """JSON with Decimal kept exact (written as a number, read back as Decimal)."""
-    return simplejson.dumps(value, use_decimal=True, sort_keys=True, separators=(",", ":"), default=str)
+    return _ENCODER.encode(value)
 
 
 # One decoder for the process: simplejson.loads(use_decimal=True) builds a new one per call.
@@ -85,6 +105,15 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
+        # The hot path sends plain SQL to the driver: building and compiling SQLAlchemy
+        # statements cost more than SQLite's work for a page. That SQL (noqa: S608) holds
+        # only our table and column names; every value goes in as a bound parameter.
+        self._p = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._sql: dict[tuple[str, ...], str] = {}
+        # Decoded referred records by (stream, id, content hash): every page of invoices reads
+        # the same customers. Same hash, same text, so a hit is exactly what decoding gives.
+        self._decoded: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
+        self._decoded_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -103,6 +132,38 @@ class Store:
         stmt = insert(table)
         updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
         conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
+
+    def _marks(self, n: int) -> str:
+        return ",".join([self._p] * n)
+
+    def _upsert_sql(self, table: Table, cols: Sequence[str]) -> str:
+        """INSERT .. ON CONFLICT DO UPDATE for `cols` (SQLite and PostgreSQL), built once."""
+        key = ("upsert", table.name, *cols)
+        sql = self._sql.get(key)
+        if sql is None:
+            keys = [c.name for c in table.primary_key.columns]
+            sets = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c not in keys)
+            names = ", ".join(f'"{c}"' for c in cols)
+            conflict = ", ".join(f'"{k}"' for k in keys)
+            sql = (
+                f'INSERT INTO "{table.name}" ({names}) VALUES ({self._marks(len(cols))}) '  # noqa: S608
+                f"ON CONFLICT ({conflict}) " + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")
+            )
+            self._sql[key] = sql
+        return sql
+
+    def _upsert_fast(
+        self, conn: Connection, table: Table, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        if rows:
+            conn.exec_driver_sql(self._upsert_sql(table, cols), list(rows))
+
+    def _select_in(
+        self, conn: Connection, sql: str, fixed: Sequence[Any], ids: Sequence[str]
+    ) -> Iterator[Sequence[Any]]:
+        """Rows of `sql` (its last condition `... IN ({})`) for every chunk of `ids`."""
+        for chunk in _chunks(ids):
+            yield from conn.exec_driver_sql(sql.format(self._marks(len(chunk))), (*fixed, *chunk))
 
     def ping(self) -> None:
         """Raise StoreError when the store cannot be reached."""
@@ -138,8 +199,8 @@ class Store:
             self._set_cursor(conn, stream, partition, value)
 
     def _set_cursor(self, conn: Connection, stream: str, partition: str, value: int) -> None:
-        row = {"stream": stream, "partition": partition, "value": value, "advanced_at": time.time()}
-        self._upsert(conn, CURSOR, [row])
+        row = (stream, partition, value, time.time())
+        self._upsert_fast(conn, CURSOR, ("stream", "partition", "value", "advanced_at"), [row])
 
     def finish_partitions(self, stream: str, value: int) -> None:
         """Set the stream's cursor and drop its window cursors, atomically."""
@@ -155,15 +216,9 @@ class Store:
     # -- raw records ----------------------------------------------------------------
     def raw_hashes(self, stream: str, ids: Sequence[str]) -> dict[str, str]:
         """Content hashes of the records already stored, by id."""
-        found: dict[str, str] = {}
+        sql = f'SELECT record_id, content_hash FROM "{RAW.name}" WHERE stream = {self._p} AND record_id IN ({{}})'  # noqa: S608
         with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
-                stmt = select(RAW.c.record_id, RAW.c.content_hash).where(
-                    RAW.c.stream == stream,
-                    RAW.c.record_id.in_(chunk),
-                )
-                found.update({rid: h for rid, h in conn.execute(stmt)})
-        return found
+            return {rid: h for rid, h in self._select_in(conn, sql, (stream,), ids)}
 
     def save_raw(
         self, records: Sequence[tuple[Record, str]], texts: Mapping[str, str] | None = None
@@ -171,23 +226,26 @@ class Store:
         """Upsert raw records with their content hashes (`texts`: their `dumps`, when known)."""
         texts = texts or {}
         rows = [
-            {
-                "stream": r.stream,
-                "record_id": r.id,
-                "sort_key": sort_key(r.id),
-                "updated_at": r.updated_at,
-                "content_hash": h,
-                "deleted": r.deleted,
-                "data": texts[r.id] if r.id in texts else dumps(r.data),
-                "customer_id": None if r.stream == "customers" else ref_id(r.data, "customer"),
-                "invoice_id": ref_id(r.data, "invoice") if r.stream == "transactions" else None,
-                "dependents_due": r.stream in REFERRED_STREAMS,
-            }
+            (
+                r.stream,
+                r.id,
+                sort_key(r.id),
+                r.updated_at,
+                h,
+                r.deleted,
+                texts[r.id] if r.id in texts else dumps(r.data),
+                None if r.stream == "customers" else ref_id(r.data, "customer"),
+                ref_id(r.data, "invoice") if r.stream == "transactions" else None,
+                r.stream in REFERRED_STREAMS,
+            )
             for r, h in records
         ]
         with self.engine.begin() as conn:
-            for chunk in _chunks(rows):
-                self._upsert(conn, RAW, chunk)
+            self._upsert_fast(conn, RAW, _RAW_COLS, rows)
+        # Records others refer to are read back soon (dependents, next pages): keep them decoded.
+        for r, h in records:
+            if r.stream in REFERRED_STREAMS and not r.deleted and type(r.data) is dict:
+                self._remember((r.stream, r.id, h), r.data)
 
     def get_raw(self, stream: str, record_id: str) -> dict[str, Any] | None:
         """One raw record (None when unknown or deleted)."""
@@ -214,43 +272,59 @@ class Store:
 
     def clear_dependents_due(self, stream: str, ids: Sequence[str]) -> None:
         """Say that the records referring to these have been re-delivered."""
+        sql = f'UPDATE "{RAW.name}" SET dependents_due = {self._p} WHERE stream = {self._p} AND record_id IN ({{}})'  # noqa: S608
         with self.engine.begin() as conn:
             for chunk in _chunks(ids):
-                conn.execute(
-                    RAW.update()
-                    .where(RAW.c.stream == stream, RAW.c.record_id.in_(chunk))
-                    .values(dependents_due=False)
-                )
+                conn.exec_driver_sql(sql.format(self._marks(len(chunk))), (False, stream, *chunk))
 
     def get_raw_many(self, stream: str, ids: Iterable[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """(content hash, raw record) by id, unknown and deleted ones left out; one query per chunk."""
         wanted = sorted(set(ids))
         found: dict[str, tuple[str, dict[str, Any]]] = {}
+        sql = (
+            f'SELECT record_id, content_hash, data FROM "{RAW.name}" '  # noqa: S608
+            f"WHERE stream = {self._p} AND deleted = {self._p} AND record_id IN ({{}})"
+        )
         with self.engine.connect() as conn:
-            for chunk in _chunks(wanted):
-                stmt = select(RAW.c.record_id, RAW.c.content_hash, RAW.c.data).where(
-                    RAW.c.stream == stream,
-                    RAW.c.record_id.in_(chunk),
-                    RAW.c.deleted == False,  # noqa: E712
-                )
-                found.update({rid: (h, loads(data)) for rid, h, data in conn.execute(stmt)})
+            for rid, h, data in self._select_in(conn, sql, (stream, False), wanted):
+                found[rid] = (h, self._decode(stream, rid, h, data))
         return found
+
+    def _decode(self, stream: str, record_id: str, hash_: str, text: str) -> dict[str, Any]:
+        key = (stream, record_id, hash_)
+        with self._decoded_lock:
+            data = self._decoded.get(key)
+            if data is not None:
+                self._decoded.move_to_end(key)  # least recently used first
+                return data
+        decoded: dict[str, Any] = loads(text)
+        self._remember(key, decoded)
+        return decoded
+
+    def _remember(self, key: tuple[str, str, str], data: dict[str, Any]) -> None:
+        cache = self._decoded
+        with self._decoded_lock:
+            cache[key] = data
+            cache.move_to_end(key)
+            while len(cache) > _DECODED_MAX:
+                cache.popitem(last=False)
 
     def raw_referring(self, stream: str, field: str, ids: Sequence[str]) -> list[Record]:
         """Stored records of `stream` whose `field` (customer or invoice) is one of `ids`."""
-        column = RAW.c.customer_id if field == "customer" else RAW.c.invoice_id
-        records: list[Record] = []
+        return [record for record, _ in self.raw_referring_hashed(stream, field, ids)]
+
+    def raw_referring_hashed(self, stream: str, field: str, ids: Sequence[str]) -> list[tuple[Record, str]]:
+        """`raw_referring`, each record with its stored content hash."""
+        column = "customer_id" if field == "customer" else "invoice_id"
+        sql = (
+            f'SELECT record_id, updated_at, content_hash, data FROM "{RAW.name}" '  # noqa: S608
+            f"WHERE stream = {self._p} AND deleted = {self._p} AND {column} IN ({{}}) ORDER BY sort_key"
+        )
+        records: list[tuple[Record, str]] = []
         with self.engine.connect() as conn:
             for chunk in _chunks(ids):
-                stmt = (
-                    select(RAW)
-                    .where(RAW.c.stream == stream, column.in_(chunk), RAW.c.deleted == False)  # noqa: E712
-                    .order_by(RAW.c.sort_key)
-                )
-                records.extend(
-                    Record(stream, r["record_id"], r["updated_at"], loads(r["data"]))
-                    for r in conn.execute(stmt).mappings()
-                )
+                rows = conn.exec_driver_sql(sql.format(self._marks(len(chunk))), (stream, False, *chunk))
+                records.extend((Record(stream, rid, updated, loads(data)), h) for rid, updated, h, data in rows)
         return records
 
     def iter_raw(
@@ -285,16 +359,12 @@ class Store:
     # -- deliveries -----------------------------------------------------------------
     def delivered_hashes(self, connector: str, stream: str, ids: Sequence[str]) -> dict[str, str]:
         """What each record looked like when `connector` last received it."""
-        found: dict[str, str] = {}
+        sql = (
+            f'SELECT record_id, content_hash FROM "{DELIVERY.name}" '  # noqa: S608
+            f"WHERE connector = {self._p} AND stream = {self._p} AND record_id IN ({{}})"
+        )
         with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
-                stmt = select(DELIVERY.c.record_id, DELIVERY.c.content_hash).where(
-                    DELIVERY.c.connector == connector,
-                    DELIVERY.c.stream == stream,
-                    DELIVERY.c.record_id.in_(chunk),
-                )
-                found.update({rid: h for rid, h in conn.execute(stmt)})
-        return found
+            return {rid: h for rid, h in self._select_in(conn, sql, (connector, stream), ids)}
 
     def commit_deliveries(
         self,
@@ -305,22 +375,15 @@ class Store:
     ) -> None:
         """Record what a connector now holds durably, and what it refused (dead letters)."""
         now = time.time()
-        done = [
-            {"connector": connector, "stream": stream, "record_id": rid, "content_hash": h}
-            for rid, h in delivered
-        ]
+        done = [(connector, stream, rid, h) for rid, h in delivered]
         dead = list(rejected)
+        clear = (
+            f'DELETE FROM "{DEAD.name}" WHERE connector = {self._p} AND stream = {self._p} AND record_id IN ({{}})'  # noqa: S608
+        )
         with self.engine.begin() as conn:
-            for chunk in _chunks(done):
-                self._upsert(conn, DELIVERY, chunk)
-                ids = [row["record_id"] for row in chunk]
-                conn.execute(
-                    delete(DeadLetter).where(
-                        DEAD.c.connector == connector,
-                        DEAD.c.stream == stream,
-                        DEAD.c.record_id.in_(ids),
-                    )
-                )
+            self._upsert_fast(conn, DELIVERY, ("connector", "stream", "record_id", "content_hash"), done)
+            for chunk in _chunks([row[2] for row in done]):
+                conn.exec_driver_sql(clear.format(self._marks(len(chunk))), (connector, stream, *chunk))
             for rid, reason in dead:
                 self._add_dead_letter(conn, connector, stream, rid, reason, now)
 
@@ -405,41 +468,35 @@ class ConnectorOutputs:
 
     def put_many(self, items: Sequence[tuple[str, str, Mapping[str, Sequence[Mapping[str, Any]]]]]) -> None:
         """Replace the rows of many records in one transaction."""
-        rows: list[dict[str, Any]] = []
+        connector = self.connector
+        rows: list[tuple[Any, ...]] = []
         for stream, record_id, tables in items:
             key = sort_key(record_id)
             for table, table_rows in tables.items():
                 rows.extend(
-                    {
-                        "connector": self.connector,
-                        "stream": stream,
-                        "record_id": record_id,
-                        "table_name": table,
-                        "ordinal": i,
-                        "sort_key": key,
-                        "data": dumps(dict(row)),
-                    }
+                    (connector, stream, record_id, table, i, key, dumps(row if type(row) is dict else dict(row)))
                     for i, row in enumerate(table_rows)
                 )
-        with self._store.engine.begin() as conn:
+        store = self._store
+        clear = (
+            f'DELETE FROM "{OUTPUT.name}" WHERE connector = {store._p} AND stream = {store._p} '  # noqa: S608
+            f"AND record_id IN ({{}})"
+        )
+        insert = f'INSERT INTO "{OUTPUT.name}" ({", ".join(_OUTPUT_COLS)}) VALUES ({store._marks(len(_OUTPUT_COLS))})'  # noqa: S608
+        with store.engine.begin() as conn:
             by_stream: dict[str, list[str]] = {}
             for stream, record_id, _ in items:
                 by_stream.setdefault(stream, []).append(record_id)
             for stream, ids in by_stream.items():
                 for chunk in _chunks(ids):
-                    conn.execute(
-                        delete(OutputRow).where(
-                            OUTPUT.c.connector == self.connector,
-                            OUTPUT.c.stream == stream,
-                            OUTPUT.c.record_id.in_(chunk),
-                        )
-                    )
-            for chunk in _chunks(rows):
-                conn.execute(OUTPUT.insert(), list(chunk))
+                    conn.exec_driver_sql(clear.format(store._marks(len(chunk))), (connector, stream, *chunk))
+            if rows:
+                conn.exec_driver_sql(insert, rows)
             self._mark(conn, dirty=True)
 
     def _mark(self, conn: Connection, *, dirty: bool) -> None:
-        self._store._upsert(conn, META, [{"key": f"dirty:{self.connector}", "value": "1" if dirty else "0"}])
+        row = (f"dirty:{self.connector}", "1" if dirty else "0")
+        self._store._upsert_fast(conn, META, ("key", "value"), [row])
 
     def is_dirty(self) -> bool:
         """True when rows changed since the connector last rendered its files."""

@@ -120,3 +120,31 @@ def test_references_are_indexed_and_changed_referred_records_are_due(store_url: 
     assert store.dependents_due("customers") == []
     assert store.get_raw_many("invoices", ["1", "9"]) == {"1": (content_hash(invoices[0].data), {"id": 1, "customer": 7})}
     store.close()
+
+
+def test_referred_records_read_again_reflect_a_change(store_url: str) -> None:
+    store = Store.open(store_url)
+    old = Record("customers", "7", 10, {"id": 7, "name": "Old", "credit": Decimal("1.50")})
+    store.save_raw([(old, content_hash(old.data))])
+    assert store.get_raw_many("customers", ["7"])["7"][1]["name"] == "Old"
+    new = Record("customers", "7", 11, {"id": 7, "name": "New", "credit": Decimal("2.50")})
+    store.save_raw([(new, content_hash(new.data))])
+    assert store.get_raw_many("customers", ["7"]) == {"7": (content_hash(new.data), new.data)}
+    store.save_raw([(Record("customers", "7", 12, {"id": 7}, deleted=True), "gone")])
+    assert store.get_raw_many("customers", ["7"]) == {}
+    store.close()
+
+
+def test_raw_referring_hashed_gives_each_record_its_content_hash(store_url: str) -> None:
+    store = Store.open(store_url)
+    txns = [
+        Record("transactions", "5", 10, {"id": 5, "invoice": 1, "amount": Decimal("9.99")}),
+        Record("transactions", "4", 10, {"id": 4, "invoice": {"id": 1}, "amount": Decimal("0.01")}),
+        Record("transactions", "6", 10, {"id": 6, "invoice": 2}),
+    ]
+    store.save_raw([(r, content_hash(r.data)) for r in txns])
+    got = store.raw_referring_hashed("transactions", "invoice", ["1"])
+    assert [(r.id, r.data, h) for r, h in got] == [
+        (r.id, r.data, content_hash(r.data)) for r in (txns[1], txns[0])
+    ]
+    store.close()

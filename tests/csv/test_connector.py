@@ -1,0 +1,41 @@
+"""The CSV connector keeps rows in the store and renders files that equal the rows."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from connectors.csv import CsvConnector, CsvSettings
+from syncd.plugin import ConnectorContext, MappedRecord, Record
+from syncd.store import Store
+
+COLUMNS = {"invoices": ["id", "customer", "total"], "lines": ["invoice", "amount"]}
+
+
+def _mapped(rid: str, total: str | None = None, *, deleted: bool = False) -> MappedRecord:
+    record = Record("invoices", rid, 1, {"id": rid}, deleted=deleted)
+    if deleted:
+        return MappedRecord(record, {})
+    rows = {
+        "invoices": [{"id": rid, "customer": "=evil()", "total": Decimal(total or "0")}],
+        "lines": [{"invoice": rid, "amount": Decimal("1.10")}, {"invoice": rid, "amount": None}],
+    }
+    return MappedRecord(record, rows)
+
+
+def test_deleted_and_changed_records_of_a_page_render_exactly(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    context = ConnectorContext(name="csv", outputs=store.outputs("csv"), state_dir=tmp_path, columns=COLUMNS)
+    connector = CsvConnector(CsvSettings(directory=tmp_path / "out"), context)
+    connector.open()
+    assert connector.write("invoices", [_mapped("1", "10.50"), _mapped("2", "-3"), _mapped("3", "1E+2")]) == []
+    # One page deletes 2 and changes 3: both land in the same put_many.
+    assert connector.write("invoices", [_mapped("2", deleted=True), _mapped("3", "7.00")]) == []
+    connector.close()
+    invoices = (tmp_path / "out" / "invoices.csv").read_bytes()
+    assert invoices == b"id,customer,total\r\n1,'=evil(),10.50\r\n3,'=evil(),7.00\r\n"
+    lines = (tmp_path / "out" / "lines.csv").read_bytes()
+    assert lines == b"invoice,amount\r\n1,1.10\r\n1,\r\n3,1.10\r\n3,\r\n"
+    # What the store keeps is each row's cell texts.
+    assert next(store.outputs("csv").rows("invoices")) == {"id": "1", "customer": "'=evil()", "total": "10.50"}
+    store.close()
