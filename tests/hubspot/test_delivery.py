@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from syncd.engine import Delivery, StreamReport, Target
+from syncd.delivery import Delivery, StreamReport, Target
 from syncd.mapping import load_mapping
 from syncd.plugin import Record
 from syncd.sandbox.data import SandboxData

@@ -1,0 +1,263 @@
+"""Delivery: mapping records through each connector's mapping and handing them over.
+
+    Delivery.deliver(stream, records)   save changed raw records; each target gets what it
+                                        does not hold in this version; then the records that
+                                        refer to the changed ones
+    redeliver(store, targets)           after a mapping change, from the store, no request
+
+What a target holds is recorded per record (`Delivery` table) with the version it got, so a
+re-run rewrites nothing and a kill loses nothing: the engine moves a cursor only after
+`deliver` has returned for the page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from syncd import registry
+from syncd.config import Settings
+from syncd.errors import SyncdError
+from syncd.mapping import MappingSet
+from syncd.plugin import Connector, MappedRecord, Record
+from syncd.store import Store, dumps, ref_id, text_hash
+from syncd.streams import STREAMS
+
+log = structlog.get_logger(__name__)
+
+DELETED_HASH = "deleted"
+
+
+@dataclass
+class StreamReport:
+    """What one stream did in a run."""
+
+    fetched: int = 0
+    changed: int = 0
+    deleted: int = 0
+    delivered: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fetched": self.fetched,
+            "changed": self.changed,
+            "deleted": self.deleted,
+            "delivered": dict(self.delivered),
+            "rejected": dict(self.rejected),
+            "requests": self.requests,
+            **({"error": self.error} if self.error else {}),
+        }
+
+@dataclass
+class Target:
+    """An open connector with its mapping."""
+
+    name: str
+    connector: Connector
+    mapping: MappingSet
+
+    def streams(self) -> set[str]:
+        return {s for s in STREAMS if self.mapping.tables_for(s)}
+
+    def references(self, stream: str) -> list[str]:
+        """Reference fields (customer, invoice) the mapping reads through for `stream`."""
+        return sorted(f for f in self.mapping.expands(stream) if f in REFERENCES)
+
+# Fields by which a record refers to another stream's record. Mappings may read through them
+# (`customer.name` on an invoice); the referred record is read from the store, never from an
+# API `expand`, so that a renamed customer re-delivers its invoices with the new name.
+REFERENCES = {"customer": "customers", "invoice": "invoices"}
+
+
+class Delivery:
+    """Maps and writes records to every target, recording what each now holds.
+
+    What a target holds is keyed by a hash of the record *and* of every record its mapping
+    reads through a reference, so an edited customer makes its invoices due again.
+    """
+
+    def __init__(self, store: Store, targets: Sequence[Target]) -> None:
+        self.store = store
+        self.targets = targets
+
+    def deliver(
+        self, stream: str, records: Sequence[Record], report: StreamReport, *, save: bool = True
+    ) -> None:
+        """Save changed raw records and hand each target the ones it does not hold yet."""
+        if not records:
+            return
+        # Serialised once: the text gives the content hash and is what the store keeps.
+        texts = {r.id: dumps(r.data) for r in records}
+        hashes = {r.id: DELETED_HASH if r.deleted else text_hash(texts[r.id]) for r in records}
+        changed: list[Record] = []
+        if save:
+            known = self.store.raw_hashes(stream, list(hashes))
+            changed = [
+                r for r in records if known.get(r.id) != hashes[r.id] and not (r.deleted and r.id not in known)
+            ]
+            if changed:
+                self.store.save_raw([(r, hashes[r.id]) for r in changed], texts)
+                report.changed += sum(1 for r in changed if not r.deleted)
+        for target in self.targets:
+            if stream in target.streams():
+                self._deliver_to(target, stream, records, hashes, report)
+        if changed:
+            self.redeliver_dependents(stream, [r.id for r in changed])
+
+    def catch_up_dependents(self) -> None:
+        """Finish re-deliveries of dependents that a killed run left due."""
+        for stream in sorted(set(REFERENCES.values())):
+            while ids := self.store.dependents_due(stream):
+                self.redeliver_dependents(stream, ids)
+
+    def _deliver_to(
+        self,
+        target: Target,
+        stream: str,
+        records: Sequence[Record],
+        hashes: Mapping[str, str],
+        report: StreamReport,
+    ) -> None:
+        refs = target.references(stream)
+        referred = self._referred(stream, records, refs)
+        versions = {
+            r.id: hashes[r.id] if r.deleted or not refs else _versioned(hashes[r.id], r, refs, referred)
+            for r in records
+        }
+        held = self.store.delivered_hashes(target.name, stream, list(versions))
+        todo = [r for r in records if held.get(r.id) != versions[r.id] and not (r.deleted and r.id not in held)]
+        if not todo:
+            return
+        # Referred ids not in the store are remembered as None: no query per miss.
+        data = {
+            (REFERENCES[f], rid): hit[1] if hit else None for f in refs for rid, hit in referred[f].items()
+        }
+
+        def resolve(ref_stream: str, rid: str) -> Mapping[str, Any] | None:
+            key = (ref_stream, rid)
+            return data[key] if key in data else self.store.get_raw(ref_stream, rid)
+
+        mapped, rejected = [], []
+        for record in todo:
+            try:
+                tables = {} if record.deleted else target.mapping.apply(record, resolve)
+            except (SyncdError, ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                rejected.append((record.id, f"mapping failed: {exc}"))
+                continue
+            mapped.append(MappedRecord(record, tables))
+        with structlog.contextvars.bound_contextvars(connector=target.name, stream=stream):
+            refusals = target.connector.write(stream, mapped) if mapped else []
+            target.connector.flush()
+        rejected.extend((r.record_id, r.reason) for r in refusals)
+        refused = {rid for rid, _ in rejected}
+        done = [(r.id, versions[r.id]) for r in todo if r.id not in refused]
+        self.store.commit_deliveries(target.name, stream, done, rejected)
+        report.delivered[target.name] = report.delivered.get(target.name, 0) + len(done)
+        if rejected:
+            report.rejected[target.name] = report.rejected.get(target.name, 0) + len(rejected)
+            for rid, reason in rejected:
+                log.warning("record.rejected", connector=target.name, stream=stream, record_id=rid, reason=reason)
+
+    def _referred(
+        self, stream: str, records: Sequence[Record], refs: Sequence[str]
+    ) -> dict[str, dict[str, tuple[str, dict[str, Any]] | None]]:
+        """For each reference field: the referred records' (content hash, data) by id, None when
+        not stored; one query each."""
+        out: dict[str, dict[str, tuple[str, dict[str, Any]] | None]] = {}
+        for field_name in refs:
+            ids = {rid for r in records if not r.deleted and (rid := ref_id(r.data, field_name))}
+            found = self.store.get_raw_many(REFERENCES[field_name], ids)
+            out[field_name] = {rid: found.get(rid) for rid in ids}
+        return out
+
+    def redeliver_dependents(self, stream: str, ids: Sequence[str]) -> None:
+        """Re-deliver stored records that read `stream`'s changed records through a reference."""
+        for field_name, referred_stream in REFERENCES.items():
+            if referred_stream != stream:
+                continue
+            for dependent in STREAMS:
+                for target in self.targets:
+                    if field_name not in target.references(dependent):
+                        continue
+                    # The stored hash is `content_hash` of the stored data: no need to encode it again.
+                    hashed = self.store.raw_referring_hashed(dependent, field_name, ids)
+                    records = [record for record, _ in hashed]
+                    scratch = StreamReport()
+                    self._deliver_to(target, dependent, records, {r.id: h for r, h in hashed}, scratch)
+                    if scratch.delivered:
+                        log.info(
+                            "dependents.redelivered",
+                            connector=target.name,
+                            stream=dependent,
+                            because=stream,
+                            records=scratch.delivered.get(target.name, 0),
+                        )
+        self.store.clear_dependents_due(stream, ids)
+
+
+def _versioned(
+    own: str,
+    record: Record,
+    refs: Sequence[str],
+    referred: Mapping[str, Mapping[str, tuple[str, Any] | None]],
+) -> str:
+    """The record's hash combined with those of the records its mapping reads through references."""
+    parts = [own]
+    for field_name in refs:
+        found = referred[field_name].get(ref_id(record.data, field_name) or "")
+        parts.append(f"{field_name}={found[0] if found else '-'}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+def redeliver(store: Store, targets: Sequence[Target], delivery: Delivery) -> dict[str, int]:
+    """Re-deliver stored records to connectors whose mapping changed, and retry dead letters.
+
+    Nothing is fetched: the raw records in the store are mapped again. Other connectors
+    are not touched.
+    """
+    counts: dict[str, int] = {}
+    for target in targets:
+        key = f"mapping:{target.name}"
+        fingerprint = target.mapping.fingerprint
+        if store.get_meta(key) == fingerprint:
+            continue
+        streams = sorted(target.streams())
+        store.forget_deliveries(target.name)
+        only = Delivery(store, [target])
+        total = 0
+        for stream in streams:
+            report = StreamReport()
+            for batch in store.iter_raw(stream, include_deleted=False):
+                only.deliver(stream, batch, report, save=False)
+            total += report.delivered.get(target.name, 0)
+        store.set_meta(key, fingerprint)
+        counts[target.name] = total
+        if total:
+            log.info("mapping.redelivered", connector=target.name, records=total)
+    return counts
+
+def open_targets(
+    settings: Settings, store: Store, mappings: Mapping[str, MappingSet] | None = None
+) -> list[Target]:
+    """Build and open every enabled connector with its mapping (loaded now unless given)."""
+    specs = registry.configured(settings)
+    if mappings is None or any(spec.name not in mappings for spec in specs):
+        mappings = registry.load_mappings(specs)
+    targets = []
+    for spec in specs:
+        connector = registry.build(spec, store, settings, mappings[spec.name])
+        connector.open()
+        targets.append(Target(spec.name, connector, mappings[spec.name]))
+    return targets
+
+
+def close_targets(targets: Sequence[Target]) -> None:
+    for target in targets:
+        with structlog.contextvars.bound_contextvars(connector=target.name):
+            target.connector.close()
