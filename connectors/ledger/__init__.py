@@ -52,19 +52,22 @@ ENTRIES = "entries"
 CUSTOMERS = "customers"
 
 
+_FALLBACK = Accounts()  # one set of default account names, for the settings and the journal
+
+
 class AccountSettings(BaseModel):
     """`[connectors.ledger.accounts]`: accounts used when the mapping leaves one empty."""
 
     model_config = ConfigDict(extra="forbid")
 
-    receivable: str = "Assets:Accounts Receivable"
-    revenue: str = "Income:Sales"
-    tax: str = "Liabilities:Sales Tax"
-    discounts: str = "Income:Discounts"
-    cash: str = "Assets:Undeposited Funds"
-    adjustments: str = "Income:Adjustments"
-    rounding: str = "Expenses:Rounding"
-    customer_credit: str = "Liabilities:Customer Credit"
+    receivable: str = _FALLBACK.receivable
+    revenue: str = _FALLBACK.revenue
+    tax: str = _FALLBACK.tax
+    discounts: str = _FALLBACK.discounts
+    cash: str = _FALLBACK.cash
+    adjustments: str = _FALLBACK.adjustments
+    rounding: str = _FALLBACK.rounding
+    customer_credit: str = _FALLBACK.customer_credit
 
 
 class LedgerSettings(ConnectorSettings):
