@@ -49,13 +49,15 @@ class StreamSettings(_Section):
     enabled: bool = True
     metadata: dict[str, str] = Field(default_factory=dict)
     filter: dict[str, str] = Field(default_factory=dict)
-    windows: int = Field(1, ge=1, le=32, description="parallel date windows for a full pass")
+    windows: int = Field(
+        4, ge=1, le=32, description="parallel date windows for a first pass (invoices, transactions)"
+    )
 
 
 class StreamsSettings(_Section):
     customers: StreamSettings = Field(default_factory=StreamSettings)
-    invoices: StreamSettings = Field(default_factory=lambda: StreamSettings(windows=4))
-    transactions: StreamSettings = Field(default_factory=lambda: StreamSettings(windows=4))
+    invoices: StreamSettings = Field(default_factory=StreamSettings)
+    transactions: StreamSettings = Field(default_factory=StreamSettings)
 
     def enabled(self) -> dict[str, StreamSettings]:
         """The enabled streams, in dependency order (customers first)."""

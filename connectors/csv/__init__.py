@@ -53,6 +53,7 @@ class CsvConnector(Connector):
         self.directory = self._directory()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._last_render = time.monotonic()
+        self._render_took = 0.0
         # Columns come from the mapping, so a table is rendered (header included) even in a
         # run that wrote no row of it, e.g. one that only deleted records.
         self._columns: dict[str, list[str]] = {t: list(c) for t, c in self.context.columns.items()}
@@ -84,7 +85,10 @@ class CsvConnector(Connector):
 
     def flush(self) -> None:
         # Rows are durable in the store once put; files follow on a timer and at close.
-        if time.monotonic() - self._last_render >= self.settings.render_every:
+        # A render rewrites whole files, so its cost grows with the data: wait at least ten
+        # times as long as the last one took, so that renders stay a small share of a long run.
+        wait = max(self.settings.render_every, 10 * self._render_took)
+        if time.monotonic() - self._last_render >= wait:
             self.render()
 
     def close(self) -> None:
@@ -101,6 +105,7 @@ class CsvConnector(Connector):
             count = write_atomic(self.directory / f"{table}.csv", columns, outputs.rows(table))
             log.info("csv.rendered", table=table, rows=count)
         outputs.mark_clean()
+        self._render_took = time.monotonic() - self._last_render
 
     def external_payments(self) -> Iterable[ExternalPayment | Rejection]:
         """The payments of the inbox (none when `inbox` is not set); see connectors/csv/inbox.py."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -50,6 +51,20 @@ _CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
 
 # One encoder for the process: simplejson.dumps with options builds a new one per call.
 _ENCODER = simplejson.JSONEncoder(use_decimal=True, sort_keys=True, separators=(",", ":"), default=str)
+
+
+# The standard library's C encoder, for output rows of plain values (CSV rows are text):
+# about three times faster than simplejson, and the same text for such values.
+_PLAIN = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+def _dumps_row(row: Mapping[str, Any]) -> str:
+    """`dumps` of an output row, by the faster encoder when it holds no Decimal."""
+    data = row if type(row) is dict else dict(row)
+    try:
+        return _PLAIN.encode(data)
+    except TypeError:  # a Decimal (ledger rows): simplejson keeps it an exact number
+        return dumps(data)
 
 
 def dumps(value: Any) -> str:
@@ -474,7 +489,7 @@ class ConnectorOutputs:
             key = sort_key(record_id)
             for table, table_rows in tables.items():
                 rows.extend(
-                    (connector, stream, record_id, table, i, key, dumps(row if type(row) is dict else dict(row)))
+                    (connector, stream, record_id, table, i, key, _dumps_row(row))
                     for i, row in enumerate(table_rows)
                 )
         store = self._store

@@ -92,3 +92,9 @@ def test_config_example_is_valid_and_documents_every_connector() -> None:
     specs = registry.configured(settings, only_enabled=False)
     assert {spec.name for spec in specs} == set(registry.installed())
     assert all(spec.mapping_path.exists() for spec in specs)
+
+
+def test_a_stream_section_keeps_the_default_windows(tmp_path: Path) -> None:
+    """Naming a stream in the file must not silently turn its parallel first pass off."""
+    settings = load_settings(write(tmp_path, "[streams.invoices]\nenabled = true\n"))
+    assert settings.streams.invoices.windows == settings.streams.transactions.windows == 4

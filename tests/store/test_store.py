@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from syncd.errors import StoreError
@@ -148,3 +150,17 @@ def test_raw_referring_hashed_gives_each_record_its_content_hash(store_url: str)
         (r.id, r.data, content_hash(r.data)) for r in (txns[1], txns[0])
     ]
     store.close()
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(), st.decimals(allow_nan=False, allow_infinity=False)),
+        max_size=6,
+    )
+)
+def test_output_rows_are_stored_as_dumps_would_write_them(row: dict[str, object]) -> None:
+    """The fast path for plain rows writes exactly what `dumps` writes, Decimals included."""
+    from syncd.store.store import _dumps_row, dumps
+
+    assert _dumps_row(row) == dumps(row)
