@@ -9,8 +9,16 @@ setup() {
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV"
     fi
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    # pip's and setuptools' chatter is shown only when the install fails.
+    local log
+    log=$(mktemp)
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip && "$VENV/bin/python" -m pip install -q -e ".[dev]"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "error: installing syncd into $VENV failed (output above)" >&2
+        exit 1
+    fi
+    rm -f "$log"
 }
 
 services() {
