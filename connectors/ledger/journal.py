@@ -248,27 +248,20 @@ def invoice_entries(
     total = quantize(money(head, "total", "invoices"), cur)
     receivable = account(head, "ar_account", accounts.receivable, "invoices")
     postings = [Posting(receivable, total, cur, role="ar")]
-    for i, line in enumerate(tables.get("invoice_lines") or ()):
-        where = f"invoice_lines[{i}]"
-        amount = quantize(money(line, "amount", where), cur)
-        if amount:
-            postings.append(
-                Posting(account(line, "account", accounts.revenue, where), -amount, cur, text(line, "memo"))
-            )
-    for i, row in enumerate(tables.get("invoice_taxes") or ()):
-        where = f"invoice_taxes[{i}]"
-        amount = quantize(money(row, "amount", where), cur)
-        if amount:
-            postings.append(
-                Posting(account(row, "account", accounts.tax, where), -amount, cur, text(row, "memo"))
-            )
-    for i, row in enumerate(tables.get("invoice_discounts") or ()):
-        where = f"invoice_discounts[{i}]"
-        amount = quantize(money(row, "amount", where), cur)
-        if amount:
-            postings.append(
-                Posting(account(row, "account", accounts.discounts, where), amount, cur, text(row, "memo"))
-            )
+    # Lines and taxes are credited; discounts (contra-revenue) are debited.
+    parts = (
+        ("invoice_lines", accounts.revenue, -1),
+        ("invoice_taxes", accounts.tax, -1),
+        ("invoice_discounts", accounts.discounts, 1),
+    )
+    for table, fallback, sign in parts:
+        for i, row in enumerate(tables.get(table) or ()):
+            where = f"{table}[{i}]"
+            amount = quantize(money(row, "amount", where), cur)
+            if amount:
+                postings.append(
+                    Posting(account(row, "account", fallback, where), sign * amount, cur, text(row, "memo"))
+                )
     # Line-level taxes and discounts (items[].taxes[], items[].discounts[]) go to the default accounts.
     for item in data.get("items") or ():
         for tax in item.get("taxes") or ():
