@@ -29,6 +29,7 @@ from syncd.invoiced import InvoicedClient, Page
 from syncd.mapping import MappingSet
 from syncd.plugin import Record
 from syncd.progress import Progress
+from syncd.scope import ScopeKeeper
 from syncd.store import Store
 from syncd.streams import STREAMS, Stream
 
@@ -88,6 +89,7 @@ class SyncRun:
         self.client = client
         self.targets = targets
         self.delivery = Delivery(store, targets)
+        self.scopes = ScopeKeeper(store, targets)
         self.progress = progress or Progress(enabled=False)
         self.stop = stop or threading.Event()
         self.report = SyncReport()
@@ -134,9 +136,12 @@ class SyncRun:
         params = stream.params()
         if full:
             self.store.reset_stream(name)
+        backfill = self.scopes.check(stream)  # a changed scope: walk the new one from 0
         cursors = self.store.cursors(name)
         per_page = self.settings.invoiced.per_page
         fetch = self._fetcher(stream.path)
+        if backfill is not None:
+            return [_Walker(stream, backfill, CursorWalk(fetch, params, cursors.get(backfill, 0), per_page))]
         if "" in cursors and len(cursors) == 1:
             return [_Walker(stream, "", CursorWalk(fetch, params, cursors[""], per_page))]
         windows = [(p, _scope_of(p)) for p in cursors if p] or self._windows(
@@ -314,7 +319,7 @@ class SyncRun:
             final = min(w.walk.final_checkpoint() for w in group)
             if len(group) == 1 and group[0].partition == "":
                 self.store.set_cursor(name, "", final)
-            else:
+            elif not self.scopes.finish(name, group[0].partition, final, report.requests):
                 self.store.finish_partitions(name, final)
             log.info("stream.synced", stream=name, cursor=final, **report.as_dict())
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -154,6 +154,8 @@ class ConnectorSettings(BaseModel):
 
     enabled: bool = False
     mapping: Path | None = None
+    # Records that leave a stream's scope (a narrowed metadata/filter) are deleted here, or kept.
+    on_scope_exit: Literal["remove", "keep"] = "remove"
 
 
 class Connector(ABC):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
 
 from syncd.config import Settings
+from syncd.scope import cursor_scope
 from syncd.store import Store, loads, redact_url
 from syncd.store.models import PushedPayment
 
@@ -35,10 +37,11 @@ def render_status(settings: Settings, console: Console) -> None:
             highlight=False,
         )
         cursors = Table(title="cursors")
-        for col in ("stream", "partition", "synced up to", "advanced"):
+        for col in ("stream", "partition", "synced up to", "advanced", "scope"):
             cursors.add_column(col)
         for c in sorted(store.all_cursors(), key=lambda c: (c.stream, c.partition)):
-            cursors.add_row(c.stream, c.partition or "-", _when(c.value), _when(c.advanced_at))
+            scope = cursor_scope(settings, store, c.stream, c.partition)
+            cursors.add_row(c.stream, c.partition or "-", _when(c.value), _when(c.advanced_at), escape(scope))
         console.print(cursors)
 
         runs = Table(title="recent runs")

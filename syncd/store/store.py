@@ -217,11 +217,19 @@ class Store:
         row = (stream, partition, value, time.time())
         self._upsert_fast(conn, CURSOR, ("stream", "partition", "value", "advanced_at"), [row])
 
-    def finish_partitions(self, stream: str, value: int) -> None:
-        """Set the stream's cursor and drop its window cursors, atomically."""
+    def finish_partitions(self, stream: str, value: int, meta: Mapping[str, str] | None = None) -> None:
+        """Set the stream's cursor and drop its window cursors (and set `meta`), atomically."""
         with self.engine.begin() as conn:
             conn.execute(delete(Cursor).where(and_(CURSOR.c.stream == stream, CURSOR.c.partition != "")))
             self._set_cursor(conn, stream, "", value)
+            if meta:
+                self._upsert(conn, META, [{"key": k, "value": v} for k, v in meta.items()])
+
+    def drop_cursors(self, stream: str, partitions: Sequence[str]) -> None:
+        """Forget some partitions' cursors of a stream (an abandoned scope backfill)."""
+        if partitions:
+            with self.engine.begin() as conn:
+                conn.execute(delete(Cursor).where(CURSOR.c.stream == stream, CURSOR.c.partition.in_(partitions)))
 
     def reset_stream(self, stream: str) -> None:
         """Forget a stream's cursors (a `--full` run)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,16 @@ def read_csv_dir(out: Path) -> dict[str, list[list[str]]]:
     return tables
 
 
-def expected_csv(sandbox: Any, mapping_path: Path = CSV_MAPPING) -> dict[str, list[list[str]]]:
-    """What the CSV files must hold: the sandbox's current data through the mapping."""
+def expected_csv(
+    sandbox: Any, mapping_path: Path = CSV_MAPPING, keep: Mapping[str, Callable[[Any], bool]] | None = None
+) -> dict[str, list[list[str]]]:
+    """What the CSV files must hold: the sandbox's current data (`keep`: each stream's scope)
+    through the mapping."""
     mapping = load_mapping(mapping_path)
-    objects = {s: {str(o["id"]): o for o in sandbox.data.list(s)} for s in STREAMS}
+    keep = keep or {}
+    objects = {
+        s: {str(o["id"]): o for o in sandbox.data.list(s) if keep.get(s, lambda _: True)(o)} for s in STREAMS
+    }
 
     def resolve(stream: str, rid: str) -> dict[str, Any] | None:
         return objects.get(stream, {}).get(rid)
@@ -59,9 +66,9 @@ def expected_csv(sandbox: Any, mapping_path: Path = CSV_MAPPING) -> dict[str, li
     return {t: [headers[t]] + [r for _, _, r in sorted(rows)] for t, rows in tables.items()}
 
 
-def assert_csv_matches(sandbox: Any, out: Path) -> None:
+def assert_csv_matches(sandbox: Any, out: Path, keep: Mapping[str, Callable[[Any], bool]] | None = None) -> None:
     """The CSV files equal the sandbox's data: nothing missing, nothing stale, nothing extra."""
-    actual, expected = read_csv_dir(out), expected_csv(sandbox)
+    actual, expected = read_csv_dir(out), expected_csv(sandbox, keep=keep)
     for table, rows in expected.items():
         got = actual.get(table, [])
         assert got[:1] == rows[:1], f"{table}.csv header"
