@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from sqlalchemy import delete
 
 from syncd.config import Settings
 from syncd.engine import SyncReport, connect, run_sync
 from syncd.scope import Scope, compare, meta_key
 from syncd.status import render_status
 from syncd.store import Store
+from syncd.store.models import Meta
 from tests.engine.helpers import assert_csv_matches, read_csv_dir, settings_for
 
 PER_PAGE = 5
@@ -58,10 +60,12 @@ def test_a_stored_record_is_judged_on_its_raw_json(scope: Scope, data: dict[str,
 
 
 # -- end to end on the sandbox ------------------------------------------------------
-def _settings(sandbox: Any, tmp_path: Path, customers: dict[str, Any], invoices: dict[str, Any], **extra: Any) -> Settings:
+def _settings(
+    sandbox: Any, tmp_path: Path, customers: dict[str, Any], invoices: dict[str, Any], store: str = "", **extra: Any
+) -> Settings:
     return settings_for(
         sandbox,
-        f"sqlite:///{tmp_path / 's.db'}",
+        store or f"sqlite:///{tmp_path / 's.db'}",
         tmp_path / "out",
         invoiced={"per_page": PER_PAGE},
         streams={"customers": customers, "invoices": invoices, "transactions": {"enabled": False}},
@@ -214,18 +218,20 @@ def _stopping_client(settings: Settings, stop: threading.Event, path: str, after
                 stop.set()
         return page
 
-    client.get_page = get_page  # type: ignore[method-assign]
+    client.get_page = get_page  # type: ignore[method-assign,assignment]
     return client
 
 
-def test_a_killed_backfill_resumes_and_the_scope_switches_only_when_it_ends(make_sandbox: Any, tmp_path: Path) -> None:
+def test_a_killed_backfill_resumes_and_the_scope_switches_only_when_it_ends(
+    make_sandbox: Any, tmp_path: Path, store_url: str
+) -> None:
     sandbox = make_sandbox(customers=80, invoices=10, transactions=0)
     customers = sandbox.data.list("customers")
-    amer: Callable[[Any], bool] = lambda c: c["metadata"].get("region") == "amer"  # noqa: E731
-    settings = _settings(sandbox, tmp_path, {"metadata": {"region": "amer"}}, {})
+    assert 0 < sum(1 for c in customers if c["metadata"].get("region") == "amer") < len(customers) // 2
+    settings = _settings(sandbox, tmp_path, {"metadata": {"region": "amer"}}, {}, store_url)
     assert run_sync(settings).ok
 
-    widened = _settings(sandbox, tmp_path, {}, {})
+    widened = _settings(sandbox, tmp_path, {}, {}, store_url)
     stop = threading.Event()
     client = _stopping_client(widened, stop, "/customers", after=3)
     try:
@@ -249,7 +255,6 @@ def test_a_killed_backfill_resumes_and_the_scope_switches_only_when_it_ends(make
     with closing(Store.open(widened.store_url())) as store:
         assert Scope.loads(store.get_meta(meta_key("customers")) or "") == Scope()
         assert set(store.cursors("customers")) == {""}
-    assert any(amer(c) for c in customers)
 
 
 def test_an_abandoned_backfill_leaves_nothing_behind(make_sandbox: Any, tmp_path: Path) -> None:
@@ -271,6 +276,28 @@ def test_an_abandoned_backfill_leaves_nothing_behind(make_sandbox: Any, tmp_path
     assert_csv_matches(sandbox, tmp_path / "out", _no_tx({"customers": amer}))
     with closing(Store.open(settings.store_url())) as store:
         assert set(store.cursors("customers")) == {""}
+
+
+def test_full_with_a_narrowed_scope_removes_what_left_it(make_sandbox: Any, tmp_path: Path) -> None:
+    sandbox = make_sandbox(customers=30, invoices=20, transactions=0)
+    assert run_sync(_settings(sandbox, tmp_path, {}, {})).ok
+    emea: Callable[[Any], bool] = lambda c: c["metadata"].get("region") == "emea"  # noqa: E731
+    report = run_sync(_settings(sandbox, tmp_path, {"metadata": {"region": "emea"}}, {}), full=True)
+    assert report.ok, report.errors()
+    assert_csv_matches(sandbox, tmp_path / "out", _no_tx({"customers": emea}))
+
+
+def test_a_store_without_a_recorded_scope_adopts_the_configured_one(make_sandbox: Any, tmp_path: Path) -> None:
+    """A store from before scopes were recorded: its cursors are taken to answer today's scope."""
+    sandbox = make_sandbox(customers=20, invoices=10, transactions=0)
+    settings = _settings(sandbox, tmp_path, {"metadata": {"region": "emea"}}, {})
+    assert run_sync(settings).ok
+    with closing(Store.open(settings.store_url())) as store, store.engine.begin() as conn:
+        conn.execute(delete(Meta).where(Meta.key == meta_key("customers")))  # type: ignore[arg-type]
+    report, asked = _sync(sandbox, settings, "adopted")
+    assert report.ok and asked["customers"] == 1
+    with closing(Store.open(settings.store_url())) as store:
+        assert Scope.loads(store.get_meta(meta_key("customers")) or "") == Scope({"region": "emea"})
 
 
 def test_status_shows_each_streams_scope_next_to_its_cursor(make_sandbox: Any, tmp_path: Path) -> None:
