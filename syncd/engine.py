@@ -136,14 +136,14 @@ class SyncRun:
         params = stream.params()
         if full:
             self.store.reset_stream(name)
-        backfill = self.scopes.check(stream)  # a changed scope: walk the new one from 0
-        cursors = self.store.cursors(name)
+        # A changed scope is read as a first pass of its own, in partitions of its own.
+        backfill = self.scopes.check(stream)
+        cursors = self.store.cursors(name) if backfill is None else backfill.own(self.store.cursors(name))
+        named = (lambda p: p) if backfill is None else backfill.partition
         per_page = self.settings.invoiced.per_page
         fetch = self._fetcher(stream.path)
-        if backfill is not None:
-            return [_Walker(stream, backfill, CursorWalk(fetch, params, cursors.get(backfill, 0), per_page))]
         if "" in cursors and len(cursors) == 1:
-            return [_Walker(stream, "", CursorWalk(fetch, params, cursors[""], per_page))]
+            return [_Walker(stream, named(""), CursorWalk(fetch, params, cursors[""], per_page))]
         windows = [(p, _scope_of(p)) for p in cursors if p] or self._windows(
             stream, params, self.settings.streams.enabled()[name].windows
         )
@@ -152,9 +152,9 @@ class SyncRun:
         for partition, scope in windows:
             begin = cursors.get(partition, start)
             if partition:
-                self.store.set_cursor(name, partition, begin)
+                self.store.set_cursor(name, named(partition), begin)
             walkers.append(
-                _Walker(stream, partition, CursorWalk(fetch, {**params, **scope}, begin, per_page))
+                _Walker(stream, named(partition), CursorWalk(fetch, {**params, **scope}, begin, per_page))
             )
         return walkers
 

@@ -5,14 +5,14 @@ nothing about records outside the query. So the scope a stream's cursors answer 
 beside them (`Meta scope:<stream>`, canonical JSON) and compared, before any request, with
 the configured one:
 
-    narrowed (the new scope only adds conditions)   no request: every record of the new
+    narrowed (the new scope only adds conditions): no request. Every record of the new
         scope was in the old one, so it is stored and delivered; stored records the new
-        scope excludes leave it (below); the scope switches at once, the cursor stays
-    widened / changed                               a backfill: the new scope is walked from
-        0 as cursor partition `scope:<hash>`, which a killed run resumes; records already
-        held are neither saved nor delivered again (content hashes); when the walk ends,
-        stored records outside the new scope leave it, then cursor and scope switch in one
-        transaction. Until then the old scope stays recorded.
+        scope excludes leave it (below); the scope switches at once, the cursor stays.
+    widened / changed: a backfill. The new scope is read as a first pass of its own (date
+        windows too) in cursor partitions `scope:<hash>` and `scope:<hash>|w:…`, which a
+        killed run resumes; records already held are neither saved nor delivered again
+        (content hashes). When it ends, stored records outside the new scope leave it, then
+        cursor and scope switch in one transaction; until then the old scope stays recorded.
 
 Equality conditions cannot express a complement ("region != emea"), so a widened scope is
 read whole, once. Records that leave the scope are delivered as deletions to connectors
@@ -132,6 +132,24 @@ def compare(old: Scope, new: Scope) -> Change:
     return "changed"
 
 
+@dataclass(frozen=True)
+class Backfill:
+    """A backfill's cursor partitions: `scope:<hash>`, or `scope:<hash>|w:…` per date window,
+    so that it is planned, resumed and finished like a first pass."""
+
+    base: str
+
+    def holds(self, partition: str) -> bool:
+        return partition == self.base or partition.startswith(self.base + "|")
+
+    def own(self, cursors: Mapping[str, int]) -> dict[str, int]:
+        """This backfill's cursors, named as a first pass names its own ("" or `w:…`)."""
+        return {p[len(self.base) + 1 :]: v for p, v in cursors.items() if self.holds(p)}
+
+    def partition(self, inner: str) -> str:
+        return f"{self.base}|{inner}" if inner else self.base
+
+
 def cursor_scope(settings: Settings, store: Store, stream: str, partition: str) -> str:
     """The scope a cursor row answers, for `syncd status`."""
     if stream not in STREAMS:  # the events cursors are not scoped
@@ -139,7 +157,7 @@ def cursor_scope(settings: Settings, store: Store, stream: str, partition: str) 
     conf = getattr(settings.streams, stream)
     configured = Scope(dict(conf.metadata), dict(conf.filter))
     if partition.startswith(PARTITION_PREFIX):
-        if partition == configured.partition():
+        if Backfill(configured.partition()).holds(partition):
             return f"backfilling {configured.describe()}"
         return "abandoned backfill (dropped next run)"
     text = store.get_meta(meta_key(stream))
@@ -159,8 +177,8 @@ class ScopeKeeper:
         self.targets = targets
         self._pending: dict[str, Scope] = {}
 
-    def check(self, stream: Stream) -> str | None:
-        """Before any request: the backfill partition to walk, or None to walk as usual."""
+    def check(self, stream: Stream) -> Backfill | None:
+        """Before any request: the backfill to walk, or None to walk as usual."""
         name, new = stream.name, Scope.of(stream)
         stored = self.store.get_meta(meta_key(name))
         cursors = self.store.cursors(name)
@@ -177,7 +195,7 @@ class ScopeKeeper:
         old = Scope.loads(stored)
         change = compare(old, new)
         backfill = change in ("widened", "changed") and bool(main)
-        abandoned = [p for p in backfills if not (backfill and p == new.partition())]
+        abandoned = [p for p in backfills if not (backfill and Backfill(new.partition()).holds(p))]
         self.store.drop_cursors(name, abandoned)
         if change == "same":
             if abandoned:  # an abandoned backfill may have delivered records of another scope
@@ -192,20 +210,14 @@ class ScopeKeeper:
             self.store.set_meta(meta_key(name), new.dumps())
             return None
         self._pending[name] = new
-        partition = new.partition()
-        log.info(
-            "stream.scope_backfill",
-            stream=name,
-            partition=partition,
-            resumed_from=cursors.get(partition, 0),
-            scope=new.describe(),
-        )
-        return partition
+        plan = Backfill(new.partition())
+        log.info("stream.scope_backfill", stream=name, partitions=sorted(plan.own(cursors)) or [""], scope=new.describe())
+        return plan
 
     def finish(self, stream: str, partition: str, final: int, requests: int) -> bool:
         """A stream's walks all ended: switch to the backfilled scope. False if none was."""
         new = self._pending.get(stream)
-        if new is None or partition != new.partition():
+        if new is None or not Backfill(new.partition()).holds(partition):
             return False
         # Before the switch: a kill in between re-runs the (nearly done) backfill, and
         # leaving the scope twice delivers nothing twice.

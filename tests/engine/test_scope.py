@@ -9,6 +9,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from rich.console import Console
 from sqlalchemy import delete
@@ -22,6 +23,7 @@ from syncd.store.models import Meta
 from tests.engine.helpers import assert_csv_matches, read_csv_dir, settings_for
 
 PER_PAGE = 5
+WINDOWS = 4  # the default date windows of a first pass of invoices
 Keep = Mapping[str, Callable[[Any], bool]]
 
 
@@ -73,13 +75,31 @@ def _settings(
     )
 
 
-def _sync(sandbox: Any, settings: Settings, label: str, **kwargs: Any) -> tuple[SyncReport, dict[str, int]]:
-    """One plain sync; the list requests it made per stream (printed: the proof's request count)."""
+def _sync(
+    sandbox: Any, settings: Settings, label: str, **kwargs: Any
+) -> tuple[SyncReport, dict[str, int], dict[str, set[frozenset[tuple[str, str]]]]]:
+    """One plain sync: its report, the list requests it made per stream (printed: the proof's
+    request count) and the scope conditions those requests carried."""
+    seen: dict[str, set[frozenset[tuple[str, str]]]] = {}
+    client = connect(settings)
+    real = client.get_page
+
+    def get_page(target: str, params: Any = None) -> Any:
+        url = httpx.URL(target)
+        query = dict(params) if params is not None else dict(url.params)
+        conditions = frozenset((k, v) for k, v in query.items() if k.startswith(("metadata[", "filter[")))
+        seen.setdefault(url.path.rsplit("/", 1)[-1], set()).add(conditions)
+        return real(target, params)
+
+    client.get_page = get_page  # type: ignore[method-assign,assignment]
     sandbox.stats.reset()
-    report = run_sync(settings, **kwargs)
+    try:
+        report = run_sync(settings, client=client, **kwargs)
+    finally:
+        client.close()
     asked = {s: sandbox.stats.count("GET", f"/{s}") for s in ("customers", "invoices")}
     print(f"{label}: list requests {asked}, report {({s: r.requests for s, r in report.streams.items()})}")
-    return report, asked
+    return report, asked, seen
 
 
 def _pages(n: int) -> int:
@@ -105,16 +125,17 @@ def test_metadata_scope_changed_widened_narrowed_between_plain_syncs(make_sandbo
     out = tmp_path / "out"
 
     settings = _settings(sandbox, tmp_path, {"metadata": {"region": "amer"}}, {})
-    report, _ = _sync(sandbox, settings, "first (amer)")
+    report, _, _ = _sync(sandbox, settings, "first (amer)")
     assert report.ok, report.errors()
     assert_csv_matches(sandbox, out, _no_tx({"customers": region("amer")}))
 
     # Changed: only emea's records are read (a backfill of the new scope), amer's leave.
     settings = _settings(sandbox, tmp_path, {"metadata": {"region": "emea"}}, {})
-    report, asked = _sync(sandbox, settings, "changed (emea)")
+    report, asked, seen = _sync(sandbox, settings, "changed (emea)")
     assert report.ok, report.errors()
     assert_csv_matches(sandbox, out, _no_tx({"customers": region("emea")}))
     assert report.streams["customers"].changed == count("emea")
+    assert seen["customers"] == {frozenset({("metadata[region]", "emea")})}
     assert asked["customers"] == report.streams["customers"].requests <= _pages(count("emea"))
     with closing(Store.open(settings.store_url())) as store:
         assert Scope.loads(store.get_meta(meta_key("customers")) or "") == Scope({"region": "emea"})
@@ -122,7 +143,7 @@ def test_metadata_scope_changed_widened_narrowed_between_plain_syncs(make_sandbo
 
     # Widened: the new scope is read once; what the store holds is not delivered twice.
     settings = _settings(sandbox, tmp_path, {}, {})
-    report, asked = _sync(sandbox, settings, "widened (all)")
+    report, asked, seen = _sync(sandbox, settings, "widened (all)")
     assert report.ok, report.errors()
     assert_csv_matches(sandbox, out, _no_tx({}))
     assert asked["customers"] <= _pages(len(customers))
@@ -131,7 +152,7 @@ def test_metadata_scope_changed_widened_narrowed_between_plain_syncs(make_sandbo
 
     # Narrowed: no backfill at all, only the usual incremental request per stream.
     settings = _settings(sandbox, tmp_path, {"metadata": {"region": "apac"}}, {})
-    report, asked = _sync(sandbox, settings, "narrowed (apac)")
+    report, asked, seen = _sync(sandbox, settings, "narrowed (apac)")
     assert report.ok, report.errors()
     assert asked == {"customers": 1, "invoices": 1}
     assert report.streams["customers"].requests == 1
@@ -141,10 +162,10 @@ def test_metadata_scope_changed_widened_narrowed_between_plain_syncs(make_sandbo
     apac_net30: Callable[[Any], bool] = lambda c: region("apac")(c) and c["payment_terms"] == "NET 30"  # noqa: E731
     assert any(apac_net30(c) for c in customers)
     settings = _settings(sandbox, tmp_path, {"metadata": {"region": "apac"}, "filter": {"payment_terms": "NET 30"}}, {})
-    report, asked = _sync(sandbox, settings, "narrowed (apac, NET 30)")
+    report, asked, seen = _sync(sandbox, settings, "narrowed (apac, NET 30)")
     assert report.ok and asked == {"customers": 1, "invoices": 1}
     assert_csv_matches(sandbox, out, _no_tx({"customers": apac_net30}))
-    report, asked = _sync(sandbox, settings, "unchanged")
+    report, asked, seen = _sync(sandbox, settings, "unchanged")
     assert report.ok and asked == {"customers": 1, "invoices": 1}
     assert report.streams["customers"].delivered == {} and report.streams["invoices"].delivered == {}
 
@@ -163,25 +184,27 @@ def test_filter_scope_changed_widened_narrowed_between_plain_syncs(make_sandbox:
     out = tmp_path / "out"
 
     settings = _settings(sandbox, tmp_path, {}, {"filter": {"currency": "usd"}})
-    report, _ = _sync(sandbox, settings, "first (usd)")
+    report, _, _ = _sync(sandbox, settings, "first (usd)")
     assert report.ok, report.errors()
     assert_csv_matches(sandbox, out, _no_tx({"invoices": where(currency="usd")}))
 
     settings = _settings(sandbox, tmp_path, {}, {"filter": {"currency": "eur"}})
-    report, asked = _sync(sandbox, settings, "changed (eur)")
+    report, asked, seen = _sync(sandbox, settings, "changed (eur)")
     assert report.ok, report.errors()
     assert_csv_matches(sandbox, out, _no_tx({"invoices": where(currency="eur")}))
     assert report.streams["invoices"].changed == count(currency="eur")
-    assert asked["invoices"] <= _pages(count(currency="eur"))
+    # Only the new scope is read (its first pass: two requests find its date windows).
+    assert seen["invoices"] == {frozenset({("filter[currency]", "eur")})}
+    assert asked["invoices"] <= _pages(count(currency="eur")) + 2 + WINDOWS
 
     settings = _settings(sandbox, tmp_path, {}, {})
-    report, asked = _sync(sandbox, settings, "widened (all)")
+    report, asked, seen = _sync(sandbox, settings, "widened (all)")
     assert report.ok, report.errors()
     assert_csv_matches(sandbox, out, _no_tx({}))
     assert report.streams["invoices"].delivered["csv"] == len(invoices) - count(currency="eur")
 
     settings = _settings(sandbox, tmp_path, {}, {"filter": {"currency": "usd", "status": "paid"}})
-    report, asked = _sync(sandbox, settings, "narrowed (usd, paid)")
+    report, asked, seen = _sync(sandbox, settings, "narrowed (usd, paid)")
     assert report.ok, report.errors()
     assert asked == {"customers": 1, "invoices": 1}
     assert_csv_matches(sandbox, out, _no_tx({"invoices": where(currency="usd", status="paid")}))
@@ -194,8 +217,9 @@ def test_on_scope_exit_keep_leaves_the_rows_where_they_are(make_sandbox: Any, tm
     assert run_sync(settings).ok
     before = read_csv_dir(tmp_path / "out")["customers"]
     settings = _settings(sandbox, tmp_path, {"metadata": {"region": "emea"}}, {}, connectors=keep)
-    report, asked = _sync(sandbox, settings, "narrowed, keep")
+    report, asked, seen = _sync(sandbox, settings, "narrowed, keep")
     assert report.ok and asked["customers"] == 1
+    assert seen["customers"] == {frozenset({("metadata[region]", "emea")})}  # the incremental read of the new scope
     assert read_csv_dir(tmp_path / "out")["customers"] == before
     # The store mirrors the scope all the same: the left records count as gone.
     with closing(Store.open(settings.store_url())) as store:
@@ -248,7 +272,7 @@ def test_a_killed_backfill_resumes_and_the_scope_switches_only_when_it_ends(
         render_status(widened, Console(file=out, width=250))
     assert "backfilling all" in out.getvalue() and "metadata[region]=amer (configured: all)" in out.getvalue()
 
-    report, asked = _sync(sandbox, widened, "resumed backfill")
+    report, asked, _ = _sync(sandbox, widened, "resumed backfill")
     assert report.ok, report.errors()
     assert 0 < asked["customers"] < _pages(len(customers)) - 1  # resumed, not restarted
     assert_csv_matches(sandbox, tmp_path / "out", _no_tx({}))
@@ -271,7 +295,7 @@ def test_an_abandoned_backfill_leaves_nothing_behind(make_sandbox: Any, tmp_path
         client.close()
     assert len(read_csv_dir(tmp_path / "out")["customers"]) - 1 > sum(1 for c in sandbox.data.list("customers") if amer(c))
     # The user goes back to the old scope: what the half backfill delivered leaves again.
-    report, asked = _sync(sandbox, settings, "back to amer")
+    report, asked, _ = _sync(sandbox, settings, "back to amer")
     assert report.ok and asked["customers"] == 1
     assert_csv_matches(sandbox, tmp_path / "out", _no_tx({"customers": amer}))
     with closing(Store.open(settings.store_url())) as store:
@@ -294,7 +318,7 @@ def test_a_store_without_a_recorded_scope_adopts_the_configured_one(make_sandbox
     assert run_sync(settings).ok
     with closing(Store.open(settings.store_url())) as store, store.engine.begin() as conn:
         conn.execute(delete(Meta).where(Meta.key == meta_key("customers")))  # type: ignore[arg-type]
-    report, asked = _sync(sandbox, settings, "adopted")
+    report, asked, _ = _sync(sandbox, settings, "adopted")
     assert report.ok and asked["customers"] == 1
     with closing(Store.open(settings.store_url())) as store:
         assert Scope.loads(store.get_meta(meta_key("customers")) or "") == Scope({"region": "emea"})
