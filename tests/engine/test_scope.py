@@ -13,6 +13,7 @@ import httpx
 import pytest
 from rich.console import Console
 from sqlalchemy import delete
+from structlog.testing import capture_logs
 
 from syncd.config import Settings
 from syncd.engine import SyncReport, connect, run_sync
@@ -322,6 +323,31 @@ def test_a_store_without_a_recorded_scope_adopts_the_configured_one(make_sandbox
     assert report.ok and asked["customers"] == 1
     with closing(Store.open(settings.store_url())) as store:
         assert Scope.loads(store.get_meta(meta_key("customers")) or "") == Scope({"region": "emea"})
+
+
+def test_a_changed_scope_is_logged_before_any_request(make_sandbox: Any, tmp_path: Path) -> None:
+    sandbox = make_sandbox(customers=20, invoices=10, transactions=0)
+    assert run_sync(_settings(sandbox, tmp_path, {"metadata": {"region": "emea"}}, {})).ok
+    settings = _settings(sandbox, tmp_path, {"metadata": {"region": "amer"}}, {})
+    client = connect(settings)
+    real = client.get_page
+    with capture_logs() as events:
+
+        def get_page(target: str, params: Any = None) -> Any:
+            events.append({"event": "request", "target": target})
+            return real(target, params)
+
+        client.get_page = get_page  # type: ignore[method-assign,assignment]
+        try:
+            assert run_sync(settings, client=client).ok
+        finally:
+            client.close()
+    names = [e["event"] for e in events]
+    changed = next(e for e in events if e["event"] == "stream.scope_changed")
+    assert changed["old"] == "metadata[region]=emea" and changed["new"] == "metadata[region]=amer"
+    assert changed["change"] == "changed" and changed["stream"] == "customers"
+    assert names.index("stream.scope_changed") < names.index("request")
+    assert "stream.scope_switched" in names and "stream.scope_exit" in names
 
 
 def test_status_shows_each_streams_scope_next_to_its_cursor(make_sandbox: Any, tmp_path: Path) -> None:
