@@ -137,13 +137,12 @@ class SyncRun:
         if full:
             self.store.reset_stream(name)
         # A changed scope is read as a first pass of its own, in partitions of its own.
-        backfill = self.scopes.check(stream)
-        cursors = self.store.cursors(name) if backfill is None else backfill.own(self.store.cursors(name))
-        named = (lambda p: p) if backfill is None else backfill.partition
+        plan = self.scopes.check(stream)
+        cursors = plan.own(self.store.cursors(name))
         per_page = self.settings.invoiced.per_page
         fetch = self._fetcher(stream.path)
         if "" in cursors and len(cursors) == 1:
-            return [_Walker(stream, named(""), CursorWalk(fetch, params, cursors[""], per_page))]
+            return [_Walker(stream, plan.partition(""), CursorWalk(fetch, params, cursors[""], per_page))]
         windows = [(p, _scope_of(p)) for p in cursors if p] or self._windows(
             stream, params, self.settings.streams.enabled()[name].windows
         )
@@ -152,9 +151,9 @@ class SyncRun:
         for partition, scope in windows:
             begin = cursors.get(partition, start)
             if partition:
-                self.store.set_cursor(name, named(partition), begin)
+                self.store.set_cursor(name, plan.partition(partition), begin)
             walkers.append(
-                _Walker(stream, named(partition), CursorWalk(fetch, {**params, **scope}, begin, per_page))
+                _Walker(stream, plan.partition(partition), CursorWalk(fetch, {**params, **scope}, begin, per_page))
             )
         return walkers
 

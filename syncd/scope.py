@@ -133,21 +133,28 @@ def compare(old: Scope, new: Scope) -> Change:
 
 
 @dataclass(frozen=True)
-class Backfill:
-    """A backfill's cursor partitions: `scope:<hash>`, or `scope:<hash>|w:…` per date window,
-    so that it is planned, resumed and finished like a first pass."""
+class Partitions:
+    """The cursor partitions a stream's walks use in a run: its own, or those of a backfill
+    (`scope:<hash>`, `scope:<hash>|w:…`), which are planned, resumed and finished like a
+    first pass's ("" or `w:…`)."""
 
-    base: str
+    backfill: str = ""  # the backfill's partition; "" when the stream walks its own cursors
 
     def holds(self, partition: str) -> bool:
-        return partition == self.base or partition.startswith(self.base + "|")
+        if not self.backfill:
+            return not partition.startswith(PARTITION_PREFIX)
+        return partition == self.backfill or partition.startswith(self.backfill + "|")
 
     def own(self, cursors: Mapping[str, int]) -> dict[str, int]:
-        """This backfill's cursors, named as a first pass names its own ("" or `w:…`)."""
-        return {p[len(self.base) + 1 :]: v for p, v in cursors.items() if self.holds(p)}
+        """The cursors these walks use, named as a first pass names its own."""
+        cut = len(self.backfill) + 1 if self.backfill else 0
+        return {p[cut:]: v for p, v in cursors.items() if self.holds(p)}
 
     def partition(self, inner: str) -> str:
-        return f"{self.base}|{inner}" if inner else self.base
+        """The stored name of a partition ("" or `w:…`) of these walks."""
+        if not self.backfill:
+            return inner
+        return f"{self.backfill}|{inner}" if inner else self.backfill
 
 
 def cursor_scope(settings: Settings, store: Store, stream: str, partition: str) -> str:
@@ -157,7 +164,7 @@ def cursor_scope(settings: Settings, store: Store, stream: str, partition: str) 
     conf = getattr(settings.streams, stream)
     configured = Scope(dict(conf.metadata), dict(conf.filter))
     if partition.startswith(PARTITION_PREFIX):
-        if Backfill(configured.partition()).holds(partition):
+        if Partitions(configured.partition()).holds(partition):
             return f"backfilling {configured.describe()}"
         return "abandoned backfill (dropped next run)"
     text = store.get_meta(meta_key(stream))
@@ -177,8 +184,8 @@ class ScopeKeeper:
         self.targets = targets
         self._pending: dict[str, Scope] = {}
 
-    def check(self, stream: Stream) -> Backfill | None:
-        """Before any request: the backfill to walk, or None to walk as usual."""
+    def check(self, stream: Stream) -> Partitions:
+        """Before any request: the partitions to walk, a backfill's when the scope changed."""
         name, new = stream.name, Scope.of(stream)
         stored = self.store.get_meta(meta_key(name))
         cursors = self.store.cursors(name)
@@ -191,16 +198,16 @@ class ScopeKeeper:
                 log.info("stream.scope_adopted", stream=name, scope=new.describe())
             self.store.drop_cursors(name, backfills)
             self.store.set_meta(meta_key(name), new.dumps())
-            return None
+            return Partitions()
         old = Scope.loads(stored)
         change = compare(old, new)
         backfill = change in ("widened", "changed") and bool(main)
-        abandoned = [p for p in backfills if not (backfill and Backfill(new.partition()).holds(p))]
+        abandoned = [p for p in backfills if not (backfill and Partitions(new.partition()).holds(p))]
         self.store.drop_cursors(name, abandoned)
         if change == "same":
             if abandoned:  # an abandoned backfill may have delivered records of another scope
                 self.leave(name, new)
-            return None
+            return Partitions()
         log.info("stream.scope_changed", stream=name, change=change, old=old.describe(), new=new.describe())
         if not backfill:
             # Narrowed: every record of the new scope is stored already. No cursor at all:
@@ -208,16 +215,16 @@ class ScopeKeeper:
             if change != "widened" or abandoned:
                 self.leave(name, new)
             self.store.set_meta(meta_key(name), new.dumps())
-            return None
+            return Partitions()
         self._pending[name] = new
-        plan = Backfill(new.partition())
+        plan = Partitions(new.partition())
         log.info("stream.scope_backfill", stream=name, partitions=sorted(plan.own(cursors)) or [""], scope=new.describe())
         return plan
 
     def finish(self, stream: str, partition: str, final: int, requests: int) -> bool:
         """A stream's walks all ended: switch to the backfilled scope. False if none was."""
         new = self._pending.get(stream)
-        if new is None or not Backfill(new.partition()).holds(partition):
+        if new is None or not Partitions(new.partition()).holds(partition):
             return False
         # Before the switch: a kill in between re-runs the (nearly done) backfill, and
         # leaving the scope twice delivers nothing twice.
