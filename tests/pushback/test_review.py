@@ -88,6 +88,7 @@ def test_payment_entered_by_hand_is_held_until_confirmed(sb: Any, store_url: str
     settings = settings_for(sb, store_url, tmp_path, inbox)
 
     report = _push(settings, sb)
+    assert "HAND" not in pushed(sb) and len(_on_invoice(sb, inv)) == 1
     assert report.counts["held"] == 1 and report.counts["posted"] == 0
     entry = _entry(settings, "HAND")
     assert entry.state == "held" and entry.reason is not None
@@ -118,7 +119,8 @@ def test_confirmed_payment_is_still_validated(sb: Any, store_url: str, tmp_path:
         [{"external_id": "C", "invoice": inv["number"], "amount": "5.00", "currency": "usd"}],
     )
     settings = settings_for(sb, store_url, tmp_path, inbox)
-    assert _push(settings, sb).counts["held"] == 1
+    _push(settings, sb)
+    assert "C" not in pushed(sb) and _entry(settings, "C").state == "held"
     sb.data.void_invoice(inv["id"])
     _set_state(settings, "C", "confirmed")
     report = _push(settings, sb)
@@ -134,7 +136,8 @@ def test_dismissed_payment_is_never_posted_until_its_content_changes(
     row = {"external_id": "DIS", "invoice": inv["number"], "amount": "20.00", "currency": "usd"}
     inbox = write_inbox(tmp_path / "p.csv", [row])
     settings = settings_for(sb, store_url, tmp_path, inbox)
-    assert _push(settings, sb).counts["held"] == 1
+    _push(settings, sb)
+    assert "DIS" not in pushed(sb) and _entry(settings, "DIS").state == "held"
 
     _set_state(settings, "DIS", "dismissed")  # `syncd errors ignore DIS`
     for _ in range(2):
@@ -196,6 +199,7 @@ def test_inbox_row_whose_id_was_changed_is_held_as_possible_duplicate(
 
     write_inbox(inbox, [{**row, "external_id": "NEW"}])  # the id edited by hand
     report = _push(settings, sb)
+    assert len(_on_invoice(sb, inv)) == 1 and "NEW" not in pushed(sb)
     assert report.counts["held"] == 1 and report.counts["posted"] == 0
     reason = _entry(settings, "NEW").reason or ""
     assert reason.startswith("possible duplicate: ") and "payment OLD" in reason

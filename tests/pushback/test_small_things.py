@@ -134,13 +134,27 @@ def test_dates_outside_the_window_are_refused_naming_the_row(sb: Any, store_url:
         {"external_id": "OK", "invoice": c["number"], "date": (today - dt.timedelta(days=40)).isoformat()},
     ]
     inbox = write_inbox(tmp_path / "p.csv", [{**r, "amount": "1", "currency": "usd"} for r in rows])
-    report = _push(settings_for(sb, store_url, tmp_path, inbox, max_days_past=30), sb)
-    assert report.counts["posted"] == 0 and report.counts["rejected"] == 3
+    report = _push(settings_for(sb, store_url, tmp_path, inbox), sb)  # the defaults
+    assert list(pushed(sb)) == ["OK"]
     reasons = {ext: (origin, reason) for ext, origin, reason in report.rejections}
     assert reasons["FUTURE"][0] == f"{inbox}:2" and "max_days_future" in reasons["FUTURE"][1]
     assert "2099-01-01 is more than 7 days in the future" in reasons["FUTURE"][1]
     assert reasons["PAST"][0] == f"{inbox}:3" and "max_days_past" in reasons["PAST"][1]
-    assert "more than 30 days in the past" in reasons["OK"][1]
-    assert pushed(sb) == {}
-    report = _push(settings_for(sb, store_url, tmp_path, inbox, max_days_past=60), sb)
-    assert report.counts["posted"] == 1 and list(pushed(sb)) == ["OK"]
+    assert "1900-01-01 is more than 3650 days in the past" in reasons["PAST"][1]
+    (d,) = open_invoices(sb, 1)
+    late = write_inbox(
+        tmp_path / "late.csv",
+        [
+            {
+                "external_id": "LATE",
+                "invoice": d["number"],
+                "amount": "1",
+                "currency": "usd",
+                "date": rows[2]["date"],
+            }
+        ],
+    )
+    report = _push(settings_for(sb, store_url, tmp_path, late, max_days_past=30), sb)
+    [(ext, origin, reason)] = report.rejections
+    assert ext == "LATE" and origin == f"{late}:2" and "more than 30 days in the past" in reason
+    assert "LATE" not in pushed(sb)
