@@ -207,8 +207,9 @@ class Pusher:
             max_days_future=settings.max_days_future,
         )
         self.report = PushReport()
-        # Per payment source: posted payments no longer read (see identity.py).
+        # Per payment source: posted payments no longer read (see identity.py), read when needed.
         self.vanished: dict[str, list[OutboxEntry]] = {}
+        self._read_ids: set[str] = set()
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -216,7 +217,6 @@ class Pusher:
         """Read every (name, payments) source, push every open payment, write rejects files."""
         queue: list[_Work] = []
         seen: set[str] = set()
-        kinds: set[str] = set()
         for name, source in sources:
             payments: list[ExternalPayment] = []
             try:
@@ -231,12 +231,11 @@ class Pusher:
                 log.error("push.source_failed", connector=name, error=str(exc))
                 continue
             seen.update(p.external_id for p in payments)
-            kinds.update(p.source for p in payments)
             for payment, (entry, outcome) in zip(payments, self.outbox.register_many(payments), strict=True):
                 work = self._classify(payment, entry, outcome)
                 if work is not None:
                     queue.append(work)
-        self.vanished = {kind: identity.vanished(self.outbox.engine, kind, seen) for kind in kinds}
+        self._read_ids = seen
         for entry in self.outbox.open_entries(exclude=seen):
             if entry.payment is not None:
                 queue.append(_Work(entry, entry.payment))
@@ -394,7 +393,11 @@ class Pusher:
 
     def _held(self, payment: ExternalPayment, invoice: Mapping[str, Any]) -> bool:
         """Hold a payment that looks already in Invoiced (edited, or entered by hand)."""
-        reason = identity.vanished_match(payment, self.vanished.get(payment.source, ()))
+        if payment.source not in self.vanished:
+            self.vanished[payment.source] = identity.vanished(
+                self.outbox.engine, payment.source, self._read_ids
+            )
+        reason = identity.vanished_match(payment, self.vanished[payment.source])
         if reason is None and self.settings.duplicate_check:
             reason = duplicates.hand_entered(
                 self.client,

@@ -218,3 +218,28 @@ def test_a_second_payment_of_the_same_amount_with_its_own_row_is_posted(
     write_inbox(inbox, [{**row, "external_id": "A"}, {**row, "external_id": "B"}])
     assert _push(settings, sb).counts["posted"] == 1
     assert len(_on_invoice(sb, inv)) == 2
+
+
+def test_a_confirmed_payment_claimed_before_a_crash_is_not_held_again(
+    sb: Any, store_url: str, tmp_path: Path
+) -> None:
+    (inv,) = open_invoices(sb, 1)
+    _by_hand(sb, inv, "8.00", "2024-06-01")
+    inbox = write_inbox(
+        tmp_path / "p.csv",
+        [{"external_id": "K", "invoice": inv["number"], "amount": "8.00", "currency": "usd"}],
+    )
+    settings = settings_for(sb, store_url, tmp_path, inbox)
+    _push(settings, sb)
+    _set_state(settings, "K", "confirmed")
+    # A push that confirmed and claimed it, then died before its POST reached Invoiced.
+    store = Store.open(settings.store_url())
+    try:
+        box, fp = Outbox(store.engine), _entry(settings, "K").fingerprint
+        box.remember_confirmed("K", fp)
+        assert box.claim("K", fp)
+    finally:
+        store.close()
+    assert _entry(settings, "K").state == "posting"
+    report = _push(settings, sb)
+    assert report.counts["posted"] == 1 and report.counts["held"] == 0 and len(pushed(sb)["K"]) == 1
