@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from sqlalchemy import select
 
 from connectors.ledger import LedgerConnector, LedgerSettings
 from syncd.config import Settings
@@ -15,7 +16,7 @@ from syncd.invoiced import InvoicedClient, RetryPolicy
 from syncd.plugin import ConnectorContext
 from syncd.pushback import run_push
 from syncd.pushback.command import print_report
-from syncd.pushback.outbox import Outbox
+from syncd.pushback.outbox import OUTBOX, Outbox
 from syncd.pushback.push import PushReport
 from syncd.store import Store
 from tests.pushback.helpers import open_invoices
@@ -60,8 +61,22 @@ def _payments(sb: Any, *invoices: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for t in sb.data.list("transactions") if t["invoice"] in ids]
 
 
-def _outbox(store_url: str) -> Outbox:
-    return Outbox(Store.open(store_url).engine)
+def _state(store_url: str, ext: str) -> str | None:
+    store = Store.open(store_url)
+    try:
+        entry = Outbox(store.engine).get(ext)
+        return entry.state if entry is not None else None
+    finally:
+        store.close()
+
+
+def _outbox_ids(store_url: str) -> list[str]:
+    store = Store.open(store_url)
+    try:
+        with store.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(OUTBOX.c.external_id))]
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(
@@ -93,8 +108,7 @@ def test_corrected_book_payment_is_held_not_posted_again(
     # The posted one is named as no longer matching the books, with its transaction.
     assert f"posted as transaction {posted['id']}" in reason and "no longer matches the books" in reason
     assert "(2024-03-05, 123.45 USD" in reason
-    entry_now = _outbox(store_url).get(ext)
-    assert entry_now is not None and entry_now.state == "held"
+    assert _state(store_url, ext) == "held"
     console = Console(record=True, width=400)
     print_report(report, console)
     text = console.export_text()
@@ -127,12 +141,7 @@ def test_book_rejections_name_file_and_line_and_key_no_outbox_row_by_path(
     report = _push(sb, store_url, books)
     [(ext, origin, reason)] = report.rejections
     assert (ext, origin) == ("", f"{books}:3") and "must credit the receivable" in reason
-    from sqlalchemy import select
-
-    from syncd.pushback.outbox import OUTBOX
-
-    with Store.open(store_url).engine.connect() as conn:
-        assert [r[0] for r in conn.execute(select(OUTBOX.c.external_id))] == []
+    assert _outbox_ids(store_url) == []
 
 
 def test_books_not_in_utf8_are_refused_naming_the_byte_offset(
