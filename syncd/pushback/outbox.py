@@ -283,7 +283,7 @@ class Outbox:
                 conn.execute(
                     update(OUTBOX)
                     .where(OUTBOX.c.external_id == external_id)
-                    .where(OUTBOX.c.state.in_((PENDING, FAILED, REJECTED)))
+                    .where(OUTBOX.c.state.in_((PENDING, FAILED, REJECTED, HELD, CONFIRMED)))
                     .values(
                         state=REJECTED,
                         fingerprint="",

@@ -243,3 +243,19 @@ def test_a_confirmed_payment_claimed_before_a_crash_is_not_held_again(
     assert _entry(settings, "K").state == "posting"
     report = _push(settings, sb)
     assert report.counts["posted"] == 1 and report.counts["held"] == 0 and len(pushed(sb)["K"]) == 1
+
+
+def test_a_confirmed_row_that_became_unreadable_is_not_posted(
+    sb: Any, store_url: str, tmp_path: Path
+) -> None:
+    (inv,) = open_invoices(sb, 1)
+    _by_hand(sb, inv, "9.00", "2024-06-01")
+    row = {"external_id": "U", "invoice": inv["number"], "amount": "9.00", "currency": "usd"}
+    inbox = write_inbox(tmp_path / "p.csv", [row])
+    settings = settings_for(sb, store_url, tmp_path, inbox)
+    _push(settings, sb)
+    _set_state(settings, "U", "confirmed")
+    write_inbox(inbox, [{**row, "amount": "9,0.0"}])
+    report = _push(settings, sb)
+    assert "U" not in pushed(sb) and report.counts["rejected"] == 1
+    assert _entry(settings, "U").state == "rejected"
