@@ -69,6 +69,10 @@ class PushbackSettings(_Section):
     allow_overpayment: bool = False
     metadata_key: str = Field("syncd_external_id", max_length=40)
     lookup_grace: float = Field(0.0, ge=0, description="seconds before an unknown outcome is looked up")
+    duplicate_check: bool = True
+    duplicate_window_days: int = Field(3, ge=0, description="days apart a hand-entered duplicate may be")
+    max_days_past: int = Field(3650, ge=0, description="refuse payment dates older than this")
+    max_days_future: int = Field(7, ge=0, description="refuse payment dates further ahead than this")
 
 
 class DaemonSettings(_Section):

@@ -1,7 +1,8 @@
 """The CSV payments inbox: external payments (checks, wires, deposits) to push to Invoiced.
 
 The inbox is one CSV file or a directory of them (`*.csv`, read in name order). Columns
-(header names are case-insensitive; order is free; unknown columns are ignored):
+(header names are case-insensitive; order is free; unknown columns are ignored; UTF-8, or
+UTF-16 with a byte-order mark; a file in another encoding is refused, naming the byte offset):
 
     external_id  required  your id for the payment; stable across runs, at most 120 characters
     invoice      required  the invoice number (e.g. INV-0042) or its Invoiced id
@@ -35,6 +36,7 @@ import structlog
 
 from connectors.csv.files import write_atomic
 from syncd.plugin import ExternalPayment, Rejection
+from syncd.textdecode import UndecodableText, decode_text
 
 log = structlog.get_logger(__name__)
 
@@ -78,14 +80,6 @@ def inbox_files(inbox: Path) -> list[Path]:
         and not p.name.startswith(".")
         and not p.name.lower().endswith(REJECTS_SUFFIX)
     )
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Excel on Windows saves "CSV" in the ANSI code page; ids and amounts are ASCII either way.
-        return data.decode("cp1252", errors="replace")
 
 
 def _header_key(name: str) -> str:
@@ -178,11 +172,13 @@ def _parse_row(
 
 def _read_file(path: Path, source: str) -> list[_Row]:
     try:
-        text = _decode(path.read_bytes())
+        text = decode_text(path.read_bytes(), str(path))
     except OSError as exc:
         return [
             _Row(origin=f"{path}:1", raw={}, external_id="", reason=f"{path}: cannot read: {exc.strerror}")
         ]
+    except UndecodableText as exc:  # a guessed code page would misread names and notes silently
+        return [_Row(origin=f"{path}:1", raw={}, external_id="", reason=str(exc))]
     first = text.split("\n", 1)[0]
     # Spreadsheets in many European locales save "CSV" with semicolons.
     delimiter = ";" if ";" in first and "," not in first else ","

@@ -35,6 +35,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from syncd.plugin import ExternalPayment, Rejection
+from syncd.textdecode import UndecodableText, decode_text
 
 SOURCE = "ledger"
 _DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:=\S+)?(?=\s|$)")
@@ -46,6 +47,20 @@ _SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY"}
 _AMOUNT = re.compile(
     r"^(?P<sign1>-)?\s*(?P<pre>[A-Za-z]{2,10}|[$€£¥])?\s*(?P<sign2>-)?\s*(?P<num>\d[\d,]*(?:\.\d*)?|\.\d+)\s*(?P<post>[A-Za-z]{2,10})?$"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class BookRejection(Rejection):
+    """An entry of the books that cannot be pushed; `origin` is `file:line`.
+
+    `record_id` is the entry's `external_id` tag when it has one, else its origin.
+    """
+
+    origin: str = ""
+
+
+def _refuse(origin: str, reason: str, external_id: str | None = None) -> BookRejection:
+    return BookRejection("payments", external_id or origin, reason, origin)
 
 
 @dataclass
@@ -121,7 +136,7 @@ def _parse_ledger(text: str, where: str) -> Iterator[_Txn | Rejection]:
             try:
                 amount, cur = parse_amount(raw)
             except ValueError as exc:
-                yield Rejection("payments", f"{where}:{no}", str(exc))
+                yield _refuse(f"{where}:{no}", str(exc))
                 continue
         txn.postings.append(_Posting(acct, amount, cur, tags_of(comment), no))
     if txn:
@@ -176,12 +191,15 @@ def read_payments(
     """Every external payment in a hand-written journal, or a Rejection naming file:line."""
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_text(path.read_bytes(), where)
     except OSError as exc:
-        yield Rejection("payments", where, f"cannot read: {exc.strerror}")
+        yield _refuse(where, f"cannot read: {exc.strerror}")
+        return
+    except UndecodableText as exc:
+        yield _refuse(where, str(exc))
         return
     if dialect == "beancount" and importlib.util.find_spec("beancount") is None:
-        yield Rejection("payments", where, "reading Beancount books needs the beancount package")
+        yield _refuse(where, "reading Beancount books needs the beancount package")
         return
     items = _parse_beancount(path) if dialect == "beancount" else _parse_ledger(text, where)
     roots = tuple(r for r in (receivable, receivable_alt) if r)
@@ -199,30 +217,29 @@ def read_payments(
         if not invoice_tag and not any("invoice" in p.tags for p in ar):
             continue  # not a payment against an invoice
         if not tagged:
-            yield Rejection("payments", f"{where}:{item.line}", "tagged invoice but no receivable posting")
+            yield _refuse(
+                f"{where}:{item.line}", "tagged invoice but no receivable posting", item.tags.get("external_id")
+            )
             continue
         for p in tagged:
             origin = f"{where}:{p.line}"
             invoice = p.tags.get("invoice") or invoice_tag or ""
+            tagged_id = p.tags.get("external_id") or item.tags.get("external_id")
             if p.amount is None or not p.currency:
-                yield Rejection("payments", origin, f"posting to {p.account}: amount or commodity missing")
+                yield _refuse(origin, f"posting to {p.account}: amount or commodity missing", tagged_id)
                 continue
             if p.amount >= 0:
-                yield Rejection("payments", origin, f"posting to {p.account} must credit the receivable")
+                yield _refuse(origin, f"posting to {p.account} must credit the receivable", tagged_id)
                 continue
             amount, cur = -p.amount, p.currency.upper()
             explicit = p.tags.get("external_id") or item.tags.get("external_id")
             if explicit and len(tagged) > 1 and "external_id" not in p.tags:
                 explicit = f"{explicit}/{invoice}"
-            if explicit:
-                ext = explicit
-            else:
-                key = f"{item.date.isoformat()}|{invoice}|{amount}|{cur}|{p.account}"
-                ext = "ledger-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+            ext = explicit or _hashed_id(item.date, invoice, amount, cur, p.account)
             seen[ext] = seen.get(ext, 0) + 1
             if seen[ext] > 1:
                 if explicit:
-                    yield Rejection("payments", origin, f"external_id {ext!r} used twice")
+                    yield _refuse(origin, f"external_id {ext!r} used twice")
                     continue
                 ext = f"{ext}-{seen[ext]}"
             tags = {**item.tags, **p.tags}
@@ -240,6 +257,13 @@ def read_payments(
                 origin=origin,
                 extra=_extra(tags),
             )
+
+
+def _hashed_id(date: dt.date, invoice: str, amount: Decimal, currency: str, account: str) -> str:
+    """The id of a payment without an `external_id` tag: a correction gives it a new one
+    (the push-back then holds it as `changed: review`, see syncd/pushback/identity.py)."""
+    key = f"{date.isoformat()}|{invoice}|{amount}|{currency}|{account}"
+    return "ledger-" + hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def _customer_number(account: str) -> str | None:

@@ -34,6 +34,7 @@ from syncd.daemon.lock import Lease, LeaseHeld, LeaseLost
 from syncd.daemon.metrics import Metrics
 from syncd.errors import StoreError, SyncdError
 from syncd.invoiced import InvoicedClient, RetryPolicy
+from syncd.pushback.metrics import OutcomeCounter
 from syncd.store import Store, redact_url
 
 log = structlog.get_logger(__name__)
@@ -84,6 +85,7 @@ class Daemon:
         self.reload_event = threading.Event()
         self.wake = threading.Event()
         self.metrics = Metrics()
+        self.push_outcomes = OutcomeCounter()
         self.jobs: dict[str, Job] = {}
         self.exit_code = EXIT_OK
         self.exit_reason: str | None = None
@@ -486,7 +488,7 @@ class Daemon:
 
         report = run_push(loaded.settings, store=self.store, client=client)
         counts = {str(k): int(v) for k, v in dict(report.counts).items()}
-        for outcome, n in counts.items():
+        for outcome, n in self.push_outcomes.increments(report).items():
             self.metrics.inc("syncd_pushback_payments_total", n, outcome=outcome)
         if report.ok:
             return counts, None

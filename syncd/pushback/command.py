@@ -11,23 +11,34 @@ from syncd.pushback.push import OUTCOMES, PushReport
 from syncd.pushback.run import run_push
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 3
+HOLD_HELP = (
+    "A held payment waits for you: `syncd errors retry ID` posts it anyway (still validated), "
+    "`syncd errors ignore ID` drops it until its content changes."
+)
+CORRECT_HELP = (
+    "To correct a payment syncd already posted: change or delete its transaction in Invoiced yourself "
+    "(syncd never changes a posted payment), then fix your books or inbox; a corrected entry that "
+    "syncd holds as `changed: review` is posted by `syncd errors retry ID` or dropped by `syncd errors ignore ID`."
+)
 
 _LABELS = {
     "posted": "posted",
     "adopted": "adopted (already in Invoiced)",
     "already_posted": "already posted earlier",
     "rejected": "rejected",
+    "held": "held for review (not posted)",
     "changed": "changed after posting (not reposted)",
+    "dismissed": "dismissed (syncd errors ignore)",
     "failed": "failed (retried next run)",
     "deferred": "not tried (run stopped)",
 }
 
 
 def exit_code(report: PushReport) -> int:
-    """1 when a payment failed or the run stopped (retry later), 3 when some were rejected, else 0."""
+    """1 when a payment failed or the run stopped (retry later), 3 when some were rejected or held, else 0."""
     if not report.ok:
         return EXIT_FAILED
-    return EXIT_REJECTED if report.rejections else EXIT_OK
+    return EXIT_REJECTED if report.rejections or report.held else EXIT_OK
 
 
 def print_report(report: PushReport, console: Console) -> None:
@@ -47,6 +58,16 @@ def print_report(report: PushReport, console: Console) -> None:
             # Reasons quote user data and config keys such as [pushback]: never rich markup.
             table.add_row(escape(external_id or "-"), escape(origin or "-"), escape(reason))
         console.print(table)
+    if report.held:
+        table = Table(title=f"held payments ({len(report.held)}): possibly in Invoiced already")
+        for col in ("external id", "where", "reason"):
+            table.add_column(col, overflow="fold")
+        for external_id, origin, reason in report.held:
+            table.add_row(escape(external_id), escape(origin or "-"), escape(reason))
+        console.print(table)
+        console.print(HOLD_HELP, highlight=False)
+    if report.counts["changed"] or any(r.startswith("changed: review") for _, _, r in report.held):
+        console.print(CORRECT_HELP, highlight=False)
     for path in report.rejects_files:
         console.print(f"rejected rows written to {escape(str(path))}", highlight=False)
     for warning in report.warnings:

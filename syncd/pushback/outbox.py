@@ -2,6 +2,9 @@
 
     pending -> posting -> posted (transaction id) | failed (retried by a later run)
     pending -> rejected (reason; re-checked when the payment is read again)
+    pending -> held (`possible duplicate: ...` or `changed: review: ...`; waits for the user)
+    held -> confirmed (`syncd errors retry`: posted next run without the duplicate check)
+    held -> dismissed (`syncd errors ignore`: never posted while its content stays the same)
 
 `posting` is committed before the request is sent: a payment found in `posting` (or
 `failed`) has an unknown outcome and is looked up in Invoiced before any repost. A
@@ -30,7 +33,8 @@ from syncd.store.models import PushedPayment
 OUTBOX: Table = PushedPayment.__table__  # type: ignore[attr-defined]
 
 PENDING, POSTING, POSTED, FAILED, REJECTED = "pending", "posting", "posted", "failed", "rejected"
-OPEN_STATES = (PENDING, POSTING, FAILED)
+HELD, CONFIRMED, DISMISSED = "held", "confirmed", "dismissed"
+OPEN_STATES = (PENDING, POSTING, FAILED, CONFIRMED)
 _CHUNK = 500  # ids per IN (...) query
 
 
@@ -96,6 +100,9 @@ class OutboxEntry:
     # Bumped after each definite refusal (4xx) of a POST: the next POST needs a fresh
     # Idempotency-Key, or the API would replay the refusal. Kept in the payload, not hashed.
     generation: int = 0
+    # The user confirmed this content (`confirmed`, kept in the payload once claimed): no
+    # duplicate or changed check, even when a crash leaves it to be settled by a later run.
+    confirmed: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> OutboxEntry:
@@ -112,6 +119,8 @@ class OutboxEntry:
             reason=row["reason"],
             attempts=int(row["attempts"]),
             generation=int(data.get("key_generation") or 0),
+            confirmed=row["state"] == CONFIRMED
+            or bool(data.get("confirmed") and data.get("confirmed") == row["fingerprint"]),
         )
 
 
@@ -194,7 +203,7 @@ class Outbox:
                     payment,
                     payment.origin,
                 )
-                entry.reason = None
+                entry.reason, entry.confirmed = None, False
                 results.append((entry, "updated"))
         if inserts:
             conn.execute(OUTBOX.insert(), inserts)
@@ -274,7 +283,7 @@ class Outbox:
                 conn.execute(
                     update(OUTBOX)
                     .where(OUTBOX.c.external_id == external_id)
-                    .where(OUTBOX.c.state.in_((PENDING, FAILED, REJECTED)))
+                    .where(OUTBOX.c.state.in_((PENDING, FAILED, REJECTED, HELD, CONFIRMED)))
                     .values(
                         state=REJECTED,
                         fingerprint="",
@@ -306,7 +315,7 @@ class Outbox:
                 update(OUTBOX)
                 .where(OUTBOX.c.external_id == external_id)
                 .where(OUTBOX.c.fingerprint == fp)
-                .where(OUTBOX.c.state.in_((PENDING, POSTING, FAILED, REJECTED)))
+                .where(OUTBOX.c.state.in_((PENDING, POSTING, FAILED, REJECTED, CONFIRMED)))
                 .values(state=POSTING, attempts=OUTBOX.c.attempts + 1, reason=None, updated_at=time.time())
             )
             return bool(result.rowcount)
@@ -324,6 +333,27 @@ class Outbox:
     def mark_rejected(self, external_id: str, reason: str, invoice_id: str | None = None) -> None:
         """The payment is invalid as given; it is re-checked when read again."""
         self._set(external_id, state=REJECTED, reason=reason, invoice_id=invoice_id, only_open=True)
+
+    def mark_held(self, external_id: str, reason: str, invoice_id: str | None = None) -> None:
+        """Not posted until the user confirms (`syncd errors retry`) or dismisses it (`ignore`)."""
+        self._set(external_id, state=HELD, reason=reason, invoice_id=invoice_id, only_open=True)
+
+    def remember_confirmed(self, external_id: str, fp: str) -> None:
+        """Keep the user's confirmation of this content in the payload, beyond the `confirmed` state."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(OUTBOX.c.payload).where(OUTBOX.c.external_id == external_id).with_for_update()
+            ).first()
+            if row is None or not row[0]:
+                return
+            payload = loads(row[0])
+            payload["confirmed"] = fp
+            conn.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.external_id == external_id)
+                .where(OUTBOX.c.fingerprint == fp)
+                .values(payload=dumps(payload))
+            )
 
     def _set(self, external_id: str, *, only_open: bool = False, **values: Any) -> None:
         stmt = update(OUTBOX).where(OUTBOX.c.external_id == external_id)

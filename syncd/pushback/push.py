@@ -6,7 +6,8 @@ For each payment read from a source (and each one left open by an earlier run):
    (posted by an earlier run whose answer was lost, or entered by hand with the same
    metadata) is adopted, never posted again;
 2. validate it against the live invoice (see `validate.py`); an invalid one is rejected
-   with its reason and never blocks the others;
+   with its reason and never blocks the others; one that looks already in Invoiced by
+   another way (see `duplicates.py`, `identity.py`) is held until the user confirms it;
 3. mark it `posting` in the outbox (committed), then `POST /transactions` with an
    `Idempotency-Key` derived from the external id (a new one only after Invoiced definitely
    refused a POST, so that a refusal is not replayed to the corrected payment);
@@ -35,12 +36,36 @@ from syncd.errors import FatalApiError, RetryableApiError, SyncdError
 from syncd.invoiced import InvoicedClient, RetryPolicy
 from syncd.invoiced.retry import StopOverBudget, WaitRetryAfter, backoff, log_retry
 from syncd.plugin import ExternalPayment, Rejection
-from syncd.pushback.outbox import FAILED, PENDING, POSTED, POSTING, Outbox, OutboxEntry, fingerprint
+from syncd.pushback import duplicates, identity
+from syncd.pushback.outbox import (
+    CONFIRMED,
+    DISMISSED,
+    FAILED,
+    HELD,
+    PENDING,
+    POSTED,
+    POSTING,
+    Outbox,
+    OutboxEntry,
+    fingerprint,
+)
 from syncd.pushback.validate import Validator, money
 
 log = structlog.get_logger("syncd.pushback")
 
-OUTCOMES = ("posted", "adopted", "rejected", "failed", "already_posted", "changed", "deferred")
+OUTCOMES = (
+    "posted",
+    "adopted",
+    "rejected",
+    "held",
+    "failed",
+    "already_posted",
+    "changed",
+    "dismissed",
+    "deferred",
+)
+# Outcomes a payment keeps run after run: metrics count each payment once (`PushReport.ids`).
+STANDING = ("already_posted", "held", "dismissed")
 SOURCE_METADATA_KEY = "syncd_source"
 _AUTH_STATUSES = (401, 403)
 _BREAKER = 3  # consecutive failed payments after which the run stops: Invoiced is unwell
@@ -62,6 +87,8 @@ class PushReport:
     warnings: list[str] = field(default_factory=list)
     rejects_files: list[Path] = field(default_factory=list)
     error: str | None = None
+    held: list[tuple[str, str, str]] = field(default_factory=list)  # (external id, origin, reason)
+    ids: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in STANDING})
 
     @property
     def ok(self) -> bool:
@@ -91,6 +118,15 @@ class PushReport:
     def reject(self, external_id: str, origin: str, reason: str) -> None:
         self.counts["rejected"] += 1
         self.rejections.append((external_id, origin, reason))
+
+    def hold(self, external_id: str, origin: str, reason: str) -> None:
+        self.count("held", external_id)
+        self.held.append((external_id, origin, reason))
+
+    def count(self, outcome: str, external_id: str) -> None:
+        self.counts[outcome] += 1
+        if outcome in self.ids:
+            self.ids[outcome].add(external_id)
 
 
 class _Stop(Exception):
@@ -164,8 +200,16 @@ class Pusher:
         policy: RetryPolicy = getattr(client, "policy", None) or RetryPolicy()
         self.policy = policy
         self.sleep = sleep or policy.sleep
-        self.validator = Validator(client, allow_overpayment=settings.allow_overpayment)
+        self.validator = Validator(
+            client,
+            allow_overpayment=settings.allow_overpayment,
+            max_days_past=settings.max_days_past,
+            max_days_future=settings.max_days_future,
+        )
         self.report = PushReport()
+        # Per payment source: posted payments no longer read (see identity.py), read when needed.
+        self.vanished: dict[str, list[OutboxEntry]] = {}
+        self._read_ids: set[str] = set()
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -191,10 +235,11 @@ class Pusher:
                 work = self._classify(payment, entry, outcome)
                 if work is not None:
                     queue.append(work)
+        self._read_ids = seen
         for entry in self.outbox.open_entries(exclude=seen):
             if entry.payment is not None:
                 queue.append(_Work(entry, entry.payment))
-        failures = 0
+        failures, stopped = 0, False
         for i, work in enumerate(queue):
             try:
                 failed = self._push(work)
@@ -202,12 +247,16 @@ class Pusher:
                 if failures >= _BREAKER:
                     raise _Stop(f"{failures} payments in a row failed; last: {self.report.warnings[-1]}")
             except _Stop as stop:
+                stopped = True
                 self.report.error = str(stop)
                 self.report.counts["deferred"] += len(queue) - i - 1
                 log.error("push.stopped", reason=str(stop), deferred=len(queue) - i - 1)
                 break
         for name, source in sources:
-            if isinstance(source, RejectsSink):
+            if isinstance(source, RejectsSink) and stopped:
+                # Not every payment was checked: the last full rejects file stays until one is.
+                self._warn(f"the rejects file of {name} is kept from the last complete run")
+            elif isinstance(source, RejectsSink):
                 try:
                     path = source.write_rejects(self.report.rejections)
                 except OSError as exc:
@@ -237,7 +286,13 @@ class Pusher:
             self._changed(payment, entry.transaction_id)
             return None
         if entry.state == POSTED:
-            self.report.counts["already_posted"] += 1
+            self.report.count("already_posted", ext)
+            return None
+        if entry.state == DISMISSED and outcome == "same":
+            self.report.count("dismissed", ext)
+            return None
+        if entry.state == HELD and outcome == "same":
+            self.report.hold(ext, origin, entry.reason or "held")
             return None
         if outcome == "changed":  # POSTING: its earlier version may be in Invoiced already
             assert entry.payment is not None  # a posting entry was registered from a payment
@@ -293,8 +348,13 @@ class Pusher:
             self.report.reject(ext, payment.origin, checked.reason)
             return
         assert checked.invoice is not None
-        body = transaction_body(payment, checked.invoice, self.settings.metadata_key)
         fp = fingerprint(payment)
+        if work.entry.confirmed:
+            if work.entry.state == CONFIRMED:
+                self.outbox.remember_confirmed(ext, fp)
+        elif self._held(payment, checked.invoice):
+            return
+        body = transaction_body(payment, checked.invoice, self.settings.metadata_key)
         generation = work.entry.generation
         for second_try in (False, True):
             key = idempotency_key(self.settings.metadata_key, ext, generation)
@@ -320,7 +380,7 @@ class Pusher:
         if tx is None:
             current = self.outbox.get(ext)
             if current is not None and current.state == POSTED:
-                self.report.counts["already_posted"] += 1
+                self.report.count("already_posted", ext)
             return
         if found:
             self._adopt(work.entry, payment, tx)
@@ -330,6 +390,28 @@ class Pusher:
             "push.posted", transaction_id=tx.get("id"), invoice=checked.invoice_id, amount=str(payment.amount)
         )
         self.report.counts["posted"] += 1
+
+    def _held(self, payment: ExternalPayment, invoice: Mapping[str, Any]) -> bool:
+        """Hold a payment that looks already in Invoiced (edited, or entered by hand)."""
+        if payment.source not in self.vanished:
+            self.vanished[payment.source] = identity.vanished(
+                self.outbox.engine, payment.source, self._read_ids
+            )
+        reason = identity.vanished_match(payment, self.vanished[payment.source])
+        if reason is None and self.settings.duplicate_check:
+            reason = duplicates.hand_entered(
+                self.client,
+                payment,
+                invoice,
+                metadata_key=self.settings.metadata_key,
+                window_days=self.settings.duplicate_window_days,
+            )
+        if reason is None:
+            return False
+        self.outbox.mark_held(payment.external_id, reason, str(invoice["id"]))
+        log.warning("push.held", origin=payment.origin, reason=reason)
+        self.report.hold(payment.external_id, payment.origin, reason)
+        return True
 
     def _post(
         self, ext: str, fp: str, body: Mapping[str, Any], key: str

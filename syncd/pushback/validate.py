@@ -2,12 +2,14 @@
 
 The invoice must exist (by number, else by id), be open to payments, match the payment's
 customer and currency; the amount must be positive, have no more decimals than the
-currency has, and not exceed the open balance unless overpayment is allowed.
+currency has, and not exceed the open balance unless overpayment is allowed; the date must
+lie within `max_days_past` before and `max_days_future` after today.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -72,9 +74,20 @@ def _is_not_found(exc: FatalApiError) -> bool:
 class Validator:
     """Checks payments against live Invoiced data; customers are cached for one run."""
 
-    def __init__(self, client: InvoicedClient, *, allow_overpayment: bool = False) -> None:
+    def __init__(
+        self,
+        client: InvoicedClient,
+        *,
+        allow_overpayment: bool = False,
+        max_days_past: int | None = None,
+        max_days_future: int | None = None,
+        today: Callable[[], dt.date] = dt.date.today,
+    ) -> None:
         self.client = client
         self.allow_overpayment = allow_overpayment
+        self.max_days_past = max_days_past
+        self.max_days_future = max_days_future
+        self.today = today
         self._customers: dict[str, Mapping[str, Any] | None] = {}
 
     def find_invoice(self, ref: str) -> tuple[Mapping[str, Any] | None, str | None]:
@@ -122,9 +135,27 @@ class Validator:
         number = str(customer.get("number") or "") if customer is not None else ""
         return bool(number) and number.strip().lower() == wanted.strip().lower(), number or customer_id
 
+    def date_problem(self, date: dt.date) -> str | None:
+        """Why a payment date is implausible (a typo such as 2099 or 1900), or None."""
+        today = self.today()
+        if self.max_days_future is not None and date > today + dt.timedelta(days=self.max_days_future):
+            return (
+                f"date {date.isoformat()} is more than {self.max_days_future} days in the future "
+                "([pushback] max_days_future)"
+            )
+        if self.max_days_past is not None and date < today - dt.timedelta(days=self.max_days_past):
+            return (
+                f"date {date.isoformat()} is more than {self.max_days_past} days in the past "
+                "([pushback] max_days_past)"
+            )
+        return None
+
     def check(self, payment: ExternalPayment) -> Checked:
         """Validate one payment; API errors other than "not found" propagate."""
         p = payment
+        problem = self.date_problem(p.date)
+        if problem is not None:
+            return Checked(None, problem)
         if not p.amount.is_finite() or p.amount <= 0:
             return Checked(None, f"amount {p.amount} is not above zero")
         places = minor_units(p.currency)
