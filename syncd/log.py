@@ -30,12 +30,13 @@ _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:]*):([^\s/@]+)@")
 
 def _encodings(value: str) -> set[str]:
     """The forms a secret takes on the wire: HTTP Basic credentials, URL- and JSON-escaped."""
-    forms = {value, quote(value, safe=""), quote_plus(value), value.replace("/", "\\/")}
+    forms = {value, quote(value), quote(value, safe=""), quote_plus(value), value.replace("/", "\\/")}
     for raw in (value, f"{value}:", f":{value}"):
         data = raw.encode("utf-8")
         for encoded in (base64.b64encode(data), base64.urlsafe_b64encode(data)):
-            # Unpadded, so the form also matches inside a longer encoding or without its `=`.
-            forms.add(encoded.decode("ascii").rstrip("="))
+            text = encoded.decode("ascii")
+            # Unpadded too, so the form also matches inside a longer encoding.
+            forms.update((text, text.rstrip("=")))
     return {form for form in forms if len(form) >= 4}
 
 
