@@ -21,7 +21,9 @@ REDACTED = "***"
 
 # An `Authorization` header value wherever it is quoted: `Authorization: Basic xyz`,
 # `"authorization": "Bearer xyz"`, `authorization=xyz`.
-_AUTH_HEADER = re.compile(r"""(?i)(\bauthorization\b["']?\s*[:=]\s*["']?)((?:(?:basic|bearer|token|digest) +)?[^\s"',;}]+)""")
+_AUTH_HEADER = re.compile(
+    r"""(?i)(\bauthorization\b["']?\s*[:=]\s*["']?)((?:(?:basic|bearer|token|digest) +)?[^\s"',;}]+)"""
+)
 # A credential after an auth scheme: `Basic dXNlcjo=`, `Bearer pat-na1-...`.
 _AUTH_SCHEME = re.compile(r"(?i)\b(basic|bearer|token|digest)(\s+)([A-Za-z0-9._~+/-]{8,}=*)")
 # The password of a URL's user-info: `scheme://user:password@host`.

@@ -92,10 +92,12 @@ def check_store_path(settings: Settings) -> None:
     elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
         problem = f"{path} is not readable and writable by this user"
     if problem:
-        hint = "" if settings.state_dir else " (relative paths resolve against state_dir, else the config file's folder)"
-        raise ConfigError(
-            f"checkpoint store {problem}{hint}", path=_config_name(settings), key="store.url"
+        hint = (
+            ""
+            if settings.state_dir
+            else " (relative paths resolve against state_dir, else the config file's folder)"
         )
+        raise ConfigError(f"checkpoint store {problem}{hint}", path=_config_name(settings), key="store.url")
 
 
 def check(settings: Settings) -> None:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -18,7 +18,7 @@ runner = CliRunner()
 
 
 class _Counter(BaseHTTPRequestHandler):
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         self.hits.append(self.path)
@@ -34,7 +34,7 @@ class _Counter(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def counting_server() -> Iterator[tuple[str, list[str]]]:
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
     handler = type("Handler", (_Counter,), {"hits": hits})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -75,10 +75,14 @@ def test_a_missing_api_key_fails_before_any_request(
     assert hits == []
 
 
-def test_the_key_from_the_environment_is_enough(counting_server: tuple[str, list[str]], tmp_path: Path) -> None:
+def test_the_key_from_the_environment_is_enough(
+    counting_server: tuple[str, list[str]], tmp_path: Path
+) -> None:
     url, hits = counting_server
     config = _config(tmp_path, f'base_url = "{url}"')
-    result = runner.invoke(app, ["--config", str(config), "sync"], env={"SYNCD_INVOICED__API_KEY": "sk_env_1234"})
+    result = runner.invoke(
+        app, ["--config", str(config), "sync"], env={"SYNCD_INVOICED__API_KEY": "sk_env_1234"}
+    )
     assert hits and "invoiced.api_key" not in result.output  # it got as far as asking (and a 401)
 
 
@@ -92,7 +96,9 @@ def test_the_key_from_the_environment_is_enough(counting_server: tuple[str, list
         ("https://sk_live_abc@api.invoiced.com", "must not contain credentials"),
     ],
 )
-def test_a_base_url_that_cannot_work_is_refused_naming_the_key(tmp_path: Path, base_url: str, says: str) -> None:
+def test_a_base_url_that_cannot_work_is_refused_naming_the_key(
+    tmp_path: Path, base_url: str, says: str
+) -> None:
     config = _config(tmp_path, f'base_url = "{base_url}"\napi_key = "sk_live_abc"')
     for command in ("sync", "status"):
         result = runner.invoke(app, ["--config", str(config), command], env={"COLUMNS": "300"})
@@ -117,7 +123,11 @@ def _closed_port() -> int:
     ],
 )
 def test_store_errors_name_the_key_on_one_line(tmp_path: Path, store: str, says: str) -> None:
-    config = _config(tmp_path, 'base_url = "http://127.0.0.1:9"\napi_key = "sk_live_abc"', store.format(port=_closed_port()))
+    config = _config(
+        tmp_path,
+        'base_url = "http://127.0.0.1:9"\napi_key = "sk_live_abc"',
+        store.format(port=_closed_port()),
+    )
     for command in ("sync", "status"):
         result = runner.invoke(app, ["--config", str(config), command], env={"COLUMNS": "300"})
         assert result.exit_code == 2, result.output
@@ -127,7 +137,9 @@ def test_store_errors_name_the_key_on_one_line(tmp_path: Path, store: str, says:
 
 
 def test_an_unwritable_store_folder_is_a_config_error(tmp_path: Path) -> None:
-    config = _config(tmp_path, 'base_url = "http://127.0.0.1:9"\napi_key = "sk_live_abc"', "sqlite:///no/such/dir/s.db")
+    config = _config(
+        tmp_path, 'base_url = "http://127.0.0.1:9"\napi_key = "sk_live_abc"', "sqlite:///no/such/dir/s.db"
+    )
     result = runner.invoke(app, ["--config", str(config), "sync"])
     assert result.exit_code == 2, result.output
     line = _one_line_error(result.output)

@@ -103,12 +103,16 @@ def test_daemon_against_an_echoing_server_keeps_the_key_out_of_stderr_healthz_an
     write_mapping(mapping)
     server = SimpleNamespace(url=echo_url, api_key=KEY)
     config = write_config(
-        tmp_path / "syncd.toml", server, store=f"sqlite:///{tmp_path / 's.db'}", out=tmp_path / "out", mapping=mapping
+        tmp_path / "syncd.toml",
+        server,
+        store=f"sqlite:///{tmp_path / 's.db'}",
+        out=tmp_path / "out",
+        mapping=mapping,
     )
     daemon = DaemonProcess(config)
     try:
         daemon.started()
-        status, body = wait_for(lambda: (r := daemon.get("/healthz"))[0] == 503 and r, 60, "degraded health")
+        _, body = wait_for(lambda: (r := daemon.get("/healthz"))[0] == 503 and r, 60, "degraded health")
         assert "refused" in body and leaks(body) == []
         assert leaks(daemon.get("/metrics")[1]) == []
         daemon.wait_event("job.run", where=lambda e: e.get("outcome") == "failed")
