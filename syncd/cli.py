@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from syncd import log
+from syncd import log, preflight
 from syncd.config import Settings, load_settings
 from syncd.errors import SyncdError
 
@@ -63,13 +63,14 @@ def sync(
 
     try:
         settings = _settings()
+        preflight.check(settings)
         report = run_sync(settings, streams=stream or None, full=full, progress=sys.stderr.isatty())
     except SyncdError as exc:
         _fail(exc)
         return
     _print_report(report.as_dict())
     if not report.ok:
-        err.print("[bold red]sync failed:[/] " + escape("; ".join(report.errors())), highlight=False, soft_wrap=True)
+        err.print("[bold red]sync failed:[/] " + escape(log.redact_text("; ".join(report.errors()))), highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -190,7 +191,9 @@ def push() -> None:
     from syncd.pushback import run_push_command
 
     try:
-        code = run_push_command(_settings(), console)
+        settings = _settings()
+        preflight.check(settings)
+        code = run_push_command(settings, console)
     except SyncdError as exc:
         _fail(exc)
         return
@@ -201,12 +204,14 @@ def push() -> None:
 def daemon() -> None:
     """Run the long-running service: scheduled pulls, push-back, /healthz and /metrics."""
     from syncd.daemon import run_daemon
+    from syncd.daemon.service import refuse_start
 
     try:
         settings = load_settings(State.config)
     except SyncdError as exc:
-        _fail(exc)
-        return
+        if sys.stderr.isatty():
+            _fail(exc)
+        raise typer.Exit(refuse_start(exc)) from None  # off a terminal: JSON lines only
     raise typer.Exit(run_daemon(settings, State.config))
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from syncd import log
+from syncd import log, preflight
 from syncd.errors import ConfigError
 
 DEFAULT_CONFIG = Path("syncd.toml")
@@ -32,7 +32,7 @@ class _Section(BaseModel):
 
 
 class InvoicedSettings(_Section):
-    base_url: str = "https://api.invoiced.com"
+    base_url: Annotated[str, AfterValidator(preflight.http_url)] = "https://api.invoiced.com"
     api_key: SecretStr = SecretStr("")
     timeout: float = Field(30.0, gt=0)
     per_page: int = Field(100, ge=1, le=100)
@@ -42,7 +42,7 @@ class InvoicedSettings(_Section):
 
 
 class StoreSettings(_Section):
-    url: str = "sqlite:///syncd.db"
+    url: Annotated[str, AfterValidator(preflight.store_url)] = "sqlite:///syncd.db"
 
 
 class StreamSettings(_Section):
@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     pushback: PushbackSettings = Field(default_factory=PushbackSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Where relative state paths (the SQLite store, output files, the inbox) resolve; the
+    # config file's folder when unset. A service points it at /var/lib/syncd (SYNCD_STATE_DIR).
+    state_dir: Path | None = None
 
     # Where the file was read from; relative paths in it resolve against its folder.
     source: Path | None = Field(None, exclude=True)
@@ -138,12 +141,16 @@ class Settings(BaseSettings):
             return p
         return self.source.parent / p
 
+    def state_root(self) -> Path:
+        """The folder relative state paths resolve against: `state_dir`, else the config's folder."""
+        return self.resolve(self.state_dir if self.state_dir is not None else ".")
+
     def store_url(self) -> str:
-        """The store URL, with a relative SQLite path resolved against the config folder."""
+        """The store URL, with a relative SQLite path resolved against `state_root()`."""
         url = self.store.url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(self.resolve(url[len(prefix) :]))
+            return prefix + str(self.state_root() / url[len(prefix) :])
         return url
 
 
@@ -173,6 +180,8 @@ def load_settings(path: Path | str | None = None, *, required: bool = False) -> 
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         # pydantic's message never contains the input value here, so no secret leaks.
-        raise ConfigError(f"{first['msg']}{more}", path=str(file), key=_format_loc(first["loc"])) from None
+        raise ConfigError(f"{first['msg'].removeprefix('Value error, ')}{more}", path=str(file), key=_format_loc(first["loc"])) from None
     log.register_secret(settings.invoiced.api_key.get_secret_value())
+    for section in settings.connectors.values():
+        log.register_secret_fields(section)  # e.g. a HubSpot token, for `syncd status` too
     return settings

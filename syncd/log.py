@@ -2,32 +2,82 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
+from urllib.parse import quote, quote_plus
 
 import structlog
 
 _SECRET_KEYS = frozenset({"api_key", "token", "authorization", "password", "secret", "auth"})
 _secrets: set[str] = set()
 _lock = threading.Lock()
+_masks: list[re.Pattern[str]] = []  # one pattern matching every registered form
 REDACTED = "***"
+
+# An `Authorization` header value wherever it is quoted: `Authorization: Basic xyz`,
+# `"authorization": "Bearer xyz"`, `authorization=xyz`.
+_AUTH_HEADER = re.compile(
+    r"""(?i)(\bauthorization\b["']?\s*[:=]\s*["']?)((?:(?:basic|bearer|token|digest) +)?[^\s"',;}]+)"""
+)
+# A credential after an auth scheme: `Basic dXNlcjo=`, `Bearer pat-na1-...`.
+_AUTH_SCHEME = re.compile(r"(?i)\b(basic|bearer|token|digest)(\s+)([A-Za-z0-9._~+/-]{8,}=*)")
+# The password of a URL's user-info: `scheme://user:password@host`.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:]*):([^\s/@]+)@")
+
+
+def _encodings(value: str) -> set[str]:
+    """The forms a secret takes on the wire: HTTP Basic credentials, URL- and JSON-escaped."""
+    forms = {value, quote(value), quote(value, safe=""), quote_plus(value), value.replace("/", "\\/")}
+    for raw in (value, f"{value}:", f":{value}"):
+        data = raw.encode("utf-8")
+        for encoded in (base64.b64encode(data), base64.urlsafe_b64encode(data)):
+            text = encoded.decode("ascii")
+            # Unpadded too, so the form also matches inside a longer encoding.
+            forms.update((text, text.rstrip("=")))
+    return {form for form in forms if len(form) >= 4}
 
 
 def register_secret(value: str | None) -> None:
-    """Remember a secret value so that it is masked wherever it appears in a log event."""
+    """Remember a secret so that it, and its encoded forms, are masked wherever they appear."""
     if value and len(value) >= 4:
         with _lock:
+            if value in _secrets:
+                return
             _secrets.add(value)
+            forms = set().union(*(_encodings(secret) for secret in _secrets))
+            # Longest first: a form that contains another is masked whole.
+            _masks[:] = [re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))]
+
+
+def register_secret_fields(section: Mapping[str, Any]) -> None:
+    """Register the string values of secret-named keys (`token`, `api_key`, ...) of a config table."""
+    for key, value in section.items():
+        if str(key).lower() in _SECRET_KEYS and isinstance(value, str):
+            register_secret(value)
+
+
+def _scheme_credential(match: re.Match[str]) -> str:
+    scheme, space, credential = match.groups()
+    # Only what looks like a credential: "Basic authentication failed" stays readable.
+    looks_encoded = any(c.isdigit() or c in "+/=_-." for c in credential) or any(
+        c.isupper() for c in credential[1:]
+    )
+    return f"{scheme}{space}{REDACTED}" if looks_encoded else match.group(0)
 
 
 def redact_text(text: str) -> str:
-    """Mask every registered secret inside `text`."""
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    """Mask every registered secret (and its encodings), auth header values and URL passwords."""
+    for mask in _masks[:1]:
+        text = mask.sub(REDACTED, text)
+    text = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _AUTH_SCHEME.sub(_scheme_credential, text)
+    if "@" in text:
+        text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
     return text
 
 

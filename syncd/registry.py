@@ -106,7 +106,7 @@ def build(
     context = ConnectorContext(
         name=spec.name,
         outputs=store.outputs(spec.name),
-        state_dir=settings.resolve("."),
+        state_dir=settings.state_root(),
         columns=mapping.columns() if mapping is not None else {},
     )
     return spec.cls(spec.settings, context)

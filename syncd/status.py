@@ -10,6 +10,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from syncd.config import Settings
+from syncd.log import redact_text
 from syncd.scope import cursor_scope
 from syncd.store import Store, loads, redact_url
 from syncd.store.models import PushedPayment
@@ -33,7 +34,7 @@ def render_status(settings: Settings, console: Console) -> None:
     store = Store.open(settings.store_url())
     try:
         console.print(
-            f"Invoiced: {settings.invoiced.base_url}   store: {redact_url(settings.store_url())}",
+            f"Invoiced: {redact_text(settings.invoiced.base_url)}   store: {redact_url(settings.store_url())}",
             highlight=False,
         )
         cursors = Table(title="cursors")
@@ -53,7 +54,7 @@ def render_status(settings: Settings, console: Console) -> None:
                 f"{name}: {s.get('fetched', 0)} fetched/{s.get('changed', 0)} changed"
                 for name, s in (counts.get("streams") or {}).items()
             ) or ", ".join(f"{k}={v}" for k, v in counts.items() if not isinstance(v, dict))
-            runs.add_row(str(run.id), run.kind, _when(run.started_at), run.status, summary, run.error or "")
+            runs.add_row(str(run.id), run.kind, _when(run.started_at), run.status, summary, redact_text(run.error or ""))
         console.print(runs)
 
         dead = store.dead_letters(20)
@@ -64,7 +65,7 @@ def render_status(settings: Settings, console: Console) -> None:
                 table.add_column(col)
             for d in dead:
                 table.add_row(
-                    d.connector, d.stream, d.record_id, str(d.attempts), _when(d.last_seen), d.reason
+                    d.connector, d.stream, d.record_id, str(d.attempts), _when(d.last_seen), redact_text(d.reason)
                 )
             console.print(table)
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import structlog
 
 from connectors.csv.files import texts, write_atomic
+from syncd.files import sweep_temp_files
 from syncd.plugin import (
     Connector,
     ConnectorSettings,
@@ -52,6 +53,8 @@ class CsvConnector(Connector):
     def open(self) -> None:
         self.directory = self._directory()
         self.directory.mkdir(parents=True, exist_ok=True)
+        if removed := sweep_temp_files(self.directory, "*.csv"):
+            log.info("csv.stale_temp_files_removed", files=[p.name for p in removed])
         self._last_render = time.monotonic()
         self._render_took = 0.0
         # Columns come from the mapping, so a table is rendered (header included) even in a

@@ -33,6 +33,7 @@ from connectors.ledger.journal import (
     transaction_entries,
 )
 from connectors.ledger.render import beancount_accounts, header, render, write_atomic
+from syncd.files import sweep_temp_files
 from syncd.plugin import (
     ConfigError,
     Connector,
@@ -145,6 +146,8 @@ class LedgerConnector(Connector):
     def open(self) -> None:
         s = self.settings
         self.path = self._resolve(s.path)
+        if self.path.parent.is_dir() and (removed := sweep_temp_files(self.path.parent, self.path.name)):
+            log.info("ledger.stale_temp_files_removed", files=[p.name for p in removed])
         self.accounts = Accounts(**s.accounts.model_dump())
         self.tz = zoneinfo.ZoneInfo(s.timezone)
         self.declared: frozenset[str] = frozenset()

@@ -9,6 +9,8 @@ from typing import Any
 
 import structlog
 
+from syncd.log import redact_text
+
 log = structlog.get_logger(__name__)
 
 # () -> (healthy, reasons when degraded, warnings shown even when healthy)
@@ -21,7 +23,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _send(self, status: int, body: str, content_type: str = "text/plain; charset=utf-8") -> None:
-        data = body.encode("utf-8")
+        # The endpoint needs no credentials: nothing it serves may carry one.
+        data = redact_text(body).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

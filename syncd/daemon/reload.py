@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncd import registry
+from syncd import preflight, registry
 from syncd.config import DEFAULT_CONFIG, Settings, load_settings
 from syncd.mapping import MappingSet
 
@@ -34,6 +34,7 @@ def config_file(config_path: Path | str | None) -> Path:
 
 def build(settings: Settings, config_path: Path | str | None) -> Loaded:
     """Validate connectors and load their mappings; ConfigError names file:line:col."""
+    preflight.check(settings)
     specs = registry.configured(settings)
     mappings = registry.load_mappings(specs)
     files = [config_file(config_path).resolve()]

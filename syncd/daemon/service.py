@@ -27,6 +27,7 @@ import structlog
 from syncd import log as syncd_log
 from syncd.config import Settings
 from syncd.daemon import jobs as jobs_mod
+from syncd.daemon import jsonlines
 from syncd.daemon import reload as reload_mod
 from syncd.daemon.health import HealthServer
 from syncd.daemon.jobs import Job, backoff, planned_jobs
@@ -56,6 +57,7 @@ _RESTART_ONLY: tuple[tuple[str, Callable[[Settings], object]], ...] = (
     ("daemon.health_port", lambda s: s.daemon.health_port),
     ("daemon.lock_ttl", lambda s: s.daemon.lock_ttl),
     ("log_level", lambda s: s.log_level),
+    ("state_dir", lambda s: s.state_dir),
 )
 
 
@@ -119,6 +121,7 @@ class Daemon:
         try:
             self.start()
         except DaemonExit as exc:
+            self.exit_code, self.exit_reason = exc.code, str(exc)  # the last event carries them
             if exc.code != EXIT_OK:
                 self._say(exc.code, str(exc))
             self.close()
@@ -260,7 +263,7 @@ class Daemon:
             if self.store is not None:
                 self.store.close()
                 self.store = None
-        log.info("daemon.stopped", exit_code=self.exit_code, reason=self.exit_reason)
+        jsonlines.stopped(self.exit_code, self.exit_reason)
 
     def request_stop(self, reason: str = "signal") -> None:
         """Ask the main loop to stop (signal handlers, fatal conditions, tests)."""
@@ -278,8 +281,9 @@ class Daemon:
     @staticmethod
     def _say(code: int, message: str) -> None:
         log.error("daemon.exit", exit_code=code, reason=message)
-        sys.stderr.write(f"syncd daemon: {syncd_log.redact_text(message)}\n")
-        sys.stderr.flush()
+        if sys.stderr.isatty():  # off a terminal every stderr line is JSON (the event above)
+            sys.stderr.write(f"syncd daemon: {syncd_log.redact_text(message)}\n")
+            sys.stderr.flush()
 
     def install_signals(self) -> None:
         """SIGTERM/SIGINT stop, SIGHUP reloads (main thread only)."""
@@ -594,6 +598,7 @@ class Daemon:
         self.settings = after.model_copy(
             update={
                 "store": before.store,
+                "state_dir": before.state_dir,
                 "daemon": after.daemon.model_copy(
                     update={
                         "health_host": before.daemon.health_host,
@@ -649,8 +654,14 @@ class Daemon:
 def run_daemon(settings: Settings, config_path: Path | str | None = None) -> int:
     """`syncd daemon`: run until SIGTERM/SIGINT; returns the exit status (see EXIT_*)."""
     syncd_log.configure(json=True, level=settings.log_level)
+    jsonlines.install()
     daemon = Daemon(settings, config_path)
-    code = daemon.run()
+    try:
+        code = daemon.run()
+    except Exception:  # a bug: still one JSON event, and the last one names the exit status
+        log.exception("daemon.crashed")
+        code = 1
+        jsonlines.stopped(code, "crashed")
     if daemon.abandoned():
         # A job stuck in a network call past the grace period: leave without waiting for it.
         with suppress(Exception):
@@ -660,3 +671,11 @@ def run_daemon(settings: Settings, config_path: Path | str | None = None) -> int
 
         os._exit(code)
     return code
+
+
+def refuse_start(exc: SyncdError) -> int:
+    """`syncd daemon` with a configuration it cannot read: JSON events, exit status 2."""
+    syncd_log.configure(json=True)
+    log.error("daemon.exit", exit_code=EXIT_CONFIG, reason=f"invalid configuration: {exc}")
+    jsonlines.stopped(EXIT_CONFIG, "invalid configuration")
+    return EXIT_CONFIG

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from syncd.errors import StoreError
+from syncd.log import redact_text
 from syncd.plugin import ExternalPayment
 from syncd.store import dumps, loads
 from syncd.store.models import PushedPayment
@@ -260,6 +261,7 @@ class Outbox:
     def reject_unreadable(self, external_id: str, source: str, origin: str, reason: str) -> bool:
         """Record a row that could not be read; never touches a posted or posting payment."""
         now = time.time()
+        reason = redact_text(reason)
         try:
             with self.engine.begin() as conn:
                 entry = self._get(conn, external_id)
@@ -356,6 +358,8 @@ class Outbox:
             )
 
     def _set(self, external_id: str, *, only_open: bool = False, **values: Any) -> None:
+        if values.get("reason"):
+            values["reason"] = redact_text(values["reason"])  # shown by `syncd status` and logs
         stmt = update(OUTBOX).where(OUTBOX.c.external_id == external_id)
         if only_open:
             # A posted payment stays posted whatever a late, confused caller says.

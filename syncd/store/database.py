@@ -44,8 +44,9 @@ def make_engine(url: str) -> Engine:
         SQLModel.metadata.create_all(engine)
         _check_version(engine)
     except SQLAlchemyError as exc:
+        cause = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())  # one line
         raise StoreError(
-            f"checkpoint store {redact_url(url)} unusable: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
+            f"store.url: checkpoint store {redact_url(url)} unusable: {exc.__class__.__name__}: {cause}"
         ) from None
     return engine
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from syncd.errors import StoreError
+from syncd.log import redact_text
 from syncd.plugin import Record
 from syncd.store.database import make_engine
 from syncd.store.models import Cursor, DeadLetter, Delivery, Meta, OutputRow, RawRecord, Run
@@ -414,6 +415,7 @@ class Store:
         self, conn: Connection, connector: str, stream: str, record_id: str, reason: str, now: float
     ) -> None:
         key = and_(DEAD.c.connector == connector, DEAD.c.stream == stream, DEAD.c.record_id == record_id)
+        reason = redact_text(reason)  # `syncd status` shows it; a connector may quote a token
         attempts = conn.execute(select(DEAD.c.attempts).where(key)).scalar_one_or_none()
         row = {
             "connector": connector,
@@ -466,7 +468,12 @@ class Store:
             conn.execute(
                 RUN.update()
                 .where(RUN.c.id == run_id)
-                .values(ended_at=time.time(), status=status, counts=dumps(dict(counts)), error=error)
+                .values(
+                    ended_at=time.time(),
+                    status=status,
+                    counts=dumps(dict(counts)),
+                    error=redact_text(error) if error else error,
+                )
             )
 
     def recent_runs(self, limit: int = 10) -> list[Run]:

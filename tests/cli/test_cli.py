@@ -52,7 +52,9 @@ def test_status_shows_cursors_runs_and_dead_letters_but_never_the_key(tmp_path: 
 
 def test_sync_unknown_stream(tmp_path: Path) -> None:
     config = tmp_path / "syncd.toml"
-    config.write_text(f'[invoiced]\nbase_url = "http://127.0.0.1:9"\n[store]\nurl = "sqlite:///{tmp_path / "s.db"}"\n')
+    config.write_text(
+        f'[invoiced]\nbase_url = "http://127.0.0.1:9"\napi_key = "k_test"\n[store]\nurl = "sqlite:///{tmp_path / "s.db"}"\n'
+    )
     result = runner.invoke(app, ["--config", str(config), "sync", "--stream", "orders"])
     assert result.exit_code == 2
     assert "unknown stream 'orders'" in result.output

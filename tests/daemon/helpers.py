@@ -115,6 +115,7 @@ class DaemonProcess:
         )
         self.events: list[dict[str, Any]] = []
         self.text: list[str] = []
+        self.stderr: list[str] = []  # stderr's lines alone, in order
         self._cond = threading.Condition()
         self._readers = [
             threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True),
@@ -128,6 +129,8 @@ class DaemonProcess:
         for line in stream:
             with self._cond:
                 self.text.append(line)
+                if stream is self.proc.stderr:
+                    self.stderr.append(line)
                 try:
                     event = json.loads(line)
                 except ValueError:

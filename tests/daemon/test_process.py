@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -273,7 +274,11 @@ def test_unknown_config_key_at_start_exits_2_naming_file_and_key(make_sandbox: A
 
 def test_unreachable_store_exits_3_after_the_configured_time(make_sandbox: Any, tmp_path: Path) -> None:
     sb, out, mapping, config, _ = _setup(make_sandbox, tmp_path)
-    store = f"sqlite:///{tmp_path / 'missing-dir' / 's.db'}"
+    # Nothing listens on the port: the server is down (a missing SQLite folder is a config error).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = f"postgresql://syncd@127.0.0.1:{port}/syncd"
     write_config(config, sb, store=store, out=out, mapping=mapping, daemon={"store_unreachable_exit": 1})
     daemon = DaemonProcess(config)
     assert daemon.wait(30) == EXIT_STORE
