@@ -71,6 +71,9 @@ def sync(
     if not report.ok:
         err.print("[bold red]sync failed:[/] " + escape("; ".join(report.errors())), highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+    if report.refused_all():
+        err.print("[bold red]every record refused:[/] " + escape("; ".join(report.refused_all())), highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -222,6 +225,16 @@ def demo(
         run_demo(out, invoices, console)
     except SyncdError as exc:
         _fail(exc)
+
+
+def _register_errors() -> None:
+    from syncd import errors_cmd
+
+    errors_cmd.load_settings = _settings
+    app.add_typer(errors_cmd.errors_app, name="errors")
+
+
+_register_errors()
 
 
 def _register_sandbox() -> None:

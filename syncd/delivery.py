@@ -24,6 +24,7 @@ from syncd.config import Settings
 from syncd.errors import SyncdError
 from syncd.mapping import MappingSet
 from syncd.plugin import Connector, MappedRecord, Record
+from syncd.reconcile import warn_rows_behind
 from syncd.store import Store, dumps, ref_id, text_hash
 from syncd.streams import STREAMS
 
@@ -215,11 +216,16 @@ def _versioned(
         parts.append(f"{field_name}={found[0] if found else '-'}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
-def redeliver(store: Store, targets: Sequence[Target], delivery: Delivery) -> dict[str, int]:
+def redeliver(
+    store: Store,
+    targets: Sequence[Target],
+    delivery: Delivery,
+    reports: dict[str, StreamReport] | None = None,
+) -> dict[str, int]:
     """Re-deliver stored records to connectors whose mapping changed, and retry dead letters.
 
     Nothing is fetched: the raw records in the store are mapped again. Other connectors
-    are not touched.
+    are not touched. `reports` (by stream) receives what was delivered and refused.
     """
     counts: dict[str, int] = {}
     for target in targets:
@@ -232,14 +238,16 @@ def redeliver(store: Store, targets: Sequence[Target], delivery: Delivery) -> di
         only = Delivery(store, [target])
         total = 0
         for stream in streams:
-            report = StreamReport()
+            report = StreamReport() if reports is None else reports.setdefault(stream, StreamReport())
+            before = report.delivered.get(target.name, 0)
             for batch in store.iter_raw(stream, include_deleted=False):
                 only.deliver(stream, batch, report, save=False)
-            total += report.delivered.get(target.name, 0)
+            total += report.delivered.get(target.name, 0) - before
         store.set_meta(key, fingerprint)
         counts[target.name] = total
         if total:
             log.info("mapping.redelivered", connector=target.name, records=total)
+        warn_rows_behind(store, target.name)
     return counts
 
 def open_targets(
