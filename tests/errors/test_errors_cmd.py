@@ -244,3 +244,24 @@ def test_refused_and_held_payments_are_listed_retried_and_dismissed(tmp_path: Pa
         assert retry_payment(store, "pay-held") is None and ignore_payment(store, "pay-rejected") is None
     finally:
         store.close()
+
+
+def test_healthz_warns_of_errors_that_are_not_ignored(tmp_path: Path) -> None:
+    from syncd.config import Settings
+    from syncd.daemon.service import Daemon, Job
+    from syncd.reconcile import find, ignore, list_refusals
+
+    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        store.commit_deliveries("csv", "invoices", [], [("41", "bad amount"), ("42", "bad amount")])
+        d = Daemon(Settings(daemon={"stale_cursor_after": 600}))
+        d.store = store
+        d._refresh_store_facts(Job("invoices", "pull", 60, "invoices"))
+        healthy, reasons, warnings = d.health()
+        assert healthy and warnings == ["2 refused record(s) or payment(s): see `syncd errors`"]
+        assert d.metrics.get("syncd_errors") == 2
+        ignore(store, find(store, [r.id for r in list_refusals(store)]))
+        d._refresh_store_facts(Job("invoices", "pull", 60, "invoices"))
+        assert d.health() == (True, [], [])
+    finally:
+        store.close()
