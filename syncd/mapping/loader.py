@@ -41,6 +41,7 @@ from syncd.mapping.schema import (
     compile_path,
     compile_rows,
 )
+from syncd.mapping.tomlerrors import syntax_errors
 from syncd.mapping.transforms import (
     Defaults,
     Env,
@@ -483,16 +484,12 @@ def _compile(
         return None, [MappingError("the mapping file is not UTF-8 text", file=file)]
     try:
         data = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as exc:
-        m = _TOML_POS.search(str(exc))
-        message = _TOML_POS.sub("", str(exc)).replace("(at end of document)", "").strip()
-        if m:
-            line, column = int(m.group(1)), int(m.group(2))
-        else:  # "at end of document": an unclosed string, array or table reaches the end
-            last = text.split("\n")
-            line, column = len(last), len(last[-1]) + 1
-            message += " at the end of the file (an unclosed quote, bracket or brace above?)"
-        return None, [MappingError(f"not valid TOML: {message}", file=file, line=line, column=column)]
+    except tomllib.TOMLDecodeError:
+        found = syntax_errors(text)
+        return None, [
+            MappingError(f"not valid TOML: {words}", file=file, line=line, column=column)
+            for line, column, words in found
+        ] or [MappingError("not valid TOML", file=file)]
     checker = _Checker(path, locate(text), tables)
     checker.unknown_keys((), data, TOP_KEYS, "a mapping file")
     defaults = checker.defaults(data.get("defaults", {}))
