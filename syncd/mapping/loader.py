@@ -50,6 +50,7 @@ from syncd.mapping.transforms import (
     check_rounding,
     compile_step,
 )
+from syncd.mapping.types import TEXT, Kind, check_chain, constant_kind, path_kind
 from syncd.plugin import TableSpec
 
 Loc = tuple[str | int, ...]
@@ -362,7 +363,7 @@ class _Checker:
                 )
                 continue
             seen[name] = pos[0] if pos else None
-            column = self.column(here, raw, name, defaults, values, paths, rows_text)
+            column = self.column(here, raw, name, defaults, values, paths, rows_text, stream)
             if column is not None:
                 columns.append(column)
         return columns
@@ -376,6 +377,7 @@ class _Checker:
         values: Mapping[str, Mapping[str, Any]],
         paths: Callable[[str], CompiledPath],
         rows_text: Any,
+        stream: str = "",
     ) -> Column | None:
         given = [k for k in ("from", "value", "template") if k in raw]
         if len(given) != 1:
@@ -440,12 +442,45 @@ class _Checker:
                 (*here, "from"), f"{source.text!r} is a list: add a join or sum transform{hint}", "join"
             )
             ok = False
+        if ok and stream:
+            ok = self.chain_types(here, kind, source, chain, values, stream, rows_text)
         description = raw.get("description", "")
         pos = self.locations.key(here)
         if not ok:
             return None
         wrapped = source if kind != "value" else Constant(source)
         return Column(name, wrapped, tuple(steps), pos[0] if pos else None, str(description))
+
+    def chain_types(
+        self,
+        here: Loc,
+        kind: str,
+        source: Any,
+        chain: Sequence[Any],
+        values: Mapping[str, Mapping[str, Any]],
+        stream: str,
+        rows_text: Any,
+    ) -> bool:
+        """Report a transform that cannot work on the type its input always has."""
+        if kind == "from":
+            rows = compile_rows(stream, rows_text) if isinstance(rows_text, str) else None
+            start, label = path_kind(stream, source, rows), repr(source.text)
+        elif kind == "value":
+            start, label = constant_kind(source), f"the constant {show_value(source)}"
+        else:
+            start, label = Kind(TEXT), "the template"
+        steps = []
+        for raw in chain:
+            name, arg = (raw, None) if isinstance(raw, str) else next(iter(raw.items()))
+            if name == "map" and isinstance(arg, str):
+                arg = values.get(arg, {})
+            steps.append((name, arg))
+        problem = check_chain(label, start, steps)
+        if problem is None:
+            return True
+        index, message = problem
+        self.error((*here, "transforms", index), message)
+        return False
 
     def spec(self, loc: Loc, name: str, stream: str, columns: Sequence[Column]) -> None:
         assert self.specs is not None
