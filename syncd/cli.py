@@ -122,7 +122,7 @@ def mappings_check() -> None:
         return
     problems = 0
     for spec in specs:
-        errors = check_mapping(spec.mapping_path, dict(spec.cls.tables) or None)
+        errors = check_mapping(spec.mapping_path, dict(spec.cls.tables) or None, spec.rule)
         for error in errors:
             err.print(str(error), highlight=False, markup=False, soft_wrap=True)
         problems += len(errors)

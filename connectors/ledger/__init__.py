@@ -141,6 +141,16 @@ class LedgerConnector(Connector):
 
     settings: LedgerSettings
 
+    @classmethod
+    def check_constant(
+        cls, settings: ConnectorSettings, table: str, column: str, value: Any, *, prefix: bool = False
+    ) -> str | None:
+        """Accounts (roots, empty parts, characters per dialect), amounts, types, currencies."""
+        from connectors.ledger.rules import constant_problem
+
+        dialect = settings.dialect if isinstance(settings, LedgerSettings) else "hledger"
+        return constant_problem(dialect, table, column, value, prefix=prefix)
+
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
         s = self.settings
