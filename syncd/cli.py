@@ -110,13 +110,22 @@ def status() -> None:
 
 
 @mappings_app.command("check")
-def mappings_check() -> None:
+def mappings_check(
+    against_store: Annotated[
+        bool | None,
+        typer.Option(
+            "--against-store/--no-against-store",
+            help="Also apply the mappings to the stored records (default: when a SQLite store exists).",
+        ),
+    ] = None,
+) -> None:
     """Validate every configured mapping file; exit non-zero on any error."""
     from syncd import registry
     from syncd.mapping import check_mapping
 
     try:
-        specs = registry.configured(_settings(), only_enabled=False)
+        settings = _settings()
+        specs = registry.configured(settings, only_enabled=False)
     except SyncdError as exc:
         _fail(exc)
         return
@@ -133,9 +142,42 @@ def mappings_check() -> None:
                 markup=False,
                 soft_wrap=True,
             )
+    if not problems:
+        problems += _check_against_store(settings, specs, against_store)
     if problems:
         err.print(f"{problems} error(s)", highlight=False)
         raise typer.Exit(1)
+
+
+def _check_against_store(settings: Settings, specs: list[Any], wanted: bool | None) -> int:
+    """Apply the valid mappings to the stored records; the number of streams that would fail."""
+    from syncd import registry
+    from syncd.mapping_store_check import check_against_store, local_store_exists
+    from syncd.store import Store
+
+    if wanted is False or (wanted is None and not local_store_exists(settings.store_url())):
+        return 0
+    try:
+        mappings = registry.load_mappings(specs)
+        store = Store.open(settings.store_url())
+    except SyncdError as exc:
+        _fail(exc)
+        return 0
+    failing = 0
+    try:
+        for spec in specs:
+            for stream, check in check_against_store(store, mappings[spec.name]).items():
+                line = f"{spec.mapping_path}: {stream}: {check.failed} of {check.records} stored record(s) would be refused"
+                if not check.failed:
+                    console.print(line.replace(f"{check.failed} of", "none of"), highlight=False, markup=False, soft_wrap=True)
+                    continue
+                failing += 1
+                err.print(line + ", first reasons:", highlight=False, markup=False, soft_wrap=True)
+                for reason in check.reasons:
+                    err.print(f"  {reason}", highlight=False, markup=False, soft_wrap=True)
+    finally:
+        store.close()
+    return failing
 
 
 @mappings_app.command("preview")

@@ -90,6 +90,8 @@ def _explain(lines: list[str], phrase: str, line: int, column: int) -> tuple[int
     text = lines[line - 1] if 1 <= line <= len(lines) else ""
     if phrase == "Cannot overwrite a value":
         key = _key_of(text)
+        if key and key in text:
+            column = text.index(key) + 1  # at the key, not after its value
         start = _section_start(lines, line)
         for n in range(start + 1, line):
             if "=" in lines[n - 1] and _key_of(lines[n - 1]) == key:
