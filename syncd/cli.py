@@ -151,6 +151,8 @@ def mappings_check(
 
 def _check_against_store(settings: Settings, specs: list[Any], wanted: bool | None) -> int:
     """Apply the valid mappings to the stored records; the number of streams that would fail."""
+    import functools
+
     from syncd import registry
     from syncd.mapping_store_check import check_against_store, local_store_exists
     from syncd.store import Store
@@ -166,7 +168,8 @@ def _check_against_store(settings: Settings, specs: list[Any], wanted: bool | No
     failing = 0
     try:
         for spec in specs:
-            for stream, check in check_against_store(store, mappings[spec.name]).items():
+            own = functools.partial(spec.cls.check_record, spec.settings)
+            for stream, check in check_against_store(store, mappings[spec.name], own).items():
                 line = f"{spec.mapping_path}: {stream}: {check.failed} of {check.records} stored record(s) would be refused"
                 if not check.failed:
                     console.print(line.replace(f"{check.failed} of", "none of"), highlight=False, markup=False, soft_wrap=True)

@@ -6,13 +6,14 @@ goes through `MappingSet.apply`, with references read from the store as in a syn
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from syncd.errors import SyncdError
 from syncd.mapping import MappingSet
+from syncd.plugin import MappedRecord
 from syncd.store import Store
 from syncd.streams import STREAMS
 
@@ -28,8 +29,11 @@ class StreamCheck:
     reasons: list[str] = field(default_factory=list)  # the first ones, in id order
 
 
-def check_against_store(store: Store, mapping: MappingSet) -> dict[str, StreamCheck]:
-    """How many stored records of each stream the mapping would refuse, with the first reasons."""
+def check_against_store(
+    store: Store, mapping: MappingSet, check_record: Callable[[str, MappedRecord], str | None] | None = None
+) -> dict[str, StreamCheck]:
+    """How many stored records of each stream the mapping (then `check_record`, the connector's
+    own check, see `Connector.check_record`) would refuse, with the first reasons."""
     out: dict[str, StreamCheck] = {}
     cache: dict[tuple[str, str], Mapping[str, Any] | None] = {}
 
@@ -47,11 +51,14 @@ def check_against_store(store: Store, mapping: MappingSet) -> dict[str, StreamCh
             for record in batch:
                 check.records += 1
                 try:
-                    mapping.apply(record, resolve)
+                    tables = mapping.apply(record, resolve)
+                    reason = check_record(stream, MappedRecord(record, tables)) if check_record else None
                 except (SyncdError, ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                    reason = str(exc)
+                if reason is not None:
                     check.failed += 1
                     if len(check.reasons) < FIRST_REASONS:
-                        check.reasons.append(str(exc))
+                        check.reasons.append(reason)
     return out
 
 

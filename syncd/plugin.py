@@ -181,6 +181,12 @@ class Connector(ABC):
         """
         return None
 
+    @classmethod
+    def check_record(cls, settings: ConnectorSettings, stream: str, record: MappedRecord) -> str | None:
+        """Why `write` would refuse this mapped record, when that can be told without the
+        destination (no I/O); None otherwise. Used by `syncd mappings check --against-store`."""
+        return None
+
     def open(self) -> None:  # noqa: B027 - optional hook
         """Prepare the destination (check credentials, create folders)."""
 

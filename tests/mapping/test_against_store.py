@@ -46,3 +46,23 @@ def test_without_a_store_only_the_files_are_checked(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "stored record" not in result.output
     assert not (tmp_path / "s.db").exists()
+
+
+def test_the_connector_own_check_counts_too_ledger(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path / "s.db"}"\n[connectors.csv]\nenabled = false\n'
+        f'[connectors.ledger]\nenabled = true\nmapping = "{root / "mappings" / "ledger.toml"}"\n',
+        encoding="utf-8",
+    )
+
+    def txn(i: int, kind: str) -> tuple[str, dict[str, object]]:
+        data = {"id": i, "updated_at": 1_700_000_000, "date": 1_700_000_000, "type": kind, "status": "succeeded"}
+        return ("transactions", {**data, "method": "check", "currency": "usd", "amount": "10.00"})
+
+    _store(tmp_path, [txn(1, "payment"), txn(2, "payout"), txn(3, "refund")])
+    result = runner.invoke(app, ["--config", str(config), "mappings", "check"], env={"COLUMNS": "250"})
+    assert result.exit_code == 1, result.output
+    assert "transactions: 1 of 3 stored record(s) would be refused" in result.output
+    assert "transactions 2: transactions.type: 'payout' is not one of" in result.output
