@@ -186,6 +186,10 @@ def list_refusals(
     include_ignored: bool = False,
 ) -> list[Refusal]:
     """Refused records and payments matching every filter given, newest first."""
+    from syncd.streams import STREAMS
+
+    if stream is not None and stream not in (*STREAMS, PAYMENTS):
+        raise SyncdError(f"unknown stream {stream!r}; streams: {', '.join((*STREAMS, PAYMENTS))}")
     out: list[Refusal] = []
     if stream in (None, PAYMENTS):
         out.extend(_payments(store, connector, include_ignored))
