@@ -88,7 +88,7 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def test_refused_records_are_listed_shown_and_retried_after_a_mapping_fix_without_any_request(
     make_sandbox: Any, tmp_path: Path
 ) -> None:
-    sandbox = make_sandbox(customers=6, invoices=40, transactions=0)
+    sandbox = make_sandbox(customers=6, invoices=40, transactions=25)
     config = _setup(tmp_path, sandbox, None)
     assert _cli(config, "sync").exit_code == 0
     unpaid = {str(i["id"]) for i in sandbox.data.list("invoices") if i["status"] != "paid"}
@@ -140,7 +140,7 @@ def test_refused_records_are_listed_shown_and_retried_after_a_mapping_fix_withou
 def test_retry_by_id_touches_only_that_record_and_a_still_refused_one_stays_listed(
     make_sandbox: Any, tmp_path: Path
 ) -> None:
-    sandbox = make_sandbox(customers=4, invoices=20, transactions=0)
+    sandbox = make_sandbox(customers=4, invoices=20, transactions=15)
     config = _setup(tmp_path, sandbox, None)
     assert _cli(config, "sync").exit_code == 0
     before = _errors(config)["errors"]
@@ -161,7 +161,7 @@ def test_retry_by_id_touches_only_that_record_and_a_still_refused_one_stays_list
 
 
 def test_ignored_errors_leave_the_counts_until_the_record_changes(make_sandbox: Any, tmp_path: Path) -> None:
-    sandbox = make_sandbox(customers=4, invoices=30, transactions=0)
+    sandbox = make_sandbox(customers=4, invoices=30, transactions=20)
     config = _setup(tmp_path, sandbox, None)
     assert _cli(config, "sync").exit_code == 0
     errors = _errors(config)["errors"]
@@ -182,9 +182,10 @@ def test_ignored_errors_leave_the_counts_until_the_record_changes(make_sandbox: 
     # A plain re-sync that does not touch the record keeps it ignored...
     assert _cli(config, "sync").exit_code == 0
     assert chosen["id"] not in {e["id"] for e in _errors(config)["errors"]}
-    # ...a change to the record (still refused) brings it back.
+    # ...a change to the record (still refused) brings it back. (The only invoice of this run,
+    # refused: the sync says so with exit 1.)
     sandbox.data.update("invoices", int(chosen["record"]), {"notes": "changed"})
-    assert _cli(config, "sync").exit_code == 0
+    assert _cli(config, "sync").exit_code == 1
     assert chosen["id"] in {e["id"] for e in _errors(config)["errors"]}
 
 

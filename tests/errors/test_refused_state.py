@@ -58,10 +58,11 @@ def test_a_sync_in_which_a_connector_refuses_every_record_of_a_stream_fails(
     # The same after a mapping change that makes every stored record fail: no new record needed.
     _write_mapping(tmp_path / "csv.toml", "x")
     assert _cli(config, "sync").exit_code == 0
+    _write_mapping(tmp_path / "csv.toml", None)
     (tmp_path / "csv.toml").write_text(
-        (tmp_path / "csv.toml").read_text().replace("transforms = [{ map", 'transforms = ["date", { map'),
-        encoding="utf-8",
+        (tmp_path / "csv.toml").read_text().replace("paid = ", "nothing_is = "), encoding="utf-8"
     )
+    sandbox.stats.reset()
     result = _cli(config, "sync")
     assert result.exit_code == 1, result.output
     assert "invoices: csv refused all 12 record(s)" in result.output
