@@ -51,10 +51,7 @@ def account_problem(name: str, dialect: str) -> str | None:
         fix = f" (did you mean {':'.join([near, *parts[1:]])!r}?)" if near else ""
         return f"account {name!r} must start with one of {', '.join(ROOTS)}{fix}"
     if any(not any(ch.isalnum() for ch in p) for p in parts[1:]):
-        return (
-            f"account {name!r} has an empty part ('::' or ':' at an end): it would be written "
-            "as 'Unknown'"
-        )
+        return f"account {name!r} has an empty part ('::' or ':' at an end): it would be written as 'Unknown'"
     if ";" in name:
         return f"account {name!r} holds ';', which starts a comment in a journal"
     if dialect != "beancount" and ("  " in name or "\t" in name):
@@ -70,7 +67,9 @@ def account_problem(name: str, dialect: str) -> str | None:
     return None
 
 
-def constant_problem(dialect: str, table: str, column: str, value: Any, *, prefix: bool = False) -> str | None:
+def constant_problem(
+    dialect: str, table: str, column: str, value: Any, *, prefix: bool = False
+) -> str | None:
     """Why a constant output refuses every record of the ledger connector, else None.
 
     `prefix`: `value` is only the complete parts a template starts with.

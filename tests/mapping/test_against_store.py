@@ -58,7 +58,13 @@ def test_the_connector_own_check_counts_too_ledger(tmp_path: Path) -> None:
     )
 
     def txn(i: int, kind: str) -> tuple[str, dict[str, object]]:
-        data = {"id": i, "updated_at": 1_700_000_000, "date": 1_700_000_000, "type": kind, "status": "succeeded"}
+        data = {
+            "id": i,
+            "updated_at": 1_700_000_000,
+            "date": 1_700_000_000,
+            "type": kind,
+            "status": "succeeded",
+        }
         return ("transactions", {**data, "method": "check", "currency": "usd", "amount": "10.00"})
 
     _store(tmp_path, [txn(1, "payment"), txn(2, "payout"), txn(3, "refund")])
