@@ -96,6 +96,23 @@ def _print_report(report: dict[str, Any]) -> None:
             "re-delivered after a mapping change: "
             + ", ".join(f"{k}={v}" for k, v in report["redelivered"].items())
         )
+    _print_refusals(report)
+
+
+def _print_refusals(report: dict[str, Any]) -> None:
+    """How many records were refused, and rows an earlier mapping left behind (`syncd errors`)."""
+    parts = [*report["streams"].items(), *report.get("redelivery", {}).items()]
+    refused = sum(n for _, r in parts for n in r["rejected"].values())
+    for stream, r in report.get("redelivery", {}).items():
+        for name, n in r.get("behind", {}).items():
+            err.print(
+                f"[yellow]warning:[/] {n} {stream} row(s) of {name} keep the previous mapping's values and "
+                f"columns: the new mapping refused their records (syncd errors --connector {name} --stream {stream})",
+                highlight=False,
+                soft_wrap=True,
+            )
+    if refused:
+        console.print(f"{refused} record(s) refused: see `syncd errors`", highlight=False)
 
 
 @app.command()

@@ -44,6 +44,8 @@ class StreamReport:
     rejected: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     error: str | None = None
+    # rows a connector keeps from an earlier mapping because the new one refused their records
+    behind: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class StreamReport:
             "rejected": dict(self.rejected),
             "requests": self.requests,
             **({"error": self.error} if self.error else {}),
+            **({"behind": dict(self.behind)} if self.behind else {}),
         }
 
 @dataclass
@@ -247,7 +250,9 @@ def redeliver(
         counts[target.name] = total
         if total:
             log.info("mapping.redelivered", connector=target.name, records=total)
-        warn_rows_behind(store, target.name)
+        for stream, n in warn_rows_behind(store, target.name).items():
+            if reports is not None:
+                reports.setdefault(stream, StreamReport()).behind[target.name] = n
     return counts
 
 def open_targets(

@@ -64,6 +64,11 @@ class SyncReport:
             "duration": round(self.duration, 3),
             "redelivered": dict(self.redelivered),
             "streams": {n: r.as_dict() for n, r in self.streams.items()},
+            **(
+                {"redelivery": {n: r.as_dict() for n, r in self.redelivery.items()}}
+                if self.redelivery
+                else {}
+            ),
             **({"refused_all": refused} if (refused := self.refused_all()) else {}),
         }
 

@@ -476,9 +476,10 @@ def rows_behind(store: Store, connector: str) -> dict[str, int]:
     return dict(counts)
 
 
-def warn_rows_behind(store: Store, connector: str) -> None:
+def warn_rows_behind(store: Store, connector: str) -> dict[str, int]:
     """After a mapping change: say loudly which rows still have the previous mapping's shape."""
-    for stream, n in sorted(rows_behind(store, connector).items()):
+    behind = rows_behind(store, connector)
+    for stream, n in sorted(behind.items()):
         log.warning(
             "mapping.rows_behind",
             connector=connector,
@@ -490,3 +491,4 @@ def warn_rows_behind(store: Store, connector: str) -> None:
                 f"see `syncd errors --connector {connector} --stream {stream}`"
             ),
         )
+    return behind

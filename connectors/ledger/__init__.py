@@ -162,7 +162,9 @@ class LedgerConnector(Connector):
                 if rows:
                     customer_row(rid, rows[0], accounts)
             elif stream == "invoices":
-                invoice_entries(rid, record.record.data, record.tables, accounts, zoneinfo.ZoneInfo(s.timezone))
+                invoice_entries(
+                    rid, record.record.data, record.tables, accounts, zoneinfo.ZoneInfo(s.timezone)
+                )
             elif stream == "transactions":
                 transaction_entries(
                     rid,

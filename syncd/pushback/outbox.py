@@ -362,7 +362,9 @@ def _move(store: Any, external_id: str, moves: Mapping[str, str]) -> str | None:
     engine: Engine = store.engine
     with engine.begin() as conn:
         row = conn.execute(
-            select(OUTBOX.c.state, OUTBOX.c.payload).where(OUTBOX.c.external_id == external_id).with_for_update()
+            select(OUTBOX.c.state, OUTBOX.c.payload)
+            .where(OUTBOX.c.external_id == external_id)
+            .with_for_update()
         ).first()
         if row is None or row[0] not in moves:
             return None

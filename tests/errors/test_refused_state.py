@@ -30,6 +30,7 @@ def test_a_column_added_by_a_mapping_change_and_refused_keeps_the_old_rows_and_s
     with capture_logs() as logs:
         report = run_sync(load_settings(config))
     assert report.ok and not report.refused_all()  # the paid ones went through
+    assert report.as_dict()["redelivery"]["invoices"]["behind"] == {"csv": len(unpaid)}
     (warning,) = [e for e in logs if e["event"] == "mapping.rows_behind"]
     assert warning["records"] == len(unpaid) and warning["stream"] == "invoices"
     assert "syncd errors --connector csv --stream invoices" in warning["message"]
