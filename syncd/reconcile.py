@@ -397,6 +397,8 @@ def retry(settings: Any, store: Store, refusals: Sequence[Refusal]) -> RetryRepo
         # so retried rows and the others come from the same mapping.
         report.redelivered = redeliver(store, targets, Delivery(store, targets))
         for target in targets:
+            if target.name in report.redelivered:
+                continue  # every stored record of it was just tried through the new mapping
             only = Delivery(store, [target])
             mine = [r for r in letters if r.connector == target.name]
             for stream in sorted({r.stream for r in mine}):

@@ -265,3 +265,30 @@ def test_healthz_warns_of_errors_that_are_not_ignored(tmp_path: Path) -> None:
         assert d.health() == (True, [], [])
     finally:
         store.close()
+
+
+def test_listing_ignoring_and_payment_moves_on_both_stores(store_url: str) -> None:
+    from syncd.plugin import Record
+    from syncd.reconcile import find, ignore, list_refusals, summarise
+    from syncd.store import content_hash
+
+    store = Store.open(store_url)
+    try:
+        data = {"id": 7, "updated_at": 1, "status": "sent"}
+        store.save_raw([(Record("invoices", "7", 1, data), content_hash(data))])
+        store.commit_deliveries("csv", "invoices", [], [("7", "invoices 7: bad"), ("8", "invoices 8: bad")])
+        Outbox(store.engine).register(_payment("pay-1"))
+        Outbox(store.engine).mark_rejected("pay-1", "no such invoice")
+        every = list_refusals(store)
+        assert summarise(every)["connector/stream"] == {"csv/invoices": 2, "csv/payments": 1}
+        assert summarise(every)["reason"] == {"invoices ID: bad": 2, "no such invoice": 1}
+        record = next(r for r in every if r.record == "7")
+        assert find(store, [record.id[:6]]) == [record] == find(store, ["csv/invoices/7"])
+        ignore(store, [record, *find(store, ["payment/pay-1"])])
+        assert [r.record for r in list_refusals(store)] == ["8"]
+        assert open_count(store) == 1
+        changed = {**data, "status": "paid"}
+        store.save_raw([(Record("invoices", "7", 2, changed), content_hash(changed))])
+        assert {r.record for r in list_refusals(store)} == {"7", "8"}  # it changed: counted again
+    finally:
+        store.close()
