@@ -364,9 +364,6 @@ class RetryReport:
 def retry(settings: Any, store: Store, refusals: Sequence[Refusal]) -> RetryReport:
     """Re-deliver refused records from the store through each connector's current mapping, and
     send refused or held payments back to the outbox. Nothing is fetched from Invoiced."""
-    from syncd import registry
-    from syncd.delivery import Delivery, StreamReport, Target, close_targets, redeliver
-
     report = RetryReport()
     for r in refusals:
         if r.is_payment:
@@ -376,8 +373,16 @@ def retry(settings: Any, store: Store, refusals: Sequence[Refusal]) -> RetryRepo
             else:
                 report.payments[r.record] = state
     letters = [r for r in refusals if not r.is_payment]
-    if not letters:
-        return report
+    if letters:
+        _retry_records(settings, store, letters, report)
+    return report
+
+
+def _retry_records(settings: Any, store: Store, letters: Sequence[Refusal], report: RetryReport) -> None:
+    """The records part of `retry`: open only the connectors concerned, deliver, close."""
+    from syncd import registry
+    from syncd.delivery import Delivery, StreamReport, Target, close_targets, redeliver
+
     wanted = sorted({r.connector for r in letters})
     specs = [s for s in registry.configured(settings) if s.name in wanted]
     missing = sorted(set(wanted) - {s.name for s in specs})
@@ -425,7 +430,6 @@ def retry(settings: Any, store: Store, refusals: Sequence[Refusal]) -> RetryRepo
     cleared = [r for r in letters if r.id not in remaining]
     for r in cleared:
         forget_ignored(store, r.connector, r.stream, [r.record])
-    return report
 
 
 def _stored_records(store: Store, stream: str, ids: Sequence[str]) -> list[Any]:
