@@ -37,7 +37,21 @@ def syntax_errors(text: str) -> list[SyntaxProblem]:
             found.append((line, column, f"{words} (TOML: {phrase})" if words != phrase else phrase))
             # Neutralise the faulty line and look for the next, independent error.
             lines[culprit - 1] = f"[__syncd_dup_{culprit}]" if _HEADER.match(lines[culprit - 1]) else ""
+            if words.startswith(("unclosed list", "unclosed inline table")):
+                _blank_continuation(lines, culprit, "]" if words.startswith("unclosed list") else "}")
     return sorted(found)
+
+
+def _blank_continuation(lines: list[str], opened: int, closing: str) -> None:
+    """Blank the lines that continued an unclosed list or inline table, up to its closing bracket
+    (a list stops at the next key; an inline table's lines hold keys of their own)."""
+    for i in range(opened, min(opened + 50, len(lines))):
+        text = lines[i].split("#", 1)[0]
+        if _HEADER.match(text) or (closing == "]" and "=" in text and "]" not in text):
+            return
+        lines[i] = ""
+        if closing in text:
+            return
 
 
 def _key_of(line: str) -> str:

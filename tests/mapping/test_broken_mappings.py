@@ -295,3 +295,22 @@ def test_the_shipped_mappings_pass_for_every_ledger_dialect(tmp_path: Path) -> N
         config, *_ = _write(tmp_path, f"ledger:{dialect}", ("\n", "\n"))
         result = runner.invoke(app, ["--config", str(config), "mappings", "check", "--no-against-store"])
         assert result.exit_code == 0, (dialect, result.output)
+
+
+def test_several_independent_toml_errors_are_all_reported_in_words(tmp_path: Path) -> None:
+    from syncd.mapping import check_mapping
+
+    path = tmp_path / "m.toml"
+    path.write_text(
+        '[tables.t]\nstream = "invoices"\nstream = "customers"\n\n'  # 3: duplicate key
+        '[[tables.t.fields]]\nname = "a\nfrom = "id"\n\n'  # 6: unclosed string
+        '[[tables.t.fields]]\nname = "b"\ntransforms = ["upper",\n  "strip"\n\n'  # 11: unclosed list
+        '[[tables.t.fields]]\nname = { x = 1,\n  y = 2 }\n',  # 15: inline table over two lines
+        encoding="utf-8",
+    )
+    found = [(e.line, e.column, e.reason) for e in check_mapping(path)]
+    assert [(line, col) for line, col, _ in found] == [(3, 1), (6, 8), (11, 1), (15, 16)], found
+    assert "duplicate key 'stream': already set at line 2" in found[0][2]
+    assert "unclosed string: the quote at column 8" in found[1][2]
+    assert "unclosed list" in found[2][2]
+    assert "unclosed inline table" in found[3][2]
