@@ -305,7 +305,7 @@ def test_several_independent_toml_errors_are_all_reported_in_words(tmp_path: Pat
         '[tables.t]\nstream = "invoices"\nstream = "customers"\n\n'  # 3: duplicate key
         '[[tables.t.fields]]\nname = "a\nfrom = "id"\n\n'  # 6: unclosed string
         '[[tables.t.fields]]\nname = "b"\ntransforms = ["upper",\n  "strip"\n\n'  # 11: unclosed list
-        '[[tables.t.fields]]\nname = { x = 1,\n  y = 2 }\n',  # 15: inline table over two lines
+        "[[tables.t.fields]]\nname = { x = 1,\n  y = 2 }\n",  # 15: inline table over two lines
         encoding="utf-8",
     )
     found = [(e.line, e.column, e.reason) for e in check_mapping(path)]
