@@ -30,7 +30,7 @@ def render_error_counts(store: Store, console: Console) -> None:
     """Refused records and payments per connector and stream (details: `syncd errors`)."""
     from syncd.reconcile import list_refusals, summarise
 
-    refusals = list_refusals(store)
+    refusals = list_refusals(store, with_held=False)
     counts = summarise(refusals)["connector/stream"]
     console.print(f"errors (refused records and payments): {len(refusals)}", highlight=False)
     if counts:
