@@ -72,6 +72,9 @@ def sync(
     if not report.ok:
         err.print("[bold red]sync failed:[/] " + escape(log.redact_text("; ".join(report.errors()))), highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+    if report.refused_all():
+        err.print("[bold red]every record refused:[/] " + escape("; ".join(report.refused_all())), highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -94,6 +97,23 @@ def _print_report(report: dict[str, Any]) -> None:
             "re-delivered after a mapping change: "
             + ", ".join(f"{k}={v}" for k, v in report["redelivered"].items())
         )
+    _print_refusals(report)
+
+
+def _print_refusals(report: dict[str, Any]) -> None:
+    """How many records were refused, and rows an earlier mapping left behind (`syncd errors`)."""
+    parts = [*report["streams"].items(), *report.get("redelivery", {}).items()]
+    refused = sum(n for _, r in parts for n in r["rejected"].values())
+    for stream, r in report.get("redelivery", {}).items():
+        for name, n in r.get("behind", {}).items():
+            err.print(
+                f"[yellow]warning:[/] {n} {stream} row(s) of {name} keep the previous mapping's values and "
+                f"columns: the new mapping refused their records (syncd errors --connector {name} --stream {stream})",
+                highlight=False,
+                soft_wrap=True,
+            )
+    if refused:
+        console.print(f"{refused} record(s) refused: see `syncd errors`", highlight=False)
 
 
 @app.command()
@@ -108,19 +128,28 @@ def status() -> None:
 
 
 @mappings_app.command("check")
-def mappings_check() -> None:
+def mappings_check(
+    against_store: Annotated[
+        bool | None,
+        typer.Option(
+            "--against-store/--no-against-store",
+            help="Also apply the mappings to the stored records (default: when a SQLite store exists).",
+        ),
+    ] = None,
+) -> None:
     """Validate every configured mapping file; exit non-zero on any error."""
     from syncd import registry
     from syncd.mapping import check_mapping
 
     try:
-        specs = registry.configured(_settings(), only_enabled=False)
+        settings = _settings()
+        specs = registry.configured(settings, only_enabled=False)
     except SyncdError as exc:
         _fail(exc)
         return
     problems = 0
     for spec in specs:
-        errors = check_mapping(spec.mapping_path, dict(spec.cls.tables) or None)
+        errors = check_mapping(spec.mapping_path, dict(spec.cls.tables) or None, spec.rule)
         for error in errors:
             err.print(str(error), highlight=False, markup=False, soft_wrap=True)
         problems += len(errors)
@@ -131,9 +160,45 @@ def mappings_check() -> None:
                 markup=False,
                 soft_wrap=True,
             )
+    if not problems:
+        problems += _check_against_store(settings, specs, against_store)
     if problems:
         err.print(f"{problems} error(s)", highlight=False)
         raise typer.Exit(1)
+
+
+def _check_against_store(settings: Settings, specs: list[Any], wanted: bool | None) -> int:
+    """Apply the valid mappings to the stored records; the number of streams that would fail."""
+    import functools
+
+    from syncd import registry
+    from syncd.mapping_store_check import check_against_store, local_store_exists
+    from syncd.store import Store
+
+    if wanted is False or (wanted is None and not local_store_exists(settings.store_url())):
+        return 0
+    try:
+        mappings = registry.load_mappings(specs)
+        store = Store.open(settings.store_url())
+    except SyncdError as exc:
+        _fail(exc)
+        return 0
+    failing = 0
+    try:
+        for spec in specs:
+            own = functools.partial(spec.cls.check_record, spec.settings)
+            for stream, check in check_against_store(store, mappings[spec.name], own).items():
+                line = f"{spec.mapping_path}: {stream}: {check.failed} of {check.records} stored record(s) would be refused"
+                if not check.failed:
+                    console.print(line.replace(f"{check.failed} of", "none of"), highlight=False, markup=False, soft_wrap=True)
+                    continue
+                failing += 1
+                err.print(line + ", first reasons:", highlight=False, markup=False, soft_wrap=True)
+                for reason in check.reasons:
+                    err.print(f"  {reason}", highlight=False, markup=False, soft_wrap=True)
+    finally:
+        store.close()
+    return failing
 
 
 @mappings_app.command("preview")
@@ -227,6 +292,16 @@ def demo(
         run_demo(out, invoices, console)
     except SyncdError as exc:
         _fail(exc)
+
+
+def _register_errors() -> None:
+    from syncd import errors_cmd
+
+    errors_cmd.load_settings = _settings
+    app.add_typer(errors_cmd.errors_app, name="errors")
+
+
+_register_errors()
 
 
 def _register_sandbox() -> None:

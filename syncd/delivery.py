@@ -24,6 +24,7 @@ from syncd.config import Settings
 from syncd.errors import SyncdError
 from syncd.mapping import MappingSet
 from syncd.plugin import Connector, MappedRecord, Record
+from syncd.reconcile import warn_rows_behind
 from syncd.store import Store, dumps, ref_id, text_hash
 from syncd.streams import STREAMS
 
@@ -43,6 +44,8 @@ class StreamReport:
     rejected: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     error: str | None = None
+    # rows a connector keeps from an earlier mapping because the new one refused their records
+    behind: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class StreamReport:
             "rejected": dict(self.rejected),
             "requests": self.requests,
             **({"error": self.error} if self.error else {}),
+            **({"behind": dict(self.behind)} if self.behind else {}),
         }
 
 @dataclass
@@ -215,11 +219,16 @@ def _versioned(
         parts.append(f"{field_name}={found[0] if found else '-'}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
-def redeliver(store: Store, targets: Sequence[Target], delivery: Delivery) -> dict[str, int]:
+def redeliver(
+    store: Store,
+    targets: Sequence[Target],
+    delivery: Delivery,
+    reports: dict[str, StreamReport] | None = None,
+) -> dict[str, int]:
     """Re-deliver stored records to connectors whose mapping changed, and retry dead letters.
 
     Nothing is fetched: the raw records in the store are mapped again. Other connectors
-    are not touched.
+    are not touched. `reports` (by stream) receives what was delivered and refused.
     """
     counts: dict[str, int] = {}
     for target in targets:
@@ -232,14 +241,18 @@ def redeliver(store: Store, targets: Sequence[Target], delivery: Delivery) -> di
         only = Delivery(store, [target])
         total = 0
         for stream in streams:
-            report = StreamReport()
+            report = StreamReport() if reports is None else reports.setdefault(stream, StreamReport())
+            before = report.delivered.get(target.name, 0)
             for batch in store.iter_raw(stream, include_deleted=False):
                 only.deliver(stream, batch, report, save=False)
-            total += report.delivered.get(target.name, 0)
+            total += report.delivered.get(target.name, 0) - before
         store.set_meta(key, fingerprint)
         counts[target.name] = total
         if total:
             log.info("mapping.redelivered", connector=target.name, records=total)
+        for stream, n in warn_rows_behind(store, target.name).items():
+            if reports is not None:
+                reports.setdefault(stream, StreamReport()).behind[target.name] = n
     return counts
 
 def open_targets(

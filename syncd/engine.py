@@ -43,6 +43,8 @@ class SyncReport:
     streams: dict[str, StreamReport] = field(default_factory=dict)
     redelivered: dict[str, int] = field(default_factory=dict)
     duration: float = 0.0
+    # what the re-delivery after a mapping change did, by stream
+    redelivery: dict[str, StreamReport] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -51,12 +53,24 @@ class SyncReport:
     def errors(self) -> list[str]:
         return [f"{name}: {r.error}" for name, r in self.streams.items() if r.error]
 
+    def refused_all(self) -> list[str]:
+        """Streams of which a connector refused every record it was given (see syncd.reconcile)."""
+        from syncd.reconcile import refused_everything
+
+        return refused_everything([*self.streams.items(), *self.redelivery.items()])
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "duration": round(self.duration, 3),
             "redelivered": dict(self.redelivered),
             "streams": {n: r.as_dict() for n, r in self.streams.items()},
+            **(
+                {"redelivery": {n: r.as_dict() for n, r in self.redelivery.items()}}
+                if self.redelivery
+                else {}
+            ),
+            **({"refused_all": refused} if (refused := self.refused_all()) else {}),
         }
 
 
@@ -173,7 +187,7 @@ class SyncRun:
         started = time.monotonic()
         for name in streams:
             self.report.streams[name] = StreamReport()
-        self.report.redelivered = redeliver(self.store, self.targets, self.delivery)
+        self.report.redelivered = redeliver(self.store, self.targets, self.delivery, self.report.redelivery)
         self.delivery.catch_up_dependents()
         walkers: list[_Walker] = []
         for name in streams:

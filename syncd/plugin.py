@@ -170,6 +170,25 @@ class Connector(ABC):
         self.settings = settings
         self.context = context
 
+    @classmethod
+    def check_constant(
+        cls, settings: ConnectorSettings, table: str, column: str, value: Any, *, prefix: bool = False
+    ) -> str | None:
+        """Why `write` would refuse every record whose `table.column` is `value`, else None.
+
+        `syncd mappings check` asks this of each constant output of a mapping (a `value`, a
+        value-table entry, a `fallback`, a `default`) and reports the answer at its
+        file:line:column. `prefix`: `value` is only the literal start of a template, cut at
+        its last `:` before the first placeholder.
+        """
+        return None
+
+    @classmethod
+    def check_record(cls, settings: ConnectorSettings, stream: str, record: MappedRecord) -> str | None:
+        """Why `write` would refuse this mapped record, when that can be told without the
+        destination (no I/O); None otherwise. Used by `syncd mappings check --against-store`."""
+        return None
+
     def open(self) -> None:  # noqa: B027 - optional hook
         """Prepare the destination (check credentials, create folders)."""
 

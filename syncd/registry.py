@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -44,6 +45,10 @@ class ConnectorSpec:
     cls: type[Connector]
     settings: ConnectorSettings
     mapping_path: Path
+
+    def rule(self, table: str, column: str, value: Any, *, prefix: bool = False) -> str | None:
+        """The connector's check of a mapping's constant outputs (see `Connector.check_constant`)."""
+        return self.cls.check_constant(self.settings, table, column, value, prefix=prefix)
 
 
 def _config_name(settings: Settings) -> str | None:
@@ -91,7 +96,7 @@ def load_mappings(specs: list[ConnectorSpec]) -> dict[str, MappingSet]:
     mappings, errors = {}, []
     for spec in specs:
         try:
-            mappings[spec.name] = load_mapping(spec.mapping_path, dict(spec.cls.tables) or None)
+            mappings[spec.name] = load_mapping(spec.mapping_path, dict(spec.cls.tables) or None, spec.rule)
         except SyncdError as exc:
             errors.append(str(exc))
     if errors:

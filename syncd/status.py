@@ -1,4 +1,4 @@
-"""`syncd status`: cursors, recent runs, dead letters and the push-back outbox."""
+"""`syncd status`: cursors, recent runs, error counts and the push-back outbox."""
 
 from __future__ import annotations
 
@@ -29,6 +29,23 @@ def outbox_counts(store: Store) -> dict[str, int]:
         return {state: int(n) for state, n in rows}
 
 
+def render_error_counts(store: Store, console: Console) -> None:
+    """Refused records and payments per connector and stream (details: `syncd errors`)."""
+    from syncd.reconcile import list_refusals, summarise
+
+    refusals = list_refusals(store, with_held=False)
+    counts = summarise(refusals)["connector/stream"]
+    console.print(f"errors (refused records and payments): {len(refusals)}", highlight=False)
+    if counts:
+        table = Table()
+        table.add_column("connector/stream")
+        table.add_column("errors", justify="right")
+        for name, n in counts.items():
+            table.add_row(name, str(n))
+        console.print(table)
+        console.print("details, retry and ignore: syncd errors", highlight=False)
+
+
 def render_status(settings: Settings, console: Console) -> None:
     """Print the state of the checkpoint store. Credentials are never shown."""
     store = Store.open(settings.store_url())
@@ -57,17 +74,7 @@ def render_status(settings: Settings, console: Console) -> None:
             runs.add_row(str(run.id), run.kind, _when(run.started_at), run.status, summary, redact_text(run.error or ""))
         console.print(runs)
 
-        dead = store.dead_letters(20)
-        console.print(f"dead letters: {store.count_dead_letters()}")
-        if dead:
-            table = Table()
-            for col in ("connector", "stream", "record", "attempts", "last seen", "reason"):
-                table.add_column(col)
-            for d in dead:
-                table.add_row(
-                    d.connector, d.stream, d.record_id, str(d.attempts), _when(d.last_seen), redact_text(d.reason)
-                )
-            console.print(table)
+        render_error_counts(store, console)
 
         outbox = outbox_counts(store)
         console.print(

@@ -241,6 +241,8 @@ class HubSpotConnector(Connector):
         for table in (COMPANIES.table, CONTACTS.table, DEALS.table):
             # HubSpot refuses a batch naming one id twice: the last version of an object wins.
             inputs = list(dict(batch.upserts.get(table, [])).items())
+            # A record refused in part keeps its last good state: no contact without its company.
+            inputs = [(k, p) for k, p in inputs if batch.owners.get((table, k), k) not in failures]
             kind = kinds[table]
             written[table] = {}
             for chunk in _chunks(inputs, self.settings.batch_size):

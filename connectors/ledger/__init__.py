@@ -142,6 +142,43 @@ class LedgerConnector(Connector):
 
     settings: LedgerSettings
 
+    @classmethod
+    def check_constant(
+        cls, settings: ConnectorSettings, table: str, column: str, value: Any, *, prefix: bool = False
+    ) -> str | None:
+        """Accounts (roots, empty parts, characters per dialect), amounts, types, currencies."""
+        from connectors.ledger.rules import constant_problem
+
+        dialect = settings.dialect if isinstance(settings, LedgerSettings) else "hledger"
+        return constant_problem(dialect, table, column, value, prefix=prefix)
+
+    @classmethod
+    def check_record(cls, settings: ConnectorSettings, stream: str, record: MappedRecord) -> str | None:
+        """The entries `write` would build, built and thrown away: their refusal, if any."""
+        s = settings if isinstance(settings, LedgerSettings) else LedgerSettings()
+        accounts, rid = Accounts(**s.accounts.model_dump()), record.record.id
+        try:
+            if stream == "customers":
+                rows = record.tables.get("customers") or ()
+                if rows:
+                    customer_row(rid, rows[0], accounts)
+            elif stream == "invoices":
+                invoice_entries(
+                    rid, record.record.data, record.tables, accounts, zoneinfo.ZoneInfo(s.timezone)
+                )
+            elif stream == "transactions":
+                transaction_entries(
+                    rid,
+                    record.record.data,
+                    record.tables,
+                    accounts,
+                    zoneinfo.ZoneInfo(s.timezone),
+                    tuple(s.post_statuses),
+                )
+        except EntryError as exc:
+            return f"{stream} {rid}: {exc}"
+        return None
+
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
         s = self.settings

@@ -45,6 +45,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "syncd_api_transport_errors_total": ("counter", "Network failures (refused, reset, timeout)."),
     "syncd_pushback_payments_total": ("counter", "Push-back payments, per outcome."),
     "syncd_dead_letters": ("gauge", "Records currently in the dead-letter table."),
+    "syncd_errors": ("gauge", "Refused records and payments not ignored (`syncd errors`)."),
     "syncd_config_reloads_total": ("counter", "Configuration reloads, per outcome (ok, refused)."),
     "syncd_config_last_reload_ok": (
         "gauge",

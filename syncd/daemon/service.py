@@ -99,6 +99,7 @@ class Daemon:
         self.started_at = time.time()
         self.store_down_since: float | None = None
         self.reload_warning: str | None = None
+        self.open_errors = 0  # refused records and payments not ignored (`syncd errors`)
         self.scheduler = schedule.Scheduler()
         self._watcher: reload_mod.Watcher | None = None
         self._threads: dict[str, threading.Thread] = {}
@@ -513,6 +514,10 @@ class Daemon:
                         "syncd_cursor_timestamp_seconds", min(c.value for c in rows), stream=job.stream
                     )
             self.metrics.set("syncd_dead_letters", self.store.count_dead_letters())
+            from syncd.reconcile import open_count
+
+            self.open_errors = open_count(self.store)
+            self.metrics.set("syncd_errors", self.open_errors)
         except Exception as exc:  # the store being down is reported by the heartbeat
             log.debug("store.facts_unavailable", error=str(exc))
 
@@ -632,6 +637,8 @@ class Daemon:
         if self.store_down_since is not None:
             reasons.append(f"checkpoint store unreachable for {now - self.store_down_since:.0f} s")
         warnings = [self.reload_warning] if self.reload_warning else []
+        if self.open_errors:  # a warning, not degraded: the runs go on; ignored ones are left out
+            warnings.append(f"{self.open_errors} refused record(s) or payment(s): see `syncd errors`")
         self.metrics.set("syncd_healthy", 0 if reasons else 1)
         return not reasons, reasons, warnings
 

@@ -41,6 +41,7 @@ from syncd.mapping.schema import (
     compile_path,
     compile_rows,
 )
+from syncd.mapping.tomlerrors import syntax_errors
 from syncd.mapping.transforms import (
     Defaults,
     Env,
@@ -49,9 +50,12 @@ from syncd.mapping.transforms import (
     check_rounding,
     compile_step,
 )
+from syncd.mapping.types import TEXT, Kind, check_chain, constant_kind, path_kind
 from syncd.plugin import TableSpec
 
 Loc = tuple[str | int, ...]
+# A connector's check of a constant output: (table, column, value, prefix=...) -> problem or None
+ConstantRule = Callable[..., str | None]
 
 
 def _dotted(loc: Loc) -> str:
@@ -74,7 +78,9 @@ class _Checker:
     file: Path
     locations: Locations
     specs: Mapping[str, TableSpec] | None
+    rule: ConstantRule | None = None
     errors: list[MappingError] = field(default_factory=list)
+    _reported: set[Loc] = field(default_factory=set)
 
     def error(self, loc: Loc, message: str, suggestion: str | None = None, *, at_key: bool = False) -> None:
         pos = self.locations.key(loc) if at_key else self.locations.value(loc)
@@ -361,7 +367,7 @@ class _Checker:
                 )
                 continue
             seen[name] = pos[0] if pos else None
-            column = self.column(here, raw, name, defaults, values, paths, rows_text)
+            column = self.column(here, raw, name, defaults, values, paths, rows_text, stream)
             if column is not None:
                 columns.append(column)
         return columns
@@ -375,6 +381,7 @@ class _Checker:
         values: Mapping[str, Mapping[str, Any]],
         paths: Callable[[str], CompiledPath],
         rows_text: Any,
+        stream: str = "",
     ) -> Column | None:
         given = [k for k in ("from", "value", "template") if k in raw]
         if len(given) != 1:
@@ -439,12 +446,97 @@ class _Checker:
                 (*here, "from"), f"{source.text!r} is a list: add a join or sum transform{hint}", "join"
             )
             ok = False
+        if ok and stream:
+            ok = self.chain_types(here, kind, source, chain, values, stream, rows_text)
+        if ok and self.rule is not None:  # a refused constant leaves the column in place
+            self.constants(here, name, kind, source, chain, steps, values)
         description = raw.get("description", "")
         pos = self.locations.key(here)
         if not ok:
             return None
         wrapped = source if kind != "value" else Constant(source)
         return Column(name, wrapped, tuple(steps), pos[0] if pos else None, str(description))
+
+    def chain_types(
+        self,
+        here: Loc,
+        kind: str,
+        source: Any,
+        chain: Sequence[Any],
+        values: Mapping[str, Mapping[str, Any]],
+        stream: str,
+        rows_text: Any,
+    ) -> bool:
+        """Report a transform that cannot work on the type its input always has."""
+        if kind == "from":
+            rows = compile_rows(stream, rows_text) if isinstance(rows_text, str) else None
+            start, label = path_kind(stream, source, rows), repr(source.text)
+        elif kind == "value":
+            start, label = constant_kind(source), f"the constant {show_value(source)}"
+        else:
+            start, label = Kind(TEXT), "the template"
+        steps = []
+        for raw in chain:
+            name, arg = (raw, None) if isinstance(raw, str) else next(iter(raw.items()))
+            if name == "map" and isinstance(arg, str):
+                arg = values.get(arg, {})
+            steps.append((name, arg))
+        problem = check_chain(label, start, steps)
+        if problem is None:
+            return True
+        index, message = problem
+        self.error((*here, "transforms", index), message)
+        return False
+
+    def constants(
+        self,
+        here: Loc,
+        column: str,
+        kind: str,
+        source: Any,
+        chain: Sequence[Any],
+        steps: Sequence[Transform],
+        values: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        """Ask the connector about every constant the column can output, where it is written."""
+        rule = self.rule
+        assert rule is not None
+        table = str(here[1])
+        env = Env({}, None, lambda s, i: None)
+
+        def verdict(loc: Loc, value: Any, after: Sequence[Transform], what: str, *, prefix: bool = False) -> None:
+            try:
+                for step in after:
+                    value = step.apply(value, env)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                problem: str | None = f"fails on every record: {exc}"
+            else:
+                problem = rule(table, column, value, prefix=prefix) if value is not None else None
+            if problem is not None and loc not in self._reported:  # a value table used twice: once
+                self._reported.add(loc)
+                self.error(loc, f"{what}: {problem}")
+
+        if kind == "value":
+            verdict((*here, "value"), source, steps, f"column {column!r}")
+        elif kind == "template" and isinstance(source.parts[0], str) and len(source.parts) > 1:
+            start = source.parts[0]
+            if ":" in start:
+                verdict((*here, "template"), start.rsplit(":", 1)[0], (), f"column {column!r}", prefix=True)
+        for j, raw in enumerate(chain):
+            name, arg = (raw, None) if isinstance(raw, str) else next(iter(raw.items()))
+            after = steps[j + 1 :]
+            entries: Mapping[str, Any] = values.get(arg, {}) if isinstance(arg, str) else arg or {}
+            here_step = (*here, "transforms", j)
+            if name == "default":
+                verdict((*here_step, "default"), arg, after, f"column {column!r}, default")
+            elif name == "map" and isinstance(raw, dict):
+                named = isinstance(arg, str)
+                for key, target in entries.items():
+                    loc: Loc = ("values", str(arg), key) if named else (*here_step, "map")
+                    label = f"[values.{arg}] {key!r} (used by column {column!r})" if named else f"column {column!r}, map {key!r}"
+                    verdict(loc, target, after, label)
+                if "fallback" in raw:
+                    verdict((*here_step, "fallback"), raw["fallback"], after, f"column {column!r}, fallback")
 
     def spec(self, loc: Loc, name: str, stream: str, columns: Sequence[Column]) -> None:
         assert self.specs is not None
@@ -472,7 +564,7 @@ _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
 def _compile(
-    path: Path, tables: Mapping[str, TableSpec] | None
+    path: Path, tables: Mapping[str, TableSpec] | None, rule: ConstantRule | None = None
 ) -> tuple[MappingSet | None, list[MappingError]]:
     file = str(path)
     try:
@@ -483,17 +575,13 @@ def _compile(
         return None, [MappingError("the mapping file is not UTF-8 text", file=file)]
     try:
         data = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as exc:
-        m = _TOML_POS.search(str(exc))
-        message = _TOML_POS.sub("", str(exc)).replace("(at end of document)", "").strip()
-        if m:
-            line, column = int(m.group(1)), int(m.group(2))
-        else:  # "at end of document": an unclosed string, array or table reaches the end
-            last = text.split("\n")
-            line, column = len(last), len(last[-1]) + 1
-            message += " at the end of the file (an unclosed quote, bracket or brace above?)"
-        return None, [MappingError(f"not valid TOML: {message}", file=file, line=line, column=column)]
-    checker = _Checker(path, locate(text), tables)
+    except tomllib.TOMLDecodeError:
+        found = syntax_errors(text)
+        return None, [
+            MappingError(f"not valid TOML: {words}", file=file, line=line, column=column)
+            for line, column, words in found
+        ] or [MappingError("not valid TOML", file=file)]
+    checker = _Checker(path, locate(text), tables, rule)
     checker.unknown_keys((), data, TOP_KEYS, "a mapping file")
     defaults = checker.defaults(data.get("defaults", {}))
     values = checker.value_tables(data.get("values", {}))
@@ -566,14 +654,21 @@ def _source_key(column: Column) -> Any:
     return show_value(source.value)
 
 
-def check_mapping(path: Path, tables: Mapping[str, TableSpec] | None = None) -> list[MappingError]:
-    """Every problem of a mapping file, each naming file, line, column and field."""
-    return _compile(Path(path), tables)[1]
+def check_mapping(
+    path: Path, tables: Mapping[str, TableSpec] | None = None, rule: ConstantRule | None = None
+) -> list[MappingError]:
+    """Every problem of a mapping file, each naming file, line, column and field.
+
+    `rule` is the connector's check of constant outputs (`Connector.check_constant`).
+    """
+    return _compile(Path(path), tables, rule)[1]
 
 
-def load_mapping(path: Path, tables: Mapping[str, TableSpec] | None = None) -> MappingSet:
+def load_mapping(
+    path: Path, tables: Mapping[str, TableSpec] | None = None, rule: ConstantRule | None = None
+) -> MappingSet:
     """Load and check a mapping file; raise one MappingError listing every problem."""
-    mapping, errors = _compile(Path(path), tables)
+    mapping, errors = _compile(Path(path), tables, rule)
     if errors:
         first = errors[0]
         rest = "".join(f"\n{e}" for e in errors[1:])

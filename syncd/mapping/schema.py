@@ -168,6 +168,9 @@ def _children(node: Node) -> Schema | None:
     return None
 
 
+node_fields = _children  # the fields under a node (None for a scalar or free-form object)
+
+
 def _all_paths(schema: Schema, prefix: str = "", depth: int = 0) -> list[str]:
     out = []
     for name, node in schema.items():

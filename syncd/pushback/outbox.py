@@ -372,3 +372,41 @@ class Outbox:
         with self.engine.connect() as conn:
             rows = conn.execute(select(OUTBOX.c.state, func.count()).group_by(OUTBOX.c.state))
             return {state: int(n) for state, n in rows}
+
+
+# -- what `syncd errors` does to a refused payment --------------------------------------
+# Held payments (`held`: a possible duplicate or a change after posting, waiting for a
+# person) are set by the push-back; `confirmed` lets it go on, `dismissed` sets it aside.
+_RETRY = {REJECTED: PENDING, HELD: CONFIRMED}
+
+
+def retry_payment(store: Any, external_id: str) -> str | None:
+    """`syncd errors retry`: rejected -> pending, held -> confirmed. The new state, or None
+    when nothing changed (another state, or a row that could not be read from its source)."""
+    return _move(store, external_id, _RETRY)
+
+
+def ignore_payment(store: Any, external_id: str) -> str | None:
+    """`syncd errors ignore`: rejected or held -> dismissed. The new state, or None."""
+    return _move(store, external_id, {REJECTED: DISMISSED, HELD: DISMISSED})
+
+
+def _move(store: Any, external_id: str, moves: Mapping[str, str]) -> str | None:
+    engine: Engine = store.engine
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(OUTBOX.c.state, OUTBOX.c.payload)
+            .where(OUTBOX.c.external_id == external_id)
+            .with_for_update()
+        ).first()
+        if row is None or row[0] not in moves:
+            return None
+        state, new = row[0], moves[row[0]]
+        if new == PENDING and not row[1]:
+            return None  # an unreadable row: only fixing it in its source helps
+        conn.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.external_id == external_id, OUTBOX.c.state == state)
+            .values(state=new, updated_at=time.time())
+        )
+        return new

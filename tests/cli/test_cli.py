@@ -30,7 +30,7 @@ def test_unknown_connector_lists_installed_ones(tmp_path: Path) -> None:
     assert "csv" in result.output
 
 
-def test_status_shows_cursors_runs_and_dead_letters_but_never_the_key(tmp_path: Path) -> None:
+def test_status_shows_cursors_runs_and_error_counts_but_never_the_key(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     config = tmp_path / "syncd.toml"
     config.write_text(
@@ -46,7 +46,8 @@ def test_status_shows_cursors_runs_and_dead_letters_but_never_the_key(tmp_path: 
     assert result.exit_code == 0, result.output
     assert "2023-11-14 22:13:20 UTC" in result.output
     assert "invoices: 12 fetched/3 changed" in result.output
-    assert "dead letters: 1" in result.output and "bad amount" in result.output
+    assert "errors (refused records and payments): 1" in result.output
+    assert "csv/invoices" in result.output and "syncd errors" in result.output
     assert "sk_status_secret_999" not in result.output
 
 

@@ -127,6 +127,19 @@ def test_one_failing_input_goes_to_dead_letters_the_rest_is_delivered(fake: Fake
     assert set(fake.by_key("deals", "invoiced_invoice_id")) == {"10", "12"}
 
 
+def test_a_refused_company_keeps_its_last_good_state_contact_included(fake: FakeHubSpot, url: str) -> None:
+    conn = opened(url)
+    assert conn.write("customers", [customer("1", "Acme", email="old@acme.test")]) == []
+    fake.reject = lambda t, p: (
+        "name too long" if t == "companies" and p.get("name") == "Acme Renamed" else None
+    )
+    rejected = conn.write("customers", [customer("1", "Acme Renamed", email="new@acme.test")])
+    assert [r.record_id for r in rejected] == ["1"]
+    assert fake.by_key("companies", "invoiced_customer_id")["1"]["properties"]["name"] == "Acme"
+    # the contact is not half-updated either: the record is retried whole
+    assert fake.by_key("contacts", "invoiced_customer_id")["1"]["properties"]["email"] == "old@acme.test"
+
+
 def test_whole_batch_rejection_is_split_to_deliver_the_rest(fake: FakeHubSpot, url: str) -> None:
     fake.reject_whole_batch = True
     fake.reject = lambda t, p: "bad amount" if t == "deals" and p.get("amount") == "-5.00" else None

@@ -196,7 +196,13 @@ CASES = [
         r"template placeholder \{customer\.nam\}: unknown path.*\(did you mean 'customer\.name'\?\)",
     ),
     ("template brace", HEAD + 'template = "{number"\n', 6, 12, r"unclosed '\{'"),
-    ("not toml", '[tables.t]\nstream = "invoices\n', 2, 19, r"not valid TOML"),
+    (
+        "not toml",
+        '[tables.t]\nstream = "invoices\n',
+        2,
+        10,
+        r"not valid TOML: unclosed string: the quote at column 10",
+    ),
 ]
 
 
