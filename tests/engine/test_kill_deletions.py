@@ -28,7 +28,7 @@ def test_sync_killed_before_any_run_finished_keeps_outputs_exact(make_sandbox: A
         outcomes.append(kill_after_requests(syncd(config, "sync"), sandbox, rng.randint(4, 24)))
         # Records already delivered are deleted between runs, while the editor deletes some too.
         deleted += delete_stored(sandbox, tmp_path / "s.db", rng)
-    before_any_finished = (outcomes + [False]).index(False)
+    before_any_finished = [*outcomes, False].index(False)
     assert sum(outcomes) >= 8 and before_any_finished >= 4 and len(deleted) >= 6, (outcomes, deleted)
     sandbox.knobs.edit_rate = 0.0
     finish(lambda: syncd(config, "sync").wait(120))
