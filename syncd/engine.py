@@ -146,10 +146,10 @@ class SyncRun:
         )
         start = cursors.get("", 0)
         walkers = []
+        # Stored whole: a plan cut short by a kill would walk only the windows it names.
+        self.store.set_cursors(name, {p: cursors.get(p, start) for p, _ in windows if p})
         for partition, scope in windows:
             begin = cursors.get(partition, start)
-            if partition:
-                self.store.set_cursor(name, partition, begin)
             walkers.append(
                 _Walker(stream, partition, CursorWalk(fetch, {**params, **scope}, begin, per_page))
             )
