@@ -18,14 +18,16 @@ from tests.engine.killing import (
 
 
 def test_sync_killed_before_any_run_finished_keeps_outputs_exact(make_sandbox: Any, tmp_path: Path) -> None:
-    sandbox = make_sandbox(seed=11, customers=8, invoices=100, transactions=40, edit_rate=4.0)
+    sandbox = make_sandbox(seed=11, customers=8, invoices=100, transactions=40, edit_rate=4.0, strict_pages=True)
     config = write_config(tmp_path / "syncd.toml", sandbox, tmp_path)
     touch_one(sandbox)  # an account has events: the first run's events position is anchored
     rng = random.Random(17)
     deleted: list[tuple[str, str]] = []
     outcomes = []
-    for _ in range(12):
+    for attempt in range(12):
         outcomes.append(kill_after_requests(syncd(config, "sync"), sandbox, rng.randint(4, 24)))
+        if attempt % 3 == 1:  # a bulk edit: one second larger than a page (deep scans)
+            sandbox.data.touch_many("invoices", [i["id"] for i in rng.sample(sandbox.data.list("invoices"), 8)])
         # Records already delivered are deleted between runs, while the editor deletes some too.
         deleted += delete_stored(sandbox, tmp_path / "s.db", rng)
     before_any_finished = [*outcomes, False].index(False)
