@@ -24,14 +24,14 @@ def test_sync_killed_before_any_run_finished_keeps_outputs_exact(make_sandbox: A
     rng = random.Random(17)
     deleted: list[tuple[str, str]] = []
     outcomes = []
-    for attempt in range(12):
+    for attempt in range(10):
         outcomes.append(kill_after_requests(syncd(config, "sync"), sandbox, rng.randint(4, 24)))
         if attempt % 3 == 1:  # a bulk edit: one second larger than a page (deep scans)
             sandbox.data.touch_many("invoices", [i["id"] for i in rng.sample(sandbox.data.list("invoices"), 8)])
         # Records already delivered are deleted between runs, while the editor deletes some too.
         deleted += delete_stored(sandbox, tmp_path / "s.db", rng)
     before_any_finished = [*outcomes, False].index(False)
-    assert sum(outcomes) >= 8 and before_any_finished >= 4 and len(deleted) >= 6, (outcomes, deleted)
+    assert sum(outcomes) >= 7 and before_any_finished >= 4 and len(deleted) >= 5, (outcomes, deleted)
     sandbox.knobs.edit_rate = 0.0
     finish(lambda: syncd(config, "sync").wait(120))
     assert_outputs_match(sandbox, tmp_path)
