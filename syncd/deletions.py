@@ -105,19 +105,30 @@ class Deletions:
             self.store.set_cursor(EVENTS, name, position)
             self.store.set_meta(_UNANCHORED + name, "1")
 
-    def fix_start(self, names: Iterable[str]) -> int:
-        """Where this run's read of deletion events starts; stores a position for a stream
-        that has none, *before* any page of it is delivered (server clock)."""
+    def fix_start(self, names: Iterable[str]) -> tuple[int | None, dict[str, str]]:
+        """Where this run's read of deletion events starts, and the streams that must not be
+        walked (by name, with the reason).
+
+        A stream without a position gets one now, *before* any page of it is delivered; when
+        the events cannot be read for it, the stream is not walked.
+        """
         names = sorted(set(names))
         cursors = self.store.cursors(EVENTS)
         missing = [n for n in names if n not in cursors]
+        failed: dict[str, str] = {}
         if missing:
-            position, anchored = self._now()
-            for name in missing:
-                self._store_position(name, position, anchored)
-                cursors[name] = position
-            log.info("events.position_fixed", streams=missing, position=position, anchored=anchored)
-        return min(cursors[n] for n in names)
+            try:
+                position, anchored = self._now()
+            except SyncdError as exc:
+                log.error("events.failed", streams=missing, error=str(exc))
+                failed = {n: f"events: {exc}" for n in missing}
+            else:
+                for name in missing:
+                    self._store_position(name, position, anchored)
+                    cursors[name] = position
+                log.info("events.position_fixed", streams=missing, position=position, anchored=anchored)
+        known = [cursors[n] for n in names if n not in failed]
+        return (min(known) if known else None), failed
 
     def _now(self) -> tuple[int, bool]:
         """A position at the server's present: an existing event's second when there is one

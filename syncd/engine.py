@@ -181,15 +181,12 @@ class SyncRun:
                 self.report.streams[name].error = str(exc)
         events_from: int | None = None
         if walkers:  # a re-delivery-only run asks Invoiced nothing
-            try:
-                # Stored before any page is delivered: a record deleted after we read it must
-                # be among the deletions this run, or a later one, applies.
-                events_from = self.deletions.fix_start({w.stream.name for w in walkers})
-            except SyncdError as exc:
-                log.error("events.failed", error=str(exc))
-                for name in {w.stream.name for w in walkers}:
-                    self.report.streams[name].error = f"events: {exc}"
-                walkers = []
+            # Stored before any page is delivered: a record deleted after we read it must be
+            # among the deletions this run, or a later one, applies.
+            events_from, failed = self.deletions.fix_start({w.stream.name for w in walkers})
+            for name, error in failed.items():
+                self.report.streams[name].error = error
+            walkers = [w for w in walkers if w.stream.name not in failed]
         # Streams run concurrently. A record that arrives before what it names (an invoice
         # before its customer) is delivered again when that arrives (references, above).
         self._walk_all(walkers)
