@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 EVENTS = "events"  # the cursor stream of events positions; partition = the stream's name
 _UNANCHORED = "events_unanchored:"  # Meta key prefix: "1" when no event was seen at the position
+_RECONCILE = "events_reconcile:"  # Meta key prefix: "1" when records were stored before any position
 
 
 @dataclass
@@ -124,6 +125,10 @@ class Deletions:
                 failed = {n: f"events: {exc}" for n in missing}
             else:
                 for name in missing:
+                    if self.store.count_raw(name):
+                        # Records delivered without a position (a store from before positions
+                        # were fixed up front): deletions since their fetch are unknown.
+                        self.store.set_meta(_RECONCILE + name, "1")
                     self._store_position(name, position, anchored)
                     cursors[name] = position
                 log.info("events.position_fixed", streams=missing, position=position, anchored=anchored)
@@ -159,13 +164,16 @@ class Deletions:
         oldest = min(stamps, default=None)
         for name in names:
             position = cursors.get(name, since)
-            if self._gap(position, self.anchored(name), oldest):
+            owed = self.store.get_meta(_RECONCILE + name) == "1"
+            if owed or self._gap(position, self.anchored(name), oldest):
                 log.warning(
                     "events.gap",
                     stream=name,
                     position=position,
                     oldest_event=oldest,
-                    reason="the events listing no longer reaches back to the stream's position",
+                    reason="records were stored before the stream had an events position"
+                    if owed
+                    else "the events listing no longer reaches back to the stream's position",
                 )
                 found.deleted.setdefault(name, set()).update(self.reconcile(name))
                 found.reconciled.add(name)
@@ -174,7 +182,7 @@ class Deletions:
             if stamps:
                 found.positions[name] = (max(stamps), True)
             elif name in found.reconciled:
-                found.positions[name] = (served or int(time.time()), False)
+                found.positions[name] = (max(served or int(time.time()), cursors.get(name, since)), False)
         return found
 
     @staticmethod
@@ -210,3 +218,5 @@ class Deletions:
             if name in found.positions:
                 position, anchored = found.positions[name]
                 self._store_position(name, position, anchored)
+            if name in found.reconciled:
+                self.store.set_meta(_RECONCILE + name, "0")

@@ -10,12 +10,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import delete
 from structlog.testing import capture_logs
 
 from syncd.deletions import EVENTS, Deletions
 from syncd.engine import run_sync
 from syncd.invoiced import InvoicedClient
 from syncd.store import Store
+from syncd.store.models import Cursor
 from tests.engine.helpers import assert_csv_matches, settings_for
 from tests.engine.killing import touch_one
 
@@ -104,3 +107,34 @@ def test_a_malformed_event_fails_the_read_and_moves_no_position(tmp_path: Path) 
         assert f"item 3 of page 1 is not a valid event: {why}" in report.errors()[0]
         assert store.cursors(EVENTS) == {"customers": 900}
     store.close()
+
+
+def test_records_stored_before_the_stream_had_an_events_position_are_reconciled(
+    make_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = make_sandbox(customers=4, invoices=15, transactions=5)
+    touch_one(sandbox)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    settings = settings_for(sandbox, url, tmp_path / "out", streams={"invoices": {"windows": 1}})
+    assert run_sync(settings).ok
+    paid = {t["invoice"] for t in sandbox.data.list("transactions")}
+    sandbox.data.delete("invoices", next(i["id"] for i in sandbox.data.list("invoices") if i["id"] not in paid))
+    # A store left by an earlier syncd whose runs were all killed: records, no events position.
+    store = Store.open(url)
+    with store.engine.begin() as conn:
+        conn.execute(delete(Cursor).where(Cursor.stream == EVENTS))  # type: ignore[arg-type]
+    store.close()
+    time.sleep(1.1)
+    touch_one(sandbox)  # the position fixed now is this event's second, after the deletion
+    monkeypatch.setattr("syncd.deletions.SETTLE_SECONDS", 0)
+    with capture_logs() as logs:
+        assert run_sync(settings).ok
+    assert {e["stream"] for e in logs if e["event"] == "events.reconciled"} == {
+        "customers",
+        "invoices",
+        "transactions",
+    }
+    assert_csv_matches(sandbox, tmp_path / "out")
+    with capture_logs() as logs:
+        assert run_sync(settings).ok
+    assert not [e for e in logs if e["event"] == "events.reconciled"]
