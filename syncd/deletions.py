@@ -202,8 +202,11 @@ class Deletions:
 
         # The whole stream, scope left out: a record that left the scope is not deleted.
         walk = CursorWalk(fetch, {}, 0, self.per_page)
-        for page in walk:
-            listed.update(str(item["id"]) for item in page.items if isinstance(item, dict) and "id" in item)
+        try:
+            for page in walk:
+                listed.update(str(item["id"]) for item in page.items)
+        except (KeyError, TypeError, ValueError) as exc:  # a record without id or updated_at
+            raise SyncdError(f"GET {stream.path}: a malformed record in the listing of ids ({exc!r})") from None
         if walk.final_checkpoint() < walk.position:
             # A deep scan was disturbed: the listing may have skipped a live record.
             raise SyncdError(f"GET {stream.path}: the listing of ids changed under a bulk edit; retried next run")
