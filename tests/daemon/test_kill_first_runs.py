@@ -51,7 +51,7 @@ def _finished(db: Path, stream: str) -> bool:
 
 
 def test_daemon_killed_in_its_first_runs_keeps_outputs_exact(make_sandbox: Any, tmp_path: Path) -> None:
-    sandbox = make_sandbox(seed=5, customers=8, invoices=120, transactions=30, edit_rate=4.0)
+    sandbox = make_sandbox(seed=5, customers=8, invoices=200, transactions=30, edit_rate=4.0)
     touch_one(sandbox)
     config = write_config(tmp_path / "syncd.toml", sandbox, tmp_path, daemon=DAEMON)
     rng = random.Random(29)
