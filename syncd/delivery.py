@@ -101,6 +101,7 @@ class Delivery:
         texts = {r.id: dumps(r.data) for r in records}
         hashes = {r.id: DELETED_HASH if r.deleted else text_hash(texts[r.id]) for r in records}
         changed: list[Record] = []
+        known: dict[str, str] = {}
         if save:
             known = self.store.raw_hashes(stream, list(hashes))
             changed = [
@@ -109,9 +110,12 @@ class Delivery:
             if changed:
                 self.store.save_raw([(r, hashes[r.id]) for r in changed], texts)
                 report.changed += sum(1 for r in changed if not r.deleted)
+        # A deletion of a stored record goes to every target that does not hold the deletion:
+        # a kill between a connector's write and `commit_deliveries` leaves rows unrecorded.
+        stored = frozenset(rid for rid in known if hashes[rid] == DELETED_HASH)
         for target in self.targets:
             if stream in target.streams():
-                self._deliver_to(target, stream, records, hashes, report)
+                self._deliver_to(target, stream, records, hashes, report, stored)
         if changed:
             self.redeliver_dependents(stream, [r.id for r in changed])
 
@@ -128,6 +132,7 @@ class Delivery:
         records: Sequence[Record],
         hashes: Mapping[str, str],
         report: StreamReport,
+        stored: frozenset[str] = frozenset(),
     ) -> None:
         refs = target.references(stream)
         referred = self._referred(stream, records, refs)
@@ -136,7 +141,11 @@ class Delivery:
             for r in records
         }
         held = self.store.delivered_hashes(target.name, stream, list(versions))
-        todo = [r for r in records if held.get(r.id) != versions[r.id] and not (r.deleted and r.id not in held)]
+        todo = [
+            r
+            for r in records
+            if held.get(r.id) != versions[r.id] and not (r.deleted and r.id not in held and r.id not in stored)
+        ]
         if not todo:
             return
         # Referred ids not in the store are remembered as None: no query per miss.

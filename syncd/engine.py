@@ -23,6 +23,7 @@ import structlog
 
 from syncd.config import Settings
 from syncd.cursor import CursorWalk, WalkPage
+from syncd.deletions import Deletions
 from syncd.delivery import Delivery, StreamReport, Target, close_targets, open_targets, redeliver
 from syncd.errors import SyncdError
 from syncd.invoiced import InvoicedClient, Page
@@ -104,6 +105,7 @@ class SyncRun:
         self.targets = targets
         self.delivery = Delivery(store, targets)
         self.scopes = ScopeKeeper(store, targets)
+        self.deletions = Deletions(store, client, settings.invoiced.per_page)
         self.progress = progress or Progress(enabled=False)
         self.stop = stop or threading.Event()
         self.report = SyncReport()
@@ -162,10 +164,10 @@ class SyncRun:
         )
         start = cursors.get("", 0)
         walkers = []
+        # Stored whole: a plan cut short by a kill would walk only the windows it names.
+        self.store.set_cursors(name, {plan.partition(p): cursors.get(p, start) for p, _ in windows if p})
         for partition, scope in windows:
             begin = cursors.get(partition, start)
-            if partition:
-                self.store.set_cursor(name, plan.partition(partition), begin)
             walkers.append(
                 _Walker(stream, plan.partition(partition), CursorWalk(fetch, {**params, **scope}, begin, per_page))
             )
@@ -197,12 +199,12 @@ class SyncRun:
                 self.report.streams[name].error = str(exc)
         events_from: int | None = None
         if walkers:  # a re-delivery-only run asks Invoiced nothing
-            try:
-                # Taken before any page is read: a record deleted after we read it must be
-                # among the deletions this run applies.
-                events_from = self._events_start({w.stream.name for w in walkers})
-            except SyncdError as exc:
-                log.error("events.failed", error=str(exc))
+            # Stored before any page is delivered: a record deleted after we read it must be
+            # among the deletions this run, or a later one, applies.
+            events_from, failed = self.deletions.fix_start({w.stream.name for w in walkers})
+            for name, error in failed.items():
+                self.report.streams[name].error = error
+            walkers = [w for w in walkers if w.stream.name not in failed]
         # Streams run concurrently. A record that arrives before what it names (an invoice
         # before its customer) is delivered again when that arrives (references, above).
         self._walk_all(walkers)
@@ -261,64 +263,36 @@ class SyncRun:
         self.store.set_cursor(name, walker.partition, page.checkpoint)
         self.progress.advance(name, len(page.items))
 
-    def _events_start(self, names: set[str]) -> int:
-        """Where this run's read of deletion events starts (server clock).
-
-        Each stream keeps its own events cursor: a run of customers alone must not move
-        past the invoice deletions that only a run of invoices applies.
-        """
-        cursors = self.store.cursors("events")
-        known = [cursors[n] for n in names if n in cursors]
-        if len(known) == len(names):
-            return min(known)
-        # A stream's first run: deletions before now concern records it never had. Start
-        # at the server's clock, taken before any page of this run is read.
-        page = self.client.get_page("/events", {"per_page": "1"})
-        now = page.server_time or int(time.time())
-        return min([*known, now])
-
     def _apply_deletions(self, since: int | None, walkers: Sequence[_Walker]) -> None:
-        """Read deletion events since the events cursor; deliver them; tell the walks."""
-        names = {w.stream.name for w in walkers}
-        if not names:
+        """Read deletions since the events position; deliver them; tell the walks; move the position."""
+        names = sorted({w.stream.name for w in walkers})
+        if not names or since is None:
             return
-        if since is None:
-            for name in names:
-                self.report.streams[name].error = self.report.streams[name].error or "events unavailable"
-            return
-        objects = {STREAMS[n].object: n for n in names}
         try:
-            latest, deleted = self._read_deletions(since, objects)
+            found = self.deletions.collect(since, names)
         except SyncdError as exc:
+            log.error("events.failed", error=str(exc))
             for name in names:
                 self.report.streams[name].error = self.report.streams[name].error or f"events: {exc}"
             return
-        for name, ids in deleted.items():
+        applied = []
+        for name in names:
+            ids = found.deleted.get(name, set())
             for walker in walkers:
                 if walker.stream.name == name:
                     walker.walk.note_deleted(ids)
             records = [Record(name, rid, 0, {"id": rid}, deleted=True) for rid in sorted(ids)]
             report = self.report.streams[name]
-            before = dict(report.delivered)
-            self.delivery.deliver(name, records, report)
-            report.deleted += sum(report.delivered.values()) - sum(before.values())
-        for name in names:
-            self.store.set_cursor("events", name, latest)
-
-    def _read_deletions(self, since: int, objects: Mapping[str, str]) -> tuple[int, dict[str, set[str]]]:
-        deleted: dict[str, set[str]] = {}
-        latest = since
-        params = {"start_date": str(max(since - 1, 0)), "per_page": "100"}
-        for page in self.client.iter_pages("/events", params):
-            for event in page.items:
-                latest = max(latest, int(event.get("timestamp") or 0))
-                obj, _, action = str(event.get("type", "")).partition(".")
-                if action == "deleted" and obj in objects:
-                    subject = (event.get("data") or {}).get("object") or {}
-                    if "id" in subject:
-                        deleted.setdefault(objects[obj], set()).add(str(subject["id"]))
-        # Re-reading the last second next time is harmless: deletes are idempotent.
-        return latest, deleted
+            before = sum(report.delivered.values())
+            try:
+                self.delivery.deliver(name, records, report)
+            except SyncdError as exc:
+                report.error = report.error or str(exc)
+                log.error("delivery.failed", stream=name, error=str(exc))
+                continue
+            report.deleted += sum(report.delivered.values()) - before
+            applied.append(name)
+        self.deletions.commit(found, applied)
 
     def _finish(self, walkers: Sequence[_Walker]) -> None:
         by_stream: dict[str, list[_Walker]] = {}

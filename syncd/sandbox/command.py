@@ -46,6 +46,9 @@ def sandbox(
     edit_rate: Annotated[
         float, typer.Option(help="Background edits per second (updates, creates, deletes).", min=0)
     ] = 0.0,
+    events_retention: Annotated[
+        float | None, typer.Option(help="Seconds events are kept (default: forever).", min=0)
+    ] = None,
     api_key: Annotated[
         str | None, typer.Option(help="API key to accept (default: derived from the seed).")
     ] = None,
@@ -65,6 +68,7 @@ def sandbox(
         burst=burst,
         strict_pages=strict_pages,
         edit_rate=edit_rate,
+        events_retention=events_retention,
         api_key=api_key,
     )
     serve(config, host, port)

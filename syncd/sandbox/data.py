@@ -485,6 +485,18 @@ class SandboxData:
         if stream == "transactions" and old["invoice"] is not None:
             self._recompute_invoice(old["invoice"], now)
 
+    def drop_events_before(self, moment: float) -> None:
+        """Forget the events stamped before `moment` (an account's limited event retention)."""
+        with self.lock:
+            table = self.tables["events"]
+            cut = bisect.bisect_left(table.index, (moment, 0))
+            if cut:
+                for _, eid in table.index[:cut]:
+                    table.rows.pop(eid, None)
+                    table.blobs.pop(eid, None)
+                del table.index[:cut]
+                table.version += 1
+
     def touch_many(self, stream: str, ids: Iterable[int | str]) -> None:
         """A bulk edit: every object gets updated_at = the same server second."""
         with self.lock:

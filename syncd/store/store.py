@@ -214,6 +214,12 @@ class Store:
         with self.engine.begin() as conn:
             self._set_cursor(conn, stream, partition, value)
 
+    def set_cursors(self, stream: str, values: Mapping[str, int]) -> None:
+        """Set several partitions' cursors in one transaction (a plan is stored whole or not at all)."""
+        with self.engine.begin() as conn:
+            for partition, value in values.items():
+                self._set_cursor(conn, stream, partition, value)
+
     def _set_cursor(self, conn: Connection, stream: str, partition: str, value: int) -> None:
         row = (stream, partition, value, time.time())
         self._upsert_fast(conn, CURSOR, ("stream", "partition", "value", "advanced_at"), [row])
