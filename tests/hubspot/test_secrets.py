@@ -1,4 +1,4 @@
-"""A HubSpot error quoting the token is stored and shown masked (dead letters, `syncd status`)."""
+"""A HubSpot error quoting the token is stored and shown masked (dead letters, `syncd errors`)."""
 
 from __future__ import annotations
 
@@ -42,14 +42,14 @@ def test_a_token_quoted_by_hubspot_is_masked_in_dead_letters_and_status(tmp_path
         store.close()
     assert "lacks a scope" in dead.reason and TOKEN not in dead.reason
 
-    # `syncd status` in its own process, which never opened the connector.
+    # `syncd errors` (which shows the reasons) in its own process, which never opened the connector.
     config = tmp_path / "syncd.toml"
     config.write_text(
         f'[store]\nurl = "sqlite:///{db}"\n'
         f'[connectors.hubspot]\nenabled = true\ntoken = "{TOKEN}"\nmapping = "{MAPPING}"\n'
     )
     out = subprocess.run(
-        [sys.executable, "-m", "syncd.cli", "--config", str(config), "status"],
+        [sys.executable, "-m", "syncd.cli", "--config", str(config), "errors"],
         cwd=ROOT,
         capture_output=True,
         text=True,
