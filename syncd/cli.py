@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from syncd import log
 from syncd.config import Settings, load_settings
 from syncd.errors import SyncdError
+from syncd.terminal import Output, configure_logging
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,11 +27,12 @@ err = Console(stderr=True)
 
 class State:
     config: Path | None = None
+    output = Output()
 
 
 def _settings() -> Settings:
     settings = load_settings(State.config)
-    log.configure(level=settings.log_level)
+    configure_logging(settings, State.output)
     return settings
 
 
@@ -46,9 +46,14 @@ def main_options(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Configuration file (default ./syncd.toml).")
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every log line on the terminal (no log file).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary and errors.")] = False,
 ) -> None:
     """syncd: sync Invoiced into CSV, ledgers and CRMs; push external payments back."""
     State.config = config
+    State.output = Output(verbose=verbose, quiet=quiet)
 
 
 @app.command()
@@ -60,48 +65,34 @@ def sync(
 ) -> None:
     """Run every enabled stream once."""
     from syncd.engine import run_sync
+    from syncd.summary import print_summary
 
     try:
         settings = _settings()
-        report = run_sync(settings, streams=stream or None, full=full, progress=sys.stderr.isatty())
+        report = run_sync(settings, streams=stream or None, full=full, progress=State.output.live)
     except SyncdError as exc:
         _fail(exc)
         return
-    _print_report(report.as_dict())
+    print_summary(report, console, logfile=State.output.logfile)
     if not report.ok:
         err.print("[bold red]sync failed:[/] " + escape("; ".join(report.errors())), highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
-def _print_report(report: dict[str, Any]) -> None:
-    table = Table(title=f"sync ({report['duration']} s)")
-    for col in ("stream", "fetched", "changed", "deleted", "delivered", "rejected", "requests"):
-        table.add_column(col)
-    for name, r in report["streams"].items():
-        table.add_row(
-            name,
-            str(r["fetched"]),
-            str(r["changed"]),
-            str(r["deleted"]),
-            ", ".join(f"{k}={v}" for k, v in r["delivered"].items()) or "0",
-            ", ".join(f"{k}={v}" for k, v in r["rejected"].items()) or "0",
-            str(r["requests"]),
-        )
-    console.print(table)
-    if report["redelivered"]:
-        console.print(
-            "re-delivered after a mapping change: "
-            + ", ".join(f"{k}={v}" for k, v in report["redelivered"].items())
-        )
-
-
 @app.command()
-def status() -> None:
+def status(
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0)] = 2.0,
+    count: Annotated[int | None, typer.Option(hidden=True, min=1)] = None,
+) -> None:
     """Show cursors, recent runs, dead letters and the push-back outbox."""
-    from syncd.status import render_status
+    from syncd.status import render_status, watch_status
 
     try:
-        render_status(_settings(), console)
+        if watch:
+            watch_status(_settings(), console, interval=interval, count=count)
+        else:
+            render_status(_settings(), console)
     except SyncdError as exc:
         _fail(exc)
 
@@ -214,12 +205,13 @@ def daemon() -> None:
 def demo(
     out: Annotated[Path, typer.Option(help="Where the CSV files go.")] = Path("out"),
     invoices: Annotated[int, typer.Option(help="Invoices in the sandbox.")] = 2000,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over: forget an earlier demo's store.")] = False,
 ) -> None:
     """Start the sandbox, sync it into ./out/, and show what happened."""
     from syncd.demo import run_demo
 
     try:
-        run_demo(out, invoices, console)
+        run_demo(out, invoices, console, fresh=fresh)
     except SyncdError as exc:
         _fail(exc)
 

@@ -40,6 +40,8 @@ class WalkPage:
 
     items: list[dict[str, Any]]
     checkpoint: int
+    # Records the whole walk should yield, from X-Total-Count (None when the API gives none).
+    expected: int | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +73,8 @@ class CursorWalk:
         self._watch: dict[str, tuple[int, _DeepScan]] = {}
         self.requests = 0
         self._ended = False
+        self.yielded = 0  # records in the pages yielded so far
+        self.expected: int | None = None  # see `_estimate`
 
     def _query(self, cursor: int, next_url: str | None) -> PageLike:
         self.requests += 1
@@ -80,7 +84,25 @@ class CursorWalk:
             "sort": "updated_at asc",
             "per_page": str(self._per_page),
         }
-        return self._fetch(params, next_url)
+        page = self._fetch(params, next_url)
+        if next_url is None:
+            self._estimate(page)
+        return page
+
+    def _estimate(self, page: PageLike) -> None:
+        """Records the walk will yield: those yielded so far plus this query's X-Total-Count.
+
+        Each page-1 query counts what is left from the cursor on, so the estimate follows
+        edits made during the walk and is exact on the last page. The pages of a deep scan
+        belong to the query that started it, which already counted them.
+        """
+        if page.total is not None:
+            self.expected = self.yielded + page.total
+
+    def _page(self, items: list[dict[str, Any]], checkpoint: int) -> WalkPage:
+        self.yielded += len(items)
+        expected = None if self.expected is None else max(self.expected, self.yielded)
+        return WalkPage(items, checkpoint, expected)
 
     def _observe(self, items: Iterable[dict[str, Any]]) -> None:
         for item in items:
@@ -115,11 +137,11 @@ class CursorWalk:
             if not full:
                 # The whole rest of the listing was in one snapshot.
                 self.position = max(self.position, top, self._settled(page))
-                yield WalkPage(items, min(self._pin(), self.position))
+                yield self._page(items, min(self._pin(), self.position))
                 return
             if top > self.position:
                 self.position = top
-                yield WalkPage(items, min(self._pin(), self.position))
+                yield self._page(items, min(self._pin(), self.position))
                 continue
             yield from self._deep_scan(page)
             if self._ended:
@@ -142,9 +164,9 @@ class CursorWalk:
             if page.next_url is None or top > scan.second:
                 self._ended = page.next_url is None
                 self.position = max(self.position, top, self._settled(page) if self._ended else 0)
-                yield WalkPage(page.items, self._pin())
+                yield self._page(page.items, self._pin())
                 return
-            yield WalkPage(page.items, self._pin())
+            yield self._page(page.items, self._pin())
             page = self._query(scan.second, page.next_url)
             self._observe(page.items)
 

@@ -31,6 +31,7 @@ from syncd.plugin import Record
 from syncd.progress import Progress
 from syncd.store import Store
 from syncd.streams import STREAMS, Stream
+from syncd.summary import destinations
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +43,7 @@ class SyncReport:
     streams: dict[str, StreamReport] = field(default_factory=dict)
     redelivered: dict[str, int] = field(default_factory=dict)
     duration: float = 0.0
+    destinations: dict[str, dict[str, str]] = field(default_factory=dict)  # connector -> stream -> where
 
     @property
     def ok(self) -> bool:
@@ -241,7 +243,14 @@ class SyncRun:
             log.error("delivery.failed", stream=name, error=str(exc))
             return
         self.store.set_cursor(name, walker.partition, page.checkpoint)
-        self.progress.advance(name, len(page.items))
+        self.progress.advance(
+            name,
+            len(page.items),
+            partition=walker.partition,
+            expected=page.expected,
+            written=report.delivered,
+            refused=report.rejected,
+        )
 
     def _events_start(self, names: set[str]) -> int:
         """Where this run's read of deletion events starts (server clock).
@@ -370,7 +379,11 @@ def run_sync(
     try:
         targets = open_targets(settings, store, mappings)
         with Progress(enabled=progress) as bar, structlog.contextvars.bound_contextvars(run_id=run_id):
+            if progress:
+                client.on_wait = bar.waiting
             report = SyncRun(settings, store, client, targets, progress=bar, stop=stop).run(names, full=full)
+            bar.finish(report.streams)
+        report.destinations = destinations(targets)
         close_targets(targets)
         store.finish_run(
             run_id, "ok" if report.ok else "failed", report.as_dict(), "; ".join(report.errors()) or None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -51,11 +52,28 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
-def configure(*, json: bool | None = None, level: str = "info", stream: TextIO | None = None) -> None:
-    """Configure structlog once per process; `json=None` picks JSON unless on a terminal."""
+def configure(
+    *,
+    json: bool | None = None,
+    level: str = "info",
+    stream: TextIO | None = None,
+    logfile: Path | None = None,
+    console_level: str | None = None,
+) -> None:
+    """Configure structlog once per process; `json=None` picks JSON unless on a terminal.
+
+    With `logfile`, every event at `level` or above is appended there as a JSON line, and
+    only those at `console_level` or above (and not held by a live view) reach `stream`.
+    """
     out = stream or sys.stderr
     use_json = (not out.isatty()) if json is None else json
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    if _routing.split is not None:
+        _routing.split.close()
+    _routing.split = None
+    if logfile is not None or console_level is not None:
+        renderer = _routing.split = _Split(renderer, logfile, console_level or level)
+        level = min(level, console_level or level, key=_level_number)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -71,6 +89,51 @@ def configure(*, json: bool | None = None, level: str = "info", stream: TextIO |
         logger_factory=structlog.PrintLoggerFactory(file=stream) if stream else _StderrLoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+def _level_number(level: str) -> int:
+    return int(logging.getLevelName(level.upper()))
+
+
+class _Routing:
+    held: frozenset[str] = frozenset()
+    split: _Split | None = None
+
+
+_routing = _Routing()
+
+
+def hold(events: Iterable[str]) -> None:
+    """Keep these events off the terminal (a live view shows them); they still reach the log file."""
+    _routing.held = frozenset(events)
+
+
+class _Split:
+    """Final processor: JSON lines to the log file; the terminal gets the events at its level."""
+
+    def __init__(self, renderer: Any, logfile: Path | None, console_level: str) -> None:
+        self.renderer = renderer
+        self.console_level = _level_number(console_level)
+        self.json = structlog.processors.JSONRenderer()
+        self.file: TextIO | None = None
+        if logfile is not None:
+            logfile.parent.mkdir(parents=True, exist_ok=True)
+            self.file = logfile.open("a", encoding="utf-8", buffering=1)
+        self.lock = threading.Lock()
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        if self.file is not None:
+            line = str(self.json(logger, name, dict(event)))
+            with self.lock:
+                self.file.write(line + "\n")
+        number = _level_number(str(event.get("level", "info")))
+        if number < self.console_level or (self.file is not None and event.get("event") in _routing.held):
+            raise structlog.DropEvent
+        return str(self.renderer(logger, name, event))
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 class _StderrLoggerFactory:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func, select
 
 from syncd.config import Settings
@@ -28,11 +32,38 @@ def outbox_counts(store: Store) -> dict[str, int]:
 
 def render_status(settings: Settings, console: Console) -> None:
     """Print the state of the checkpoint store. Credentials are never shown."""
+    console.print(status_view(settings))
+
+
+def watch_status(
+    settings: Settings,
+    console: Console,
+    *,
+    interval: float = 2.0,
+    count: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Redraw the status every `interval` seconds until Ctrl-C (or `count` frames); frames drawn."""
+    frames = 1
+    with Live(status_view(settings), console=console, auto_refresh=False) as live:
+        try:
+            while count is None or frames < count:
+                sleep(interval)
+                live.update(status_view(settings), refresh=True)
+                frames += 1
+        except KeyboardInterrupt:
+            pass  # the way to leave a watch: not an error
+    return frames
+
+
+def status_view(settings: Settings) -> Group:
+    """The state of the checkpoint store as one renderable."""
+    parts: list[RenderableType] = []
     store = Store.open(settings.store_url())
+    console = _Collect(parts)
     try:
         console.print(
-            f"Invoiced: {settings.invoiced.base_url}   store: {redact_url(settings.store_url())}",
-            highlight=False,
+            Text(f"Invoiced: {settings.invoiced.base_url}   store: {redact_url(settings.store_url())}")
         )
         cursors = Table(title="cursors")
         for col in ("stream", "partition", "synced up to", "advanced"):
@@ -71,3 +102,14 @@ def render_status(settings: Settings, console: Console) -> None:
         )
     finally:
         store.close()
+    return Group(*parts)
+
+
+class _Collect:
+    """Collects what `status_view` shows, in order (so its body reads like printing)."""
+
+    def __init__(self, parts: list[RenderableType]) -> None:
+        self.parts = parts
+
+    def print(self, item: RenderableType) -> None:
+        self.parts.append(item)

@@ -1,0 +1,41 @@
+"""What the command line shows on a terminal: the live view, the log file, -v and -q."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from syncd import log
+from syncd.config import Settings
+
+LOG_FILE = "syncd.log"
+
+
+@dataclass
+class Output:
+    """How much a command prints; set once from `-v`/`-q` by the CLI callback."""
+
+    verbose: bool = False
+    quiet: bool = False
+    logfile: Path | None = None  # where info lines went, when not to the terminal
+
+    @property
+    def live(self) -> bool:
+        """Draw the live progress view: on a terminal, unless quiet."""
+        return not self.quiet and sys.stderr.isatty()
+
+
+def configure_logging(settings: Settings, output: Output) -> None:
+    """Route log lines: on a terminal, below `warning` to a JSON-lines file beside the config.
+
+    Off a terminal (pipes, systemd, containers) the JSON log on stderr is as it always was;
+    `-q` keeps only errors, `-v` keeps everything on the terminal and writes no file.
+    """
+    output.logfile = None
+    level = settings.log_level
+    if not sys.stderr.isatty() or output.verbose:
+        log.configure(level="error" if output.quiet and not output.verbose else level)
+        return
+    output.logfile = settings.resolve(LOG_FILE).absolute()
+    log.configure(level=level, logfile=output.logfile, console_level="error" if output.quiet else "warning")
