@@ -45,6 +45,7 @@ class StreamOutcome(Protocol):
 @dataclass
 class _StreamState:
     started: float
+    last: float | None = None  # when the latest page was delivered
     done: int = 0
     walks: dict[str, int | None] = field(default_factory=dict)  # partition -> expected records
     written: dict[str, int] = field(default_factory=dict)  # connector -> records delivered
@@ -83,7 +84,7 @@ class Progress:
         self.retries = 0
         self._log_every = log_every
         self._clock = clock
-        self._last_log = clock()
+        self._last_log = self._started = clock()
         self._lock = threading.Lock()
         self._console = console
         self._live: Live | None = None
@@ -129,6 +130,7 @@ class Progress:
             self.counts[stream] = self.counts.get(stream, 0) + n
             state = self._stream(stream)
             state.done += n
+            state.last = self._clock()
             state.walks[partition] = expected
             if written is not None:
                 state.written = dict(written)
@@ -149,7 +151,7 @@ class Progress:
         with self._lock:
             for name, outcome in streams.items():
                 state = self._stream(name)
-                state.finished = self._clock()
+                state.finished = state.last or self._clock()
                 state.error = outcome.error
                 if outcome.error is None:
                     state.walks = {"": state.done}
@@ -158,7 +160,7 @@ class Progress:
 
     def _stream(self, name: str) -> _StreamState:
         if name not in self._streams:
-            self._streams[name] = _StreamState(started=self._clock())
+            self._streams[name] = _StreamState(started=self._started)
         return self._streams[name]
 
     # -- drawing --------------------------------------------------------------------
@@ -180,9 +182,12 @@ class Progress:
             written = self._written()
             if written:
                 lines.append(Text("   ".join(written), style="dim"))
+            retried = f" ({self.retries} retries so far)" if self.retries > 1 else ""
             if self._wait is not None and self._wait[1] > now:
                 reason, until = self._wait
-                lines.append(Text(f"waiting {math.ceil(until - now)} s: {reason}", style="yellow"))
+                lines.append(Text(f"waiting {math.ceil(until - now)} s: {reason}{retried}", style="yellow"))
+            elif self.retries:
+                lines.append(Text(f"{self.retries} request(s) retried", style="dim"))
             if not self._streams and self._wait is None:
                 lines.append(Text("starting…", style="dim"))
         return Group(*lines)

@@ -12,6 +12,11 @@ from syncd.config import Settings
 LOG_FILE = "syncd.log"
 
 
+def on_terminal() -> bool:
+    """Whether a person watches stderr (the live view and the log file apply)."""
+    return sys.stderr.isatty()
+
+
 @dataclass
 class Output:
     """How much a command prints; set once from `-v`/`-q` by the CLI callback."""
@@ -23,7 +28,7 @@ class Output:
     @property
     def live(self) -> bool:
         """Draw the live progress view: on a terminal, unless quiet."""
-        return not self.quiet and sys.stderr.isatty()
+        return not self.quiet and on_terminal()
 
 
 def configure_logging(settings: Settings, output: Output) -> None:
@@ -34,8 +39,13 @@ def configure_logging(settings: Settings, output: Output) -> None:
     """
     output.logfile = None
     level = settings.log_level
-    if not sys.stderr.isatty() or output.verbose:
-        log.configure(level="error" if output.quiet and not output.verbose else level)
+    if not on_terminal():
+        log.configure(level="error" if output.quiet else level)
+        return
+    if output.verbose:
+        log.configure(json=False, level=level)
         return
     output.logfile = settings.resolve(LOG_FILE).absolute()
-    log.configure(level=level, logfile=output.logfile, console_level="error" if output.quiet else "warning")
+    log.configure(
+        json=False, level=level, logfile=output.logfile, console_level="error" if output.quiet else "warning"
+    )
