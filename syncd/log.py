@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -68,11 +69,8 @@ def configure(
     out = stream or sys.stderr
     use_json = (not out.isatty()) if json is None else json
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
-    if _routing.split is not None:
-        _routing.split.close()
-    _routing.split = None
     if logfile is not None or console_level is not None:
-        renderer = _routing.split = _Split(renderer, logfile, console_level or level)
+        renderer = _Split(renderer, logfile, console_level or level)
         level = min(level, console_level or level, key=_level_number)
     structlog.configure(
         processors=[
@@ -97,7 +95,6 @@ def _level_number(level: str) -> int:
 
 class _Routing:
     held: frozenset[str] = frozenset()
-    split: _Split | None = None
 
 
 _routing = _Routing()
@@ -115,25 +112,21 @@ class _Split:
         self.renderer = renderer
         self.console_level = _level_number(console_level)
         self.json = structlog.processors.JSONRenderer()
-        self.file: TextIO | None = None
+        self.file = logfile
         if logfile is not None:
             logfile.parent.mkdir(parents=True, exist_ok=True)
-            self.file = logfile.open("a", encoding="utf-8", buffering=1)
         self.lock = threading.Lock()
 
     def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
         if self.file is not None:
             line = str(self.json(logger, name, dict(event)))
-            with self.lock:
-                self.file.write(line + "\n")
+            # Opened per line: no handle outlives a reconfiguration, and a rotated file is followed.
+            with self.lock, contextlib.suppress(OSError), self.file.open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")  # a full disk must not stop a sync
         number = _level_number(str(event.get("level", "info")))
         if number < self.console_level or (self.file is not None and event.get("event") in _routing.held):
             raise structlog.DropEvent
         return str(self.renderer(logger, name, event))
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
 
 
 class _StderrLoggerFactory:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,10 @@ def configure_logging(settings: Settings, output: Output) -> None:
         log.configure(json=False, level=level)
         return
     output.logfile = settings.resolve(LOG_FILE).absolute()
+    if not os.access(output.logfile.parent, os.W_OK):
+        output.logfile = None  # nowhere to put them: info lines stay on the terminal
+        log.configure(json=False, level=level, console_level="error" if output.quiet else level)
+        return
     log.configure(
         json=False, level=level, logfile=output.logfile, console_level="error" if output.quiet else "warning"
     )
