@@ -57,7 +57,9 @@ def test_on_a_terminal_info_lines_go_to_a_log_file_named_once_in_the_summary(
 
 
 @pytest.mark.usefixtures("on_terminal")
-def test_verbose_keeps_every_line_on_the_terminal_and_writes_no_file(make_sandbox: Any, tmp_path: Path) -> None:
+def test_verbose_keeps_every_line_on_the_terminal_and_writes_no_file(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
     result = sync(write_config(tmp_path, make_sandbox()), "-v")
     assert result.exit_code == 0, result.output
     shown = re.sub(r"\x1b\[[0-9;]*m", "", result.stderr)

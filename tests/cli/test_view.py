@@ -154,7 +154,9 @@ def test_a_live_sync_draws_bars_and_keeps_info_lines_in_the_log_file(
 def test_summary_says_what_changed_in_words_then_the_table(tmp_path: Path) -> None:
     report = SyncReport(
         streams={
-            "invoices": StreamReport(fetched=8000, changed=8000, delivered={"csv": 8000}, rejected={"csv": 3}),
+            "invoices": StreamReport(
+                fetched=8000, changed=8000, delivered={"csv": 8000}, rejected={"csv": 3}
+            ),
             "customers": StreamReport(fetched=0),
         },
         duration=12.5,
