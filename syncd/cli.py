@@ -181,10 +181,12 @@ def push() -> None:
     from syncd.pushback import run_push_command
 
     try:
-        code = run_push_command(_settings(), console)
+        code = run_push_command(_settings(), console, live=State.output.live)
     except SyncdError as exc:
         _fail(exc)
         return
+    if State.output.logfile is not None:
+        console.print(f"log: {escape(str(State.output.logfile))}", style="dim", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -76,8 +76,10 @@ class Progress:
         log_every: float = 10.0,
         console: Console | None = None,
         clock: Callable[[], float] = time.monotonic,
+        label: str = "starting",
     ) -> None:
         self.enabled = enabled
+        self.label = label  # shown until the first stream reports
         self.counts: dict[str, int] = {}
         self._streams: dict[str, _StreamState] = {}
         self._wait: tuple[str, float] | None = None  # reason, clock() when it ends
@@ -178,7 +180,8 @@ class Progress:
                 grid.add_column(justify=justify, no_wrap=True)
             for name, state in self._streams.items():
                 grid.add_row(name, *self._row(state, now))
-            lines: list[RenderableType] = [grid]
+            label = Text(f"{self.label}… {_duration(now - self._started)}", style="dim")
+            lines: list[RenderableType] = [grid if self._streams else label]
             written = self._written()
             if written:
                 lines.append(Text("   ".join(written), style="dim"))
@@ -188,8 +191,6 @@ class Progress:
                 lines.append(Text(f"waiting {math.ceil(until - now)} s: {reason}{retried}", style="yellow"))
             elif self.retries:
                 lines.append(Text(f"{self.retries} request(s) retried", style="dim"))
-            if not self._streams and self._wait is None:
-                lines.append(Text("starting…", style="dim"))
         return Group(*lines)
 
     def _row(self, state: _StreamState, now: float) -> tuple[Any, ...]:

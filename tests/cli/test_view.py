@@ -178,3 +178,13 @@ def test_summary_of_a_run_that_changed_nothing_says_so() -> None:
     text = console.export_text()
     assert text.startswith("nothing changed: customers already up to date")
     assert "log:" not in text
+
+
+def test_a_push_shows_its_label_and_its_waits() -> None:
+    clock = Clock()
+    progress = Progress(enabled=False, clock=clock, label="pushing payments to Invoiced")
+    clock.now += 65
+    progress.waiting(3.0, "rate limited")
+    text = text_of(progress)
+    assert "pushing payments to Invoiced… 0:01:05" in text
+    assert "waiting 3 s: rate limited" in text
