@@ -197,10 +197,12 @@ def daemon() -> None:
 
     try:
         settings = load_settings(State.config)
+        if State.output.live:  # else run_daemon logs JSON, as under systemd
+            configure_logging(settings, State.output)
     except SyncdError as exc:
         _fail(exc)
         return
-    raise typer.Exit(run_daemon(settings, State.config))
+    raise typer.Exit(run_daemon(settings, State.config, live=State.output.live))
 
 
 @app.command()

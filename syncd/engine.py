@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,7 +356,7 @@ def run_sync(
     *,
     streams: Sequence[str] | None = None,
     full: bool = False,
-    progress: bool = False,
+    progress: bool | Progress = False,
     client: InvoicedClient | None = None,
     store: Store | None = None,
     stop: threading.Event | None = None,
@@ -363,7 +364,8 @@ def run_sync(
 ) -> SyncReport:
     """Run every enabled stream (or `streams`) once; returns what happened.
 
-    `mappings` (by connector name) lets a daemon keep using the last valid mapping files.
+    `mappings` (by connector name) lets a daemon keep using the last valid mapping files;
+    `progress` is True for a live view of this run, or a view that outlives it (a daemon's).
     """
     enabled = settings.streams.enabled()
     names = [n for n in (list(enabled) if streams is None else streams) if n in enabled]
@@ -378,8 +380,10 @@ def run_sync(
     targets: list[Target] = []
     try:
         targets = open_targets(settings, store, mappings)
-        with Progress(enabled=progress) as bar, structlog.contextvars.bound_contextvars(run_id=run_id):
-            if progress:
+        view = progress if isinstance(progress, Progress) else Progress(enabled=progress)
+        entered = nullcontext(view) if view is progress else view
+        with entered as bar, structlog.contextvars.bound_contextvars(run_id=run_id):
+            if bar.enabled:
                 client.on_wait = bar.waiting
             report = SyncRun(settings, store, client, targets, progress=bar, stop=stop).run(names, full=full)
             bar.finish(report.streams)

@@ -28,6 +28,7 @@ from syncd import log as syncd_log
 from syncd.config import Settings
 from syncd.daemon import jobs as jobs_mod
 from syncd.daemon import reload as reload_mod
+from syncd.daemon.firstrun import FirstRunView
 from syncd.daemon.health import HealthServer
 from syncd.daemon.jobs import Job, backoff, planned_jobs
 from syncd.daemon.lock import Lease, LeaseHeld, LeaseLost
@@ -109,6 +110,7 @@ class Daemon:
         # Monotonic time until which our lease surely holds (last renewal + ttl). No job starts
         # after it: another daemon may have taken the store over while we could not renew.
         self.lease_valid_until = 0.0
+        self.first_run: FirstRunView | None = None  # the live view on a terminal (run_daemon)
 
     # -- life -----------------------------------------------------------------------
     def run(self) -> int:
@@ -201,6 +203,8 @@ class Daemon:
             jobs={name: job.every for name, job in self.jobs.items()},
             files=[str(p) for p in self.loaded.files],
         )
+        if self.first_run is not None:
+            self.first_run.start()
         for name in list(self.jobs):
             self.launch(name)
         next_poll = time.monotonic() + RELOAD_POLL
@@ -452,15 +456,21 @@ class Daemon:
 
         assert job.stream is not None
         assert self.store is not None
-        with self._pulling():
-            report = run_sync(
-                loaded.settings,
-                streams=[job.stream],
-                store=self.store,
-                client=client,
-                stop=self.stop_event,
-                mappings=loaded.mappings,
-            )
+        view = self.first_run.for_stream(job.stream) if self.first_run else None
+        try:
+            with self._pulling():
+                report = run_sync(
+                    loaded.settings,
+                    streams=[job.stream],
+                    store=self.store,
+                    client=client,
+                    stop=self.stop_event,
+                    mappings=loaded.mappings,
+                    progress=view or False,
+                )
+        finally:
+            if view is not None and self.first_run is not None:
+                self.first_run.ran(job.stream)
         stream = report.streams.get(job.stream)
         counts: dict[str, Any] = stream.as_dict() if stream else {}
         counts.pop("error", None)
@@ -644,11 +654,22 @@ class Daemon:
         return self.metrics.render()
 
 
-def run_daemon(settings: Settings, config_path: Path | str | None = None) -> int:
-    """`syncd daemon`: run until SIGTERM/SIGINT; returns the exit status (see EXIT_*)."""
-    syncd_log.configure(json=True, level=settings.log_level)
+def run_daemon(settings: Settings, config_path: Path | str | None = None, *, live: bool = False) -> int:
+    """`syncd daemon`: run until SIGTERM/SIGINT; returns the exit status (see EXIT_*).
+
+    With `live` (a terminal; the caller has set up logging), the first pull of every
+    stream is drawn as one progress view.
+    """
+    if not live:
+        syncd_log.configure(json=True, level=settings.log_level)
     daemon = Daemon(settings, config_path)
-    code = daemon.run()
+    if live:
+        daemon.first_run = FirstRunView(s for kind, _, s in planned_jobs(settings).values() if s and kind == "pull")
+    try:
+        code = daemon.run()
+    finally:
+        if daemon.first_run is not None:
+            daemon.first_run.close()
     if daemon.abandoned():
         # A job stuck in a network call past the grace period: leave without waiting for it.
         with suppress(Exception):
