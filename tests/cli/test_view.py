@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import structlog
 from rich.console import Console
 
@@ -14,6 +15,7 @@ from syncd import log
 from syncd.cursor import CursorWalk
 from syncd.delivery import StreamReport, close_targets, open_targets
 from syncd.engine import SyncReport, SyncRun, connect
+from syncd.invoiced import InvoicedClient, RetryPolicy
 from syncd.progress import Progress
 from syncd.store import Store
 from syncd.summary import print_summary
@@ -188,3 +190,22 @@ def test_a_push_shows_its_label_and_its_waits() -> None:
     text = text_of(progress)
     assert "pushing payments to Invoiced… 0:01:05" in text
     assert "waiting 3 s: rate limited" in text
+
+
+def test_the_client_tells_on_wait_how_long_and_why_before_each_retry() -> None:
+    answers = iter([(429, {"Retry-After": "2"}), (503, {}), (200, {})])
+
+    def fake(request: httpx.Request) -> httpx.Response:
+        status, headers = next(answers)
+        return httpx.Response(status, headers=headers, json=[] if status == 200 else {"message": "x"})
+
+    sleeps: list[float] = []
+    policy = RetryPolicy(base=0.5, max_wait=1.0, sleep=sleeps.append)
+    client = InvoicedClient(
+        httpx.Client(base_url="http://127.0.0.1:9", transport=httpx.MockTransport(fake)), policy
+    )
+    told: list[tuple[float, str]] = []
+    client.on_wait = lambda seconds, reason: told.append((seconds, reason))
+    assert client.get_page("/invoices").items == []
+    assert [reason for _, reason in told] == ["rate limited", "HTTP 503"]
+    assert [seconds for seconds, _ in told] == sleeps and told[0][0] == 2.0
