@@ -44,15 +44,17 @@ def watch_status(
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Redraw the status every `interval` seconds until Ctrl-C (or `count` frames); frames drawn."""
-    frames = 1
-    with Live(status_view(settings), console=console, auto_refresh=False) as live:
-        try:
-            while count is None or frames < count:
-                sleep(interval)
+    frames = 0
+    try:
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
                 live.update(status_view(settings), refresh=True)
                 frames += 1
-        except KeyboardInterrupt:
-            pass  # the way to leave a watch: not an error
+                if count is not None and frames >= count:
+                    break
+                sleep(interval)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is the way to leave a watch: not an error
     return frames
 
 
