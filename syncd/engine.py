@@ -246,7 +246,7 @@ class SyncRun:
         self.store.set_cursor(name, walker.partition, page.checkpoint)
         self.progress.advance(
             name,
-            len(page.items),
+            len(page.items) if page.new is None else page.new,
             partition=walker.partition,
             expected=page.expected,
             written=report.delivered,

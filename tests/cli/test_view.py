@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import structlog
 from rich.console import Console
 
@@ -43,16 +44,26 @@ def text_of(progress: Progress) -> str:
     return console.export_text()
 
 
-def test_walk_expects_what_x_total_count_says_and_is_exact_on_its_last_page() -> None:
-    listing = FakeListing({i: 100 + i // 3 for i in range(95)})
-    walk = CursorWalk(listing.fetch, {}, 0, 10)
-    pages = list(walk)
-    assert pages[0].expected == 95
-    yielded = 0
-    for page in pages:
-        yielded += len(page.items)
-        assert page.expected is not None and page.expected >= yielded
-    assert pages[-1].expected == yielded  # re-read boundary seconds count on both sides
+@pytest.mark.parametrize(
+    "records",
+    [
+        {i: 100 + i // 3 for i in range(95)},  # boundary seconds re-read by each page-1 query
+        {i: 100 for i in range(57)} | {100 + i: 101 + i for i in range(5)},  # a deep scan
+    ],
+)
+def test_walk_counts_each_record_once_and_expects_exactly_the_listing(records: dict[int, int]) -> None:
+    listing = FakeListing(records)
+    pages = list(CursorWalk(listing.fetch, {}, 0, 10))
+    assert sum(len(p.items) for p in pages) > len(records)  # the re-reads the walk makes
+    assert sum(p.new or 0 for p in pages) == len(records)
+    assert {p.expected for p in pages} == {len(records)}
+
+
+def test_walk_with_an_inclusive_bound_still_counts_each_record_once() -> None:
+    listing = FakeListing({i: 100 + i // 3 for i in range(95)}, inclusive=True)
+    pages = list(CursorWalk(listing.fetch, {}, 0, 10))
+    assert sum(p.new or 0 for p in pages) == 95
+    assert all(p.expected is not None and p.expected >= 95 for p in pages)
 
 
 def test_walk_without_x_total_count_expects_nothing() -> None:
@@ -139,10 +150,9 @@ def test_a_live_sync_draws_bars_and_keeps_info_lines_in_the_log_file(
         structlog.reset_defaults()
     assert report.ok, report.errors()
     text = console.export_text()
-    for name in ("customers", "invoices", "transactions"):  # frames follow each other: the last one
-        line = text[text.rindex(f"{name} ") :].splitlines()[0]
-        done = report.streams[name].fetched
-        assert f"{done:,}/{done:,}" in line and "100%" in line and "done" in line
+    for name, n in (("customers", 10), ("invoices", 60), ("transactions", 25)):
+        line = text[text.rindex(f"{name} ") :].splitlines()[0]  # frames follow each other: the last
+        assert f" {n}/{n} " in line and "100%" in line and "done" in line  # each record once
     final = text[text.rindex("csv: ") :]
     assert final.startswith("csv: 95 written")
     assert client.stats.retries > 0 and "retried" in final
