@@ -385,6 +385,7 @@ def run_sync(
         with entered as bar, structlog.contextvars.bound_contextvars(run_id=run_id):
             if bar.enabled:
                 client.on_wait = bar.waiting
+                bar.begin(names)
             report = SyncRun(settings, store, client, targets, progress=bar, stop=stop).run(names, full=full)
             bar.finish(report.streams)
         report.destinations = destinations(targets)

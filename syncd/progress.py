@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -113,6 +113,12 @@ class Progress:
             syncd_log.hold(())
 
     # -- events ---------------------------------------------------------------------
+    def begin(self, streams: Iterable[str]) -> None:
+        """Show these streams from now on; their rates count from now."""
+        with self._lock:
+            for name in streams:
+                self._stream(name)
+
     def advance(
         self,
         stream: str,
@@ -162,7 +168,7 @@ class Progress:
 
     def _stream(self, name: str) -> _StreamState:
         if name not in self._streams:
-            self._streams[name] = _StreamState(started=self._started)
+            self._streams[name] = _StreamState(started=self._clock())
         return self._streams[name]
 
     # -- drawing --------------------------------------------------------------------

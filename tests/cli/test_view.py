@@ -80,6 +80,7 @@ def test_walk_without_x_total_count_expects_nothing() -> None:
 def test_view_shows_done_of_total_summed_over_windows_rate_and_eta() -> None:
     clock = Clock()
     progress = Progress(enabled=False, clock=clock)
+    progress.begin(["invoices", "customers", "transactions"])
     clock.now += 2
     progress.advance("invoices", 100, partition="w:1:5", expected=4000, written={"csv": 100})
     progress.advance("invoices", 100, partition="w:6:", expected=4000, written={"csv": 200})
@@ -92,6 +93,8 @@ def test_view_shows_done_of_total_summed_over_windows_rate_and_eta() -> None:
     customers = next(line for line in text.splitlines() if line.startswith("customers"))
     assert " 50 " in customers and "50/" not in customers and "ETA -:--:--" in customers
     assert "csv: 250 written, 3 refused" in text
+    transactions = next(line for line in text.splitlines() if line.startswith("transactions"))
+    assert " 0 " in transactions and "ETA -:--:--" in transactions  # begun, nothing read yet
     assert all(len(line) <= WIDTH for line in text.splitlines())
 
 
