@@ -212,7 +212,7 @@ class Progress:
         if state.error is not None:
             status = Text("failed", style="bold red")
         elif state.finished is not None:
-            status = Text("done", style="green")
+            status = Text("done" if state.done else "up to date", style="green")
         elif total is not None and rate > 0:
             status = Text(f"ETA {_duration((total - state.done) / rate)}")
         else:
