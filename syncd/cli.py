@@ -9,11 +9,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from syncd import log, preflight
 from syncd.config import Settings, load_settings
 from syncd.errors import SyncdError
+from syncd.terminal import Output, configure_logging
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,11 +28,12 @@ err = Console(stderr=True)
 
 class State:
     config: Path | None = None
+    output = Output()
 
 
 def _settings() -> Settings:
     settings = load_settings(State.config)
-    log.configure(level=settings.log_level)
+    configure_logging(settings, State.output)
     return settings
 
 
@@ -46,9 +47,14 @@ def main_options(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Configuration file (default ./syncd.toml).")
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every log line on the terminal (no log file).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary and errors.")] = False,
 ) -> None:
     """syncd: sync Invoiced into CSV, ledgers and CRMs; push external payments back."""
     State.config = config
+    State.output = Output(verbose=verbose, quiet=quiet)
 
 
 @app.command()
@@ -60,15 +66,17 @@ def sync(
 ) -> None:
     """Run every enabled stream once."""
     from syncd.engine import run_sync
+    from syncd.summary import print_summary
 
     try:
         settings = _settings()
         preflight.check(settings)
-        report = run_sync(settings, streams=stream or None, full=full, progress=sys.stderr.isatty())
+        report = run_sync(settings, streams=stream or None, full=full, progress=State.output.live)
     except SyncdError as exc:
         _fail(exc)
         return
-    _print_report(report.as_dict())
+    print_summary(report, console, logfile=State.output.logfile)
+    _print_behind(report.as_dict())
     if not report.ok:
         err.print("[bold red]sync failed:[/] " + escape(log.redact_text("; ".join(report.errors()))), highlight=False, soft_wrap=True)
         raise typer.Exit(1)
@@ -77,33 +85,8 @@ def sync(
         raise typer.Exit(1)
 
 
-def _print_report(report: dict[str, Any]) -> None:
-    table = Table(title=f"sync ({report['duration']} s)")
-    for col in ("stream", "fetched", "changed", "deleted", "delivered", "rejected", "requests"):
-        table.add_column(col)
-    for name, r in report["streams"].items():
-        table.add_row(
-            name,
-            str(r["fetched"]),
-            str(r["changed"]),
-            str(r["deleted"]),
-            ", ".join(f"{k}={v}" for k, v in r["delivered"].items()) or "0",
-            ", ".join(f"{k}={v}" for k, v in r["rejected"].items()) or "0",
-            str(r["requests"]),
-        )
-    console.print(table)
-    if report["redelivered"]:
-        console.print(
-            "re-delivered after a mapping change: "
-            + ", ".join(f"{k}={v}" for k, v in report["redelivered"].items())
-        )
-    _print_refusals(report)
-
-
-def _print_refusals(report: dict[str, Any]) -> None:
-    """How many records were refused, and rows an earlier mapping left behind (`syncd errors`)."""
-    parts = [*report["streams"].items(), *report.get("redelivery", {}).items()]
-    refused = sum(n for _, r in parts for n in r["rejected"].values())
+def _print_behind(report: dict[str, Any]) -> None:
+    """Rows an earlier mapping left behind because the new one refused their records."""
     for stream, r in report.get("redelivery", {}).items():
         for name, n in r.get("behind", {}).items():
             err.print(
@@ -112,17 +95,22 @@ def _print_refusals(report: dict[str, Any]) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
-    if refused:
-        console.print(f"{refused} record(s) refused: see `syncd errors`", highlight=False)
 
 
 @app.command()
-def status() -> None:
+def status(
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0)] = 2.0,
+    count: Annotated[int | None, typer.Option(hidden=True, min=1)] = None,
+) -> None:
     """Show cursors, recent runs, dead letters and the push-back outbox."""
-    from syncd.status import render_status
+    from syncd.status import render_status, watch_status
 
     try:
-        render_status(_settings(), console)
+        if watch:
+            watch_status(_settings(), console, interval=interval, count=count)
+        else:
+            render_status(_settings(), console)
     except SyncdError as exc:
         _fail(exc)
 
@@ -258,10 +246,12 @@ def push() -> None:
     try:
         settings = _settings()
         preflight.check(settings)
-        code = run_push_command(settings, console)
+        code = run_push_command(settings, console, live=State.output.live)
     except SyncdError as exc:
         _fail(exc)
         return
+    if State.output.logfile is not None:
+        console.print(f"log: {escape(str(State.output.logfile))}", style="dim", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -273,23 +263,26 @@ def daemon() -> None:
 
     try:
         settings = load_settings(State.config)
+        if State.output.live:  # else run_daemon logs JSON, as under systemd
+            configure_logging(settings, State.output)
     except SyncdError as exc:
         if sys.stderr.isatty():
             _fail(exc)
         raise typer.Exit(refuse_start(exc)) from None  # off a terminal: JSON lines only
-    raise typer.Exit(run_daemon(settings, State.config))
+    raise typer.Exit(run_daemon(settings, State.config, live=State.output.live))
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the CSV files go.")] = Path("out"),
     invoices: Annotated[int, typer.Option(help="Invoices in the sandbox.")] = 2000,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over: forget an earlier demo's store.")] = False,
 ) -> None:
     """Start the sandbox, sync it into ./out/, and show what happened."""
     from syncd.demo import run_demo
 
     try:
-        run_demo(out, invoices, console)
+        run_demo(out, invoices, console, fresh=fresh)
     except SyncdError as exc:
         _fail(exc)
 

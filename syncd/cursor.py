@@ -40,6 +40,10 @@ class WalkPage:
 
     items: list[dict[str, Any]]
     checkpoint: int
+    # Distinct records the whole walk should yield, from X-Total-Count (None without it).
+    expected: int | None = None
+    # Items the walk had not yielded before (a re-read boundary second counts once).
+    new: int | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +75,10 @@ class CursorWalk:
         self._watch: dict[str, tuple[int, _DeepScan]] = {}
         self.requests = 0
         self._ended = False
+        self.yielded = 0  # distinct records yielded so far
+        self.expected: int | None = None  # see `_estimate`
+        # The newest second yielded and its (id, updated_at): the next page-1 query reads them again.
+        self._edge: tuple[int, set[tuple[str, int]]] = (-1, set())
 
     def _query(self, cursor: int, next_url: str | None) -> PageLike:
         self.requests += 1
@@ -80,7 +88,39 @@ class CursorWalk:
             "sort": "updated_at asc",
             "per_page": str(self._per_page),
         }
-        return self._fetch(params, next_url)
+        page = self._fetch(params, next_url)
+        if next_url is None:
+            self._estimate(page, cursor)
+        return page
+
+    def _estimate(self, page: PageLike, cursor: int) -> None:
+        """Records the walk will yield: those yielded so far plus what this query counts anew.
+
+        Only for the progress view. Each page-1 query's X-Total-Count counts what is left
+        from the cursor on, less the boundary second read again, so the estimate follows
+        edits made during the walk. The pages of a deep scan belong to the query that
+        started it, which already counted them.
+        """
+        if page.total is not None:
+            second, seen = self._edge
+            again = len(seen) if second >= cursor - 1 else 0
+            self.expected = self.yielded + max(page.total - again, 0)
+
+    def _page(self, items: list[dict[str, Any]], checkpoint: int) -> WalkPage:
+        # Ascending order: an item below the newest second yielded, or in it and seen, is a re-read.
+        second, seen = self._edge
+        new = 0
+        for item in items:
+            key = (str(item["id"]), int(item["updated_at"]))
+            if key[1] > second:
+                second, seen = key[1], set()
+            if key[1] == second and key not in seen:
+                seen.add(key)
+                new += 1
+        self._edge = (second, seen)
+        self.yielded += new
+        expected = None if self.expected is None else max(self.expected, self.yielded)
+        return WalkPage(items, checkpoint, expected, new)
 
     def _observe(self, items: Iterable[dict[str, Any]]) -> None:
         for item in items:
@@ -115,11 +155,11 @@ class CursorWalk:
             if not full:
                 # The whole rest of the listing was in one snapshot.
                 self.position = max(self.position, top, self._settled(page))
-                yield WalkPage(items, min(self._pin(), self.position))
+                yield self._page(items, min(self._pin(), self.position))
                 return
             if top > self.position:
                 self.position = top
-                yield WalkPage(items, min(self._pin(), self.position))
+                yield self._page(items, min(self._pin(), self.position))
                 continue
             yield from self._deep_scan(page)
             if self._ended:
@@ -142,9 +182,9 @@ class CursorWalk:
             if page.next_url is None or top > scan.second:
                 self._ended = page.next_url is None
                 self.position = max(self.position, top, self._settled(page) if self._ended else 0)
-                yield WalkPage(page.items, self._pin())
+                yield self._page(page.items, self._pin())
                 return
-            yield WalkPage(page.items, self._pin())
+            yield self._page(page.items, self._pin())
             page = self._query(scan.second, page.next_url)
             self._observe(page.items)
 

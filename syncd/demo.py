@@ -13,13 +13,14 @@ from syncd.config import Settings
 from syncd.engine import run_sync
 
 
-def run_demo(out: Path, invoices: int, console: Console) -> None:
+def run_demo(out: Path, invoices: int, console: Console, *, fresh: bool = False) -> None:
     """Serve a seeded sandbox on loopback and run two syncs against it."""
     from syncd.sandbox import Sandbox, SandboxConfig
 
     log.configure(level="warning")
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    reused = _store_note(out / "syncd-demo.db", fresh, console)
     sandbox = Sandbox(SandboxConfig(seed=7, customers=max(10, invoices // 20), invoices=invoices))
     url = sandbox.start(host="127.0.0.1", port=0)
     console.print(f"sandbox: {url} ({invoices} invoices)")
@@ -32,6 +33,7 @@ def run_demo(out: Path, invoices: int, console: Console) -> None:
         first = run_sync(settings, progress=console.is_terminal)
         console.print(
             f"first sync: {sum(r.fetched for r in first.streams.values())} records in {first.duration:.2f} s"
+            + (" (the earlier demo synced the rest)" if reused else "")
         )
         second = run_sync(settings)
         requests = sum(r.requests for r in second.streams.values())
@@ -48,6 +50,25 @@ def run_demo(out: Path, invoices: int, console: Console) -> None:
     console.print(table)
     if not (first.ok and second.ok):
         raise SystemExit("demo sync failed: " + "; ".join(first.errors() + second.errors()))
+
+
+def _store_note(db: Path, fresh: bool, console: Console) -> bool:
+    """Start over with `fresh`; else say that an earlier demo's store is reused (True), and how not to."""
+    if fresh:
+        if db.exists():
+            console.print(f"starting over: removed the earlier demo's store {db}", highlight=False, markup=False)
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            path.unlink(missing_ok=True)
+        return False
+    if not db.exists():
+        return False
+    console.print(
+        f"reusing the store of an earlier demo ({db}): only changes since then are synced; "
+        "run `syncd demo --fresh` to start over",
+        highlight=False,
+        markup=False,
+    )
+    return True
 
 
 def _mapping() -> Path:

@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ from syncd.progress import Progress
 from syncd.scope import ScopeKeeper
 from syncd.store import Store
 from syncd.streams import STREAMS, Stream
+from syncd.summary import destinations
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,7 @@ class SyncReport:
     duration: float = 0.0
     # what the re-delivery after a mapping change did, by stream
     redelivery: dict[str, StreamReport] = field(default_factory=dict)
+    destinations: dict[str, dict[str, str]] = field(default_factory=dict)  # connector -> stream -> where
 
     @property
     def ok(self) -> bool:
@@ -261,7 +264,14 @@ class SyncRun:
             log.error("delivery.failed", stream=name, error=str(exc))
             return
         self.store.set_cursor(name, walker.partition, page.checkpoint)
-        self.progress.advance(name, len(page.items))
+        self.progress.advance(
+            name,
+            len(page.items) if page.new is None else page.new,
+            partition=walker.partition,
+            expected=page.expected,
+            written=report.delivered,
+            refused=report.rejected,
+        )
 
     def _apply_deletions(self, since: int | None, walkers: Sequence[_Walker]) -> None:
         """Read deletions since the events position; deliver them; tell the walks; move the position."""
@@ -338,7 +348,7 @@ def run_sync(
     *,
     streams: Sequence[str] | None = None,
     full: bool = False,
-    progress: bool = False,
+    progress: bool | Progress = False,
     client: InvoicedClient | None = None,
     store: Store | None = None,
     stop: threading.Event | None = None,
@@ -346,7 +356,8 @@ def run_sync(
 ) -> SyncReport:
     """Run every enabled stream (or `streams`) once; returns what happened.
 
-    `mappings` (by connector name) lets a daemon keep using the last valid mapping files.
+    `mappings` (by connector name) lets a daemon keep using the last valid mapping files;
+    `progress` is True for a live view of this run, or a view that outlives it (a daemon's).
     """
     enabled = settings.streams.enabled()
     names = [n for n in (list(enabled) if streams is None else streams) if n in enabled]
@@ -361,8 +372,15 @@ def run_sync(
     targets: list[Target] = []
     try:
         targets = open_targets(settings, store, mappings)
-        with Progress(enabled=progress) as bar, structlog.contextvars.bound_contextvars(run_id=run_id):
+        view = progress if isinstance(progress, Progress) else Progress(enabled=progress)
+        entered = nullcontext(view) if view is progress else view
+        with entered as bar, structlog.contextvars.bound_contextvars(run_id=run_id):
+            if bar.enabled:
+                client.on_wait = bar.waiting
+                bar.begin(names)
             report = SyncRun(settings, store, client, targets, progress=bar, stop=stop).run(names, full=full)
+            bar.finish(report.streams)
+        report.destinations = destinations(targets)
         close_targets(targets)
         store.finish_run(
             run_id, "ok" if report.ok else "failed", report.as_dict(), "; ".join(report.errors()) or None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import sys
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus
 
@@ -101,11 +103,25 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
-def configure(*, json: bool | None = None, level: str = "info", stream: TextIO | None = None) -> None:
-    """Configure structlog once per process; `json=None` picks JSON unless on a terminal."""
+def configure(
+    *,
+    json: bool | None = None,
+    level: str = "info",
+    stream: TextIO | None = None,
+    logfile: Path | None = None,
+    console_level: str | None = None,
+) -> None:
+    """Configure structlog once per process; `json=None` picks JSON unless on a terminal.
+
+    With `logfile`, every event at `level` or above is appended there as a JSON line, and
+    only those at `console_level` or above (and not held by a live view) reach `stream`.
+    """
     out = stream or sys.stderr
     use_json = (not out.isatty()) if json is None else json
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    if logfile is not None or console_level is not None:
+        renderer = _Split(renderer, logfile, console_level or level)
+        level = min(level, console_level or level, key=_level_number)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -121,6 +137,46 @@ def configure(*, json: bool | None = None, level: str = "info", stream: TextIO |
         logger_factory=structlog.PrintLoggerFactory(file=stream) if stream else _StderrLoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+def _level_number(level: str) -> int:
+    return int(logging.getLevelName(level.upper()))
+
+
+class _Routing:
+    held: frozenset[str] = frozenset()
+
+
+_routing = _Routing()
+
+
+def hold(events: Iterable[str]) -> None:
+    """Keep these events off the terminal (a live view shows them); they still reach the log file."""
+    _routing.held = frozenset(events)
+
+
+class _Split:
+    """Final processor: JSON lines to the log file; the terminal gets the events at its level."""
+
+    def __init__(self, renderer: Any, logfile: Path | None, console_level: str) -> None:
+        self.renderer = renderer
+        self.console_level = _level_number(console_level)
+        self.json = structlog.processors.JSONRenderer()
+        self.file = logfile
+        if logfile is not None:
+            logfile.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        if self.file is not None:
+            line = str(self.json(logger, name, dict(event)))
+            # Opened per line: no handle outlives a reconfiguration, and a rotated file is followed.
+            with self.lock, contextlib.suppress(OSError), self.file.open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")  # a full disk must not stop a sync
+        number = _level_number(str(event.get("level", "info")))
+        if number < self.console_level or (self.file is not None and event.get("event") in _routing.held):
+            raise structlog.DropEvent
+        return str(self.renderer(logger, name, event))
 
 
 class _StderrLoggerFactory:

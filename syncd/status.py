@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func, select
 
 from syncd.config import Settings
@@ -29,7 +33,7 @@ def outbox_counts(store: Store) -> dict[str, int]:
         return {state: int(n) for state, n in rows}
 
 
-def render_error_counts(store: Store, console: Console) -> None:
+def render_error_counts(store: Store, console: Console | _Collect) -> None:
     """Refused records and payments per connector and stream (details: `syncd errors`)."""
     from syncd.reconcile import list_refusals, summarise
 
@@ -48,11 +52,40 @@ def render_error_counts(store: Store, console: Console) -> None:
 
 def render_status(settings: Settings, console: Console) -> None:
     """Print the state of the checkpoint store. Credentials are never shown."""
+    console.print(status_view(settings))
+
+
+def watch_status(
+    settings: Settings,
+    console: Console,
+    *,
+    interval: float = 2.0,
+    count: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Redraw the status every `interval` seconds until Ctrl-C (or `count` frames); frames drawn."""
+    frames = 0
+    try:
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                live.update(status_view(settings), refresh=True)
+                frames += 1
+                if count is not None and frames >= count:
+                    break
+                sleep(interval)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is the way to leave a watch: not an error
+    return frames
+
+
+def status_view(settings: Settings) -> Group:
+    """The state of the checkpoint store as one renderable."""
+    parts: list[RenderableType] = []
     store = Store.open(settings.store_url())
+    console = _Collect(parts)
     try:
         console.print(
-            f"Invoiced: {redact_text(settings.invoiced.base_url)}   store: {redact_url(settings.store_url())}",
-            highlight=False,
+            Text(f"Invoiced: {redact_text(settings.invoiced.base_url)}   store: {redact_url(settings.store_url())}")
         )
         cursors = Table(title="cursors")
         for col in ("stream", "partition", "synced up to", "advanced", "scope"):
@@ -82,3 +115,14 @@ def render_status(settings: Settings, console: Console) -> None:
         )
     finally:
         store.close()
+    return Group(*parts)
+
+
+class _Collect:
+    """Collects what `status_view` shows, in order (so its body reads like printing)."""
+
+    def __init__(self, parts: list[RenderableType]) -> None:
+        self.parts = parts
+
+    def print(self, item: RenderableType, **_: object) -> None:
+        self.parts.append(item)

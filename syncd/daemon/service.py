@@ -29,6 +29,7 @@ from syncd.config import Settings
 from syncd.daemon import jobs as jobs_mod
 from syncd.daemon import jsonlines
 from syncd.daemon import reload as reload_mod
+from syncd.daemon.firstrun import FirstRunView
 from syncd.daemon.health import HealthServer
 from syncd.daemon.jobs import Job, backoff, planned_jobs
 from syncd.daemon.lock import Lease, LeaseHeld, LeaseLost
@@ -114,6 +115,7 @@ class Daemon:
         # Monotonic time until which our lease surely holds (last renewal + ttl). No job starts
         # after it: another daemon may have taken the store over while we could not renew.
         self.lease_valid_until = 0.0
+        self.first_run: FirstRunView | None = None  # the live view on a terminal (run_daemon)
 
     # -- life -----------------------------------------------------------------------
     def run(self) -> int:
@@ -207,6 +209,8 @@ class Daemon:
             jobs={name: job.every for name, job in self.jobs.items()},
             files=[str(p) for p in self.loaded.files],
         )
+        if self.first_run is not None:
+            self.first_run.start()
         for name in list(self.jobs):
             self.launch(name)
         next_poll = time.monotonic() + RELOAD_POLL
@@ -459,15 +463,21 @@ class Daemon:
 
         assert job.stream is not None
         assert self.store is not None
-        with self._pulling():
-            report = run_sync(
-                loaded.settings,
-                streams=[job.stream],
-                store=self.store,
-                client=client,
-                stop=self.stop_event,
-                mappings=loaded.mappings,
-            )
+        view = self.first_run.for_stream(job.stream) if self.first_run else None
+        try:
+            with self._pulling():
+                report = run_sync(
+                    loaded.settings,
+                    streams=[job.stream],
+                    store=self.store,
+                    client=client,
+                    stop=self.stop_event,
+                    mappings=loaded.mappings,
+                    progress=view or False,
+                )
+        finally:
+            if view is not None and self.first_run is not None:
+                self.first_run.ran(job.stream)
         stream = report.streams.get(job.stream)
         counts: dict[str, Any] = stream.as_dict() if stream else {}
         counts.pop("error", None)
@@ -658,17 +668,27 @@ class Daemon:
         return self.metrics.render()
 
 
-def run_daemon(settings: Settings, config_path: Path | str | None = None) -> int:
-    """`syncd daemon`: run until SIGTERM/SIGINT; returns the exit status (see EXIT_*)."""
-    syncd_log.configure(json=True, level=settings.log_level)
-    jsonlines.install()
+def run_daemon(settings: Settings, config_path: Path | str | None = None, *, live: bool = False) -> int:
+    """`syncd daemon`: run until SIGTERM/SIGINT; returns the exit status (see EXIT_*).
+
+    With `live` (a terminal; the caller has set up logging), the first pull of every
+    stream is drawn as one progress view. Off a terminal every stderr line is JSON.
+    """
+    if not live:
+        syncd_log.configure(json=True, level=settings.log_level)
+        jsonlines.install()
     daemon = Daemon(settings, config_path)
+    if live:
+        daemon.first_run = FirstRunView(s for kind, _, s in planned_jobs(settings).values() if s and kind == "pull")
     try:
         code = daemon.run()
     except Exception:  # a bug: still one JSON event, and the last one names the exit status
         log.exception("daemon.crashed")
         code = 1
         jsonlines.stopped(code, "crashed")
+    finally:
+        if daemon.first_run is not None:
+            daemon.first_run.close()
     if daemon.abandoned():
         # A job stuck in a network call past the grace period: leave without waiting for it.
         with suppress(Exception):

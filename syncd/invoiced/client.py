@@ -9,7 +9,7 @@ that never opened); after a 5xx, a timeout or a broken connection it raises
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,8 @@ class InvoicedClient:
         self.http = http
         self.policy = policy or RetryPolicy()
         self.stats = ClientStats()
+        # Told (seconds, reason) before every wait between attempts: a live view shows it.
+        self.on_wait: Callable[[float, str], None] | None = None
         self._origin = _origin(http.base_url) if http.base_url.host else None
 
     @classmethod
@@ -184,8 +186,12 @@ class InvoicedClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _count_retry(self, _: RetryCallState) -> None:
+    def _count_retry(self, state: RetryCallState) -> None:
         self.stats.add("retries")
+        if self.on_wait is not None:
+            status = getattr(state.outcome.exception() if state.outcome else None, "status", None)
+            reason = {429: "rate limited", None: "connection failed"}.get(status, f"HTTP {status}")
+            self.on_wait(state.upcoming_sleep, reason)
 
     def _retried(
         self,

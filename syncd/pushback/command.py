@@ -76,11 +76,23 @@ def print_report(report: PushReport, console: Console) -> None:
         console.print(f"[bold red]stopped:[/] {escape(report.error)}", highlight=False)
 
 
-def run_push_command(settings: Settings, console: Console) -> int:
-    """Run the push-back once, print the summary, return the exit code (see `exit_code`)."""
+def run_push_command(settings: Settings, console: Console, *, live: bool = False) -> int:
+    """Run the push-back once, print the summary, return the exit code (see `exit_code`).
+
+    With `live`, a progress view on stderr shows the run and its waits (429s, retries).
+    """
     if not settings.pushback.enabled:
         console.print(escape("push-back is disabled ([pushback] enabled = false): nothing done"))
         return EXIT_OK
-    report = run_push(settings)
+    from syncd.engine import connect
+    from syncd.progress import Progress
+
+    client = connect(settings)
+    try:
+        with Progress(enabled=live, label="pushing payments to Invoiced") as view:
+            client.on_wait = view.waiting
+            report = run_push(settings, client=client)
+    finally:
+        client.close()
     print_report(report, console)
     return exit_code(report)
