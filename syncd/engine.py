@@ -25,6 +25,7 @@ from syncd.config import Settings
 from syncd.cursor import CursorWalk, WalkPage
 from syncd.delivery import Delivery, StreamReport, Target, close_targets, open_targets, redeliver
 from syncd.errors import SyncdError
+from syncd.failure import FAILURES, describe
 from syncd.invoiced import InvoicedClient, Page
 from syncd.invoiced.contract import check_page
 from syncd.mapping import MappingSet
@@ -245,9 +246,9 @@ class SyncRun:
         report.fetched += len(page.items)
         try:
             self.delivery.deliver(name, records, report)
-        except SyncdError as exc:
-            report.error = str(exc)
-            log.error("delivery.failed", stream=name, error=str(exc))
+        except FAILURES as exc:  # ours, a full disk, a broken store: the stream stops, the cursor stays
+            report.error = describe(exc)
+            log.error("delivery.failed", stream=name, error=report.error)
             return
         self.store.set_cursor(name, walker.partition, page.checkpoint)
         self.progress.advance(name, len(page.items))
