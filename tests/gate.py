@@ -3,37 +3,44 @@
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
+
+# (method, path, query) -> whether the gate counts (and may hold) this request
+Counts = Callable[[str, str, str], bool]
 
 
 class RequestGate:
     """Lets `allow(n)` requests through the sandbox, holds every later one until `release()`.
 
-    A process killed once `reached()` has read at most n answers, on a slow machine and on a
-    fast one alike: waiting a random while before the kill moves the kill point within its
-    work, never past it. Installed as the sandbox's latency hook, which runs first in every
-    request (a latency of zero is raised to a microsecond so that the hook runs).
+    A process stopped once `reached()` has read at most n answers, on a slow machine and on a
+    fast one alike: waiting a random while before a kill moves the kill point within its work,
+    never past it. `counts` limits the gate to some requests (one stream's pages); the others
+    pass. It wraps the sandbox's `respond`, so a held request has been received, not answered.
     """
 
-    def __init__(self, sandbox: Any) -> None:
+    def __init__(self, sandbox: Any, counts: Counts | None = None) -> None:
+        self._counts = counts
         self._lock = threading.Lock()
         self._open = threading.Event()
         self._open.set()
         self.admitted = 0
         self.limit: int | None = None
-        self._latency = sandbox.knobs.latency
-        sandbox.knobs.latency = self._latency or 1e-6
-        sandbox.sleep = self._enter
+        respond = sandbox.respond
 
-    def _enter(self, _: float) -> None:
+        def answer(method: str, path: str, query: str, *rest: Any) -> Any:
+            if self._counts is None or self._counts(method, path, query):
+                self._enter()
+            return respond(method, path, query, *rest)
+
+        sandbox.respond = answer
+
+    def _enter(self) -> None:
         with self._lock:
             self.admitted += 1
             held = self.limit is not None and self.admitted > self.limit
         if held:
             self._open.wait(600)
-        if self._latency:
-            time.sleep(self._latency)
 
     def allow(self, n: int) -> None:
         """From now on, answer `n` more requests and hold the rest."""
