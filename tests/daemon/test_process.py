@@ -24,7 +24,7 @@ from tests.gate import RequestGate
 
 OUTAGE_SECONDS = 60  # the issue: "survives a sandbox outage of a minute"
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(600)  # a hang guard only: a starved machine is slow, not wrong
 
 
 def _names(out: Path) -> set[str]:
