@@ -8,6 +8,7 @@ record's position, and nothing of it reaches the store, a connector or a cursor.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,9 @@ from syncd.errors import SyncdError
 # Seconds a record's `updated_at` may lie after the response's `Date`: the API's database
 # and its front servers keep their own clocks.
 MAX_SKEW = 300
+# A response's Date this far ahead of our clock is not a clock skew but a broken server: taken
+# as the listing's time, it would move a cursor past every record yet to be written.
+MAX_AHEAD = 86_400
 # Deeper than any Invoiced object (an invoice's items' taxes are four levels down); a record
 # nested deeper is hostile and would overflow the stack of whatever walks it later.
 MAX_DEPTH = 32
@@ -87,14 +91,27 @@ def _problem(item: Any, server_time: int | None, dated: bool) -> str | None:
 
 
 def check_page(
-    endpoint: str, items: Sequence[Any], server_time: int | None, *, dated: bool = False
+    endpoint: str,
+    items: Sequence[Any],
+    server_time: int | None,
+    *,
+    dated: bool = False,
+    now: float | None = None,
 ) -> list[dict[str, Any]]:
     """The page's records once every one keeps the contract; else raise ContractError.
 
     Each record is a JSON object with an `id` (non-empty string or integer) and an integer
-    `updated_at` at most MAX_SKEW seconds after `server_time` (the response's Date, when sent).
+    `updated_at` at most MAX_SKEW seconds after `server_time` (the response's Date, when sent),
+    which itself is at most MAX_AHEAD after `now` (this machine's clock).
     `dated`: a `date`, when present, is an integer too (the date-window planning reads it).
     """
+    local = time.time() if now is None else now
+    if server_time is not None and server_time > local + MAX_AHEAD:
+        raise ContractError(
+            endpoint,
+            f"its Date header ({server_time}) is {server_time - int(local)} s ahead of this machine's "
+            f"clock; at most {MAX_AHEAD} s is accepted",
+        )
     for position, item in enumerate(items, start=1):
         problem = _problem(item, server_time, dated)
         if problem is not None:

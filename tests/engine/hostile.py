@@ -17,9 +17,15 @@ Tamper = Callable[[httpx.Request, bytes], bytes | None]
 class Hostile:
     """Forwards every request to `sandbox` and lets `tamper` rewrite the body of a GET."""
 
-    def __init__(self, sandbox: Any, tamper: Tamper | None = None) -> None:
+    def __init__(
+        self,
+        sandbox: Any,
+        tamper: Tamper | None = None,
+        date: Callable[[httpx.Request], str | None] | None = None,
+    ) -> None:
         self.sandbox = sandbox
         self.tamper = tamper
+        self.date = date  # a Date header to send instead of the sandbox's, or None
         self.upstream = httpx.Client()
         self.passed: dict[str, list[list[Any]]] = {}  # list bodies passed on unchanged, per path
         self.originals: list[list[Any]] = []  # bodies before they were rewritten
@@ -36,6 +42,9 @@ class Hostile:
             if k.lower() not in ("content-length", "content-encoding")
         }
         path = request.url.path
+        forged = self.date(request) if self.date else None
+        if forged is not None:
+            headers["date"] = forged
         if request.method == "GET":
             changed = self.tamper(request, body) if self.tamper and upstream.status_code == 200 else None
             if changed is not None:

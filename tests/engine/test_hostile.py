@@ -102,6 +102,25 @@ def test_a_page_that_breaks_the_contract_fails_its_stream_and_nothing_of_it_is_u
     assert_csv_matches(sandbox, tmp_path / "out")
 
 
+def test_a_date_header_in_2100_moves_no_cursor(hostile_sandbox: Any, tmp_path: Path) -> None:
+    """A listing's last page sets the cursor to the response's Date: one from 2100 must not."""
+    settings = _settings(hostile_sandbox, tmp_path)
+    assert run_sync(settings).ok
+    _, before = _stored(tmp_path, "customers")
+    hostile = Hostile(
+        hostile_sandbox,
+        date=lambda r: "Fri, 01 Jan 2100 00:00:00 GMT" if r.url.path == "/customers" else None,
+    )
+    try:
+        report = run_sync(settings, client=hostile.client())
+    finally:
+        hostile.close()
+    error = report.streams["customers"].error
+    assert error is not None and error.startswith("GET /customers breaks the API contract: its Date header")
+    assert report.streams["invoices"].error is None
+    assert _stored(tmp_path, "customers")[1] == before
+
+
 def test_a_page_nested_past_the_parser_fails_its_stream_on_one_line(
     hostile_sandbox: Any, tmp_path: Path
 ) -> None:
