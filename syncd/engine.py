@@ -109,6 +109,11 @@ class SyncRun:
 
         return fetch
 
+    def _edge(self, stream: Stream, params: Mapping[str, str], sort: str) -> list[dict[str, Any]]:
+        """The first record of the stream in `sort` order, checked like any page."""
+        page = self.client.get_page(stream.path, {**params, "sort": sort, "per_page": "1"})
+        return check_page(stream.path, page.items, page.server_time, dated=True)
+
     def _windows(
         self, stream: Stream, params: Mapping[str, str], count: int
     ) -> list[tuple[str, dict[str, str]]]:
@@ -133,11 +138,6 @@ class SyncRun:
                 scope["end_date"] = str(edges[i] - 1)
             windows.append((f"w:{scope.get('start_date', '')}:{scope.get('end_date', '')}", scope))
         return windows
-
-    def _edge(self, stream: Stream, params: Mapping[str, str], sort: str) -> list[dict[str, Any]]:
-        """The first record of the stream in `sort` order, checked like any page."""
-        page = self.client.get_page(stream.path, {**params, "sort": sort, "per_page": "1"})
-        return check_page(stream.path, page.items, page.server_time, dated=True)
 
     def _plan(self, name: str, full: bool) -> list[_Walker]:
         stream = self._stream(name)
