@@ -310,7 +310,15 @@ _register_sandbox()
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    from syncd.failure import describe, store_name
+
+    try:
+        app()
+    except Exception as exc:  # the last resort: a full disk, a damaged store, a bug; never a traceback
+        store = store_name(State.config) if "sqlalchemy" in type(exc).__module__ else None
+        line = escape(describe(exc, store=store))
+        err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        sys.exit(2 if isinstance(exc, SyncdError) else 1)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from syncd import log, preflight
+from syncd.config_env import env_source, unreadable
 from syncd.errors import ConfigError
 
 DEFAULT_CONFIG = Path("syncd.toml")
@@ -176,11 +177,15 @@ def load_settings(path: Path | str | None = None, *, required: bool = False) -> 
         raise ConfigError("no such file", path=str(file))
     try:
         settings = Settings(**data, source=file.resolve() if file.exists() else None)
+    except SettingsError as exc:
+        raise unreadable(exc) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        env = env_source(first["loc"])
+        where = f"environment variable {env}" if env else str(file)
         # pydantic's message never contains the input value here, so no secret leaks.
-        raise ConfigError(f"{first['msg'].removeprefix('Value error, ')}{more}", path=str(file), key=_format_loc(first["loc"])) from None
+        raise ConfigError(f"{first['msg'].removeprefix('Value error, ')}{more}", path=where, key=_format_loc(first["loc"])) from None
     log.register_secret(settings.invoiced.api_key.get_secret_value())
     for section in settings.connectors.values():
         log.register_secret_fields(section)  # e.g. a HubSpot token, for `syncd status` too

@@ -27,7 +27,9 @@ from syncd.cursor import CursorWalk, WalkPage
 from syncd.deletions import Deletions
 from syncd.delivery import Delivery, StreamReport, Target, close_targets, open_targets, redeliver
 from syncd.errors import SyncdError
+from syncd.failure import FAILURES, describe
 from syncd.invoiced import InvoicedClient, Page
+from syncd.invoiced.contract import check_page
 from syncd.mapping import MappingSet
 from syncd.plugin import Record
 from syncd.progress import Progress
@@ -121,9 +123,17 @@ class SyncRun:
 
     def _fetcher(self, path: str) -> Callable[[Mapping[str, str], str | None], Page]:
         def fetch(params: Mapping[str, str], next_url: str | None) -> Page:
-            return self.client.get_page(next_url or path, None if next_url else params)
+            page = self.client.get_page(next_url or path, None if next_url else params)
+            # Where pages enter: a page that breaks the contract fails the walk before any of it is used.
+            page.items = check_page(path, page.items, page.server_time)
+            return page
 
         return fetch
+
+    def _edge(self, stream: Stream, params: Mapping[str, str], sort: str) -> list[dict[str, Any]]:
+        """The first record of the stream in `sort` order, checked like any page."""
+        page = self.client.get_page(stream.path, {**params, "sort": sort, "per_page": "1"})
+        return check_page(stream.path, page.items, page.server_time, dated=True)
 
     def _windows(
         self, stream: Stream, params: Mapping[str, str], count: int
@@ -131,8 +141,8 @@ class SyncRun:
         """Split a first full pass into date windows that together cover every date."""
         if count <= 1 or not stream.windowable:
             return [("", {})]
-        first = self.client.get_page(stream.path, {**params, "sort": "date asc", "per_page": "1"}).items
-        last = self.client.get_page(stream.path, {**params, "sort": "date desc", "per_page": "1"}).items
+        first = self._edge(stream, params, "date asc")
+        last = self._edge(stream, params, "date desc")
         if not first or not last or first[0].get("date") is None or last[0].get("date") is None:
             return [("", {})]
         low, high = int(first[0]["date"]), int(last[0]["date"])
@@ -259,9 +269,9 @@ class SyncRun:
         report.fetched += len(page.items)
         try:
             self.delivery.deliver(name, records, report)
-        except SyncdError as exc:
-            report.error = str(exc)
-            log.error("delivery.failed", stream=name, error=str(exc))
+        except FAILURES as exc:  # ours, a full disk, a broken store: the stream stops, the cursor stays
+            report.error = describe(exc)
+            log.error("delivery.failed", stream=name, error=report.error)
             return
         self.store.set_cursor(name, walker.partition, page.checkpoint)
         self.progress.advance(

@@ -25,7 +25,11 @@ def _no_constant(name: str) -> Any:
 
 def loads(content: bytes) -> Any:
     """Parse a JSON body once; numbers with a fraction become Decimal, never float (nor NaN)."""
-    return json.loads(content, parse_float=Decimal, parse_constant=_no_constant)
+    try:
+        return json.loads(content, parse_float=Decimal, parse_constant=_no_constant)
+    except RecursionError:
+        # A body nested past the parser's stack is junk like a cut one, not a crash.
+        raise ValueError("JSON nested too deeply") from None
 
 
 def dumps(data: Mapping[str, Any]) -> bytes:

@@ -458,6 +458,13 @@ class Sandbox:
                 except Exception:  # the editor must keep running
                     log.exception("sandbox.edit_failed")
 
+    def edit(self, rng: random.Random) -> bool:
+        """One random edit of the kind the background editor makes (tests tie edits to requests)."""
+        try:
+            return self._edit_once(rng)
+        except ApiProblem:  # e.g. deleting an invoice that has transactions
+            return False
+
     def _edit_once(self, rng: random.Random) -> bool:
         data = self.data
         roll = rng.random()

@@ -150,7 +150,7 @@ class DaemonProcess:
     def wait_event(
         self,
         name: str,
-        timeout: float = 20.0,
+        timeout: float = 60.0,
         where: Callable[[dict[str, Any]], bool] | None = None,
         after: int = 0,
     ) -> dict[str, Any]:
@@ -173,7 +173,7 @@ class DaemonProcess:
         with self._cond:
             return len(self.events)
 
-    def started(self, timeout: float = 30.0) -> DaemonProcess:
+    def started(self, timeout: float = 60.0) -> DaemonProcess:
         event = self.wait_event("daemon.started", timeout)
         self.port = int(event["health_port"])
         return self

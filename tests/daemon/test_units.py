@@ -52,10 +52,31 @@ def _daemon(**daemon: Any) -> Daemon:
     return Daemon(Settings(daemon={"failures_degraded": 3, "stale_cursor_after": 600, **daemon}))
 
 
-def test_health_degrades_on_repeated_failures_stale_cursors_and_store_loss() -> None:
+class WallClock:
+    """Stands in for `time` in the daemon: its wall clock moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> WallClock:
+    """The daemon's wall clock, frozen: ages and outages are what the test says, however slow it runs."""
+    fake = WallClock()
+    monkeypatch.setattr("syncd.daemon.service.time", fake)
+    return fake
+
+
+def test_health_degrades_on_repeated_failures_stale_cursors_and_store_loss(clock: WallClock) -> None:
     d = _daemon()
     d.jobs = {"invoices": Job("invoices", "pull", 60, "invoices"), "pushback": Job("pushback", "push", 60)}
-    d.jobs["invoices"].cursor_checkpointed = time.time()
+    d.jobs["invoices"].cursor_checkpointed = clock.now
     assert d.health() == (True, [], [])
     d.jobs["pushback"].failures, d.jobs["pushback"].last_error = 2, "HTTP 503"
     assert d.health()[0]
@@ -63,13 +84,13 @@ def test_health_degrades_on_repeated_failures_stale_cursors_and_store_loss() -> 
     healthy, reasons, _ = d.health()
     assert not healthy and reasons == ["job pushback failed 3 times in a row: HTTP 503"]
     d.jobs["pushback"].failures = 0
-    d.started_at = time.time() - 1000
-    d.jobs["invoices"].cursor_checkpointed = time.time() - 700
+    d.started_at = clock.now - 1000
+    d.jobs["invoices"].cursor_checkpointed = clock.now - 700
     healthy, reasons, _ = d.health()
-    assert not healthy and reasons[0].startswith("cursor of invoices has not advanced for 70")
+    assert not healthy and reasons[0].startswith("cursor of invoices has not advanced for 700 s")
     assert "daemon.stale_cursor_after = 600" in reasons[0]
-    d.jobs["invoices"].cursor_checkpointed = time.time()
-    d.store_down_since = time.time() - 30
+    d.jobs["invoices"].cursor_checkpointed = clock.now
+    d.store_down_since = clock.now - 30
     d.reload_warning = "config reload refused, ..."
     healthy, reasons, warnings = d.health()
     assert not healthy and reasons == ["checkpoint store unreachable for 30 s"]
@@ -85,7 +106,7 @@ def test_a_job_never_runs_twice_at_once_nor_during_backoff_nor_without_a_fresh_l
 
     def slow(job: Job) -> str:
         calls.append(job.name)
-        release.wait(10)
+        release.wait(60)
         job.running = False
         return "ok"
 
@@ -97,14 +118,14 @@ def test_a_job_never_runs_twice_at_once_nor_during_backoff_nor_without_a_fresh_l
     d.launch("invoices")
     d.launch("invoices")
     release.set()
-    d._threads["invoices"].join(5)
+    d._threads["invoices"].join(60)
     assert calls == ["invoices"]
     d.jobs["invoices"].not_before = time.monotonic() + 60
     d.launch("invoices")
     assert calls == ["invoices"]
     d.jobs["invoices"].not_before = 0.0
     d.launch("invoices")
-    d._threads["invoices"].join(5)
+    d._threads["invoices"].join(60)
     assert calls == ["invoices", "invoices"]
 
 
@@ -181,23 +202,36 @@ def _beating(d: Daemon, lease: FlakyLease) -> threading.Thread:
     return thread
 
 
-def test_store_unreachable_longer_than_configured_stops_with_exit_3() -> None:
+def _until(check: Any, what: str) -> None:
+    deadline = time.monotonic() + 60  # generous: returns as soon as `check` holds
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_store_unreachable_longer_than_configured_stops_with_exit_3(clock: WallClock) -> None:
     from syncd.daemon import EXIT_STORE
     from syncd.errors import StoreError
 
-    d = _daemon(store_unreachable_exit=1)
+    d = _daemon(store_unreachable_exit=60)
     lease = FlakyLease(StoreError("checkpoint store unreachable: connection refused"))
     thread = _beating(d, lease)
-    wait_until = time.monotonic() + 0.5
-    while time.monotonic() < wait_until and not d.stop_event.is_set():
-        time.sleep(0.05)
+    _until(lambda: lease.renewals >= 3, "three failed renewals")
     assert not d.stop_event.is_set()  # short blips are tolerated
     healthy, reasons, _ = d.health()
-    assert not healthy and reasons[0].startswith("checkpoint store unreachable for ")
+    assert not healthy and reasons == ["checkpoint store unreachable for 0 s"]
     assert d.metrics.get("syncd_store_up") == 0
-    thread.join(5)
+    clock.now += 59
+    seen = lease.renewals
+    _until(lambda: lease.renewals >= seen + 2, "two more failed renewals")
+    assert not d.stop_event.is_set()
+    clock.now += 1
+    thread.join(60)
     assert d.stop_event.is_set() and d.exit_code == EXIT_STORE
-    assert d.exit_reason is not None and "daemon.store_unreachable_exit = 1" in d.exit_reason
+    assert (
+        d.exit_reason is not None
+        and "unreachable for 60 s (daemon.store_unreachable_exit = 60)" in d.exit_reason
+    )
 
 
 def test_store_back_in_time_clears_the_outage() -> None:
@@ -206,16 +240,13 @@ def test_store_back_in_time_clears_the_outage() -> None:
     d = _daemon(store_unreachable_exit=60)
     lease = FlakyLease(StoreError("down"))
     thread = _beating(d, lease)
-    deadline = time.monotonic() + 5
-    while d.store_down_since is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _until(lambda: d.store_down_since is not None, "the outage to be noticed")
     lease.error = None
     renewed = lease.renewals
-    while lease.renewals < renewed + 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _until(lambda: lease.renewals >= renewed + 2, "two good renewals")
     assert d.store_down_since is None and d.metrics.get("syncd_store_up") == 1
     d.request_stop()
-    thread.join(5)
+    thread.join(60)
     assert d.exit_code == 0
 
 
@@ -225,5 +256,5 @@ def test_a_lease_taken_over_stops_the_daemon_with_exit_5() -> None:
 
     d = _daemon()
     thread = _beating(d, FlakyLease(LeaseLost("the daemon lease was taken over (now held by host b)")))
-    thread.join(5)
+    thread.join(60)
     assert d.exit_code == EXIT_LEASE_LOST and "host b" in (d.exit_reason or "")

@@ -329,9 +329,12 @@ def test_throttling_and_server_errors_are_retried_honouring_retry_after(
     make_sandbox: Any, store_url: str, tmp_path: Path
 ) -> None:
     # The token bucket answers 429 with Retry-After (>= 1 s); p429/p500 add bare 429s and 500s,
-    # the 500s on POST too (an unknown outcome: looked up, then reposted).
+    # the 500s on POST too (an unknown outcome: looked up, then reposted). The bucket starts
+    # with one token refilled every 10 s, so the second request is throttled however slow the
+    # machine (at 100/s a starved machine never emptied it); once that wait is asked, it
+    # refills at 100/s.
     sb = make_sandbox(
-        seed=5, customers=10, invoices=60, transactions=0, p429=0.2, p500=0.2, rate_limit=100, burst=3
+        seed=5, customers=10, invoices=60, transactions=0, p429=0.2, p500=0.2, rate_limit=0.1, burst=1
     )
     invoices = open_invoices(sb, 16)
     inbox = write_inbox(
@@ -346,6 +349,8 @@ def test_throttling_and_server_errors_are_retried_honouring_retry_after(
 
     def sleep(seconds: float) -> None:
         sleeps.append(seconds)
+        if seconds >= 1.0:
+            sb.knobs.rate_limit, sb.knobs.burst = 100, 3
         time.sleep(0.02)  # enough for the bucket to refill a token; the asked wait is recorded
 
     policy = RetryPolicy(attempts=10, budget=600, sleep=sleep)

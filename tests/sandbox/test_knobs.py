@@ -107,7 +107,11 @@ def test_concurrent_edits_move_data_within_shared_seconds(make_sandbox: Callable
     sb = make_sandbox(customers=20, invoices=300, transactions=80, edit_rate=400.0)
     wait_for(lambda: sb.stats.edits >= 150)
     sb.knobs.edit_rate = 0.0
-    events = sb.data.list("events")
+    # A burst under way when the knob drops goes on: read one consistent snapshot (each edit
+    # is atomic under the data lock), or a payment could land between the two lists below.
+    with sb.data.lock:
+        events = sb.data.list("events")
+        invoices, transactions = sb.data.list("invoices"), sb.data.list("transactions")
     kinds = {e["type"] for e in events}
     assert {"invoice.updated", "customer.updated", "invoice.created"} <= kinds
     assert any(k.endswith(".deleted") for k in kinds)
@@ -115,10 +119,10 @@ def test_concurrent_edits_move_data_within_shared_seconds(make_sandbox: Callable
     for e in events:
         per_second[e["timestamp"]] = per_second.get(e["timestamp"], 0) + 1
     assert max(per_second.values()) >= 20  # bursts: many edits in one second
-    for inv in sb.data.list("invoices"):  # amounts still add up
+    for inv in invoices:  # amounts still add up
         paid = sum(
             (t["amount"] if t["type"] == "payment" else -t["amount"])
-            for t in sb.data.list("transactions")
+            for t in transactions
             if t["invoice"] == inv["id"] and t["status"] == "succeeded"
         )
         assert inv["balance"] == inv["total"] - paid, inv["id"]
