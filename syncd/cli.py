@@ -14,6 +14,7 @@ from rich.table import Table
 from syncd import log
 from syncd.config import Settings, load_settings
 from syncd.errors import SyncdError
+from syncd.store.command import store_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 mappings_app = typer.Typer(no_args_is_help=True, help="Check and preview field mappings.")
 app.add_typer(mappings_app, name="mappings")
+app.add_typer(store_app, name="store")
 console = Console()
 err = Console(stderr=True)
 
