@@ -40,7 +40,7 @@ def _settings() -> Settings:
 
 def _fail(exc: BaseException) -> None:
     err.print(f"[bold red]error:[/] {escape(log.redact_text(str(exc)))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2 if isinstance(exc, SyncdError) else 1)
+    raise typer.Exit(getattr(exc, "exit_code", 2) if isinstance(exc, SyncdError) else 1)
 
 
 @app.callback()
@@ -59,13 +59,16 @@ def sync(
         list[str] | None, typer.Option("--stream", "-s", help="Only this stream (repeatable).")
     ] = None,
     full: Annotated[bool, typer.Option("--full", help="Ignore cursors: read everything again.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another sync or a daemon's pull is running, wait for it.")
+    ] = False,
 ) -> None:
-    """Run every enabled stream once."""
+    """Run every enabled stream once (exit 4 if another sync or the daemon is pulling)."""
     from syncd.engine import run_sync
 
     try:
         settings = _settings()
-        report = run_sync(settings, streams=stream or None, full=full, progress=sys.stderr.isatty())
+        report = run_sync(settings, streams=stream or None, full=full, progress=sys.stderr.isatty(), wait=wait)
     except SyncdError as exc:
         _fail(exc)
         return
@@ -187,12 +190,16 @@ def mappings_preview(
 
 
 @app.command()
-def push() -> None:
-    """Push external payments to Invoiced once and print a summary."""
+def push(
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another push (or the daemon's) is running, wait for it.")
+    ] = False,
+) -> None:
+    """Push external payments to Invoiced once and print a summary (exit 4 if another push runs)."""
     from syncd.pushback import run_push_command
 
     try:
-        code = run_push_command(_settings(), console)
+        code = run_push_command(_settings(), console, wait=wait)
     except SyncdError as exc:
         _fail(exc)
         return

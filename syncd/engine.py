@@ -12,6 +12,7 @@ nothing that is already delivered.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -351,10 +352,13 @@ def run_sync(
     store: Store | None = None,
     stop: threading.Event | None = None,
     mappings: Mapping[str, MappingSet] | None = None,
+    wait: bool = False,
 ) -> SyncReport:
     """Run every enabled stream (or `streams`) once; returns what happened.
 
     `mappings` (by connector name) lets a daemon keep using the last valid mapping files.
+    On its own store the run holds the store's pull lease (LeaseHeld, or waits with `wait`);
+    a caller that passes `store` (the daemon) holds it itself.
     """
     enabled = settings.streams.enabled()
     names = [n for n in (list(enabled) if streams is None else streams) if n in enabled]
@@ -363,6 +367,15 @@ def run_sync(
         raise SyncdError(f"unknown stream {unknown[0]!r}; streams: {', '.join(STREAMS)}")
     own_store = store is None
     store = store or Store.open(settings.store_url())
+    lease = contextlib.ExitStack()
+    if own_store:
+        stop = stop or threading.Event()
+        lease.callback(store.close)
+        try:
+            lease.enter_context(pull_lease(settings, store, stop, wait=wait))
+        except BaseException:
+            lease.close()  # refused: close the store, record no run
+            raise
     own_client = client is None
     client = client or connect(settings)
     run_id = store.start_run("sync")
@@ -382,8 +395,32 @@ def run_sync(
     finally:
         if own_client:
             client.close()
-        if own_store:
-            store.close()
+        lease.close()
+
+
+def pull_lease(
+    settings: Settings,
+    store: Store,
+    stop: threading.Event,
+    *,
+    wait: bool = False,
+    role: str = "syncd sync",
+    on_lost: Callable[[str], None] | None = None,
+) -> contextlib.AbstractContextManager[object]:
+    """Hold the store's pull lease (see syncd/store/lease.py): pulls and the renders of
+    connector files happen under it. Losing it stops the run at a page end (or `on_lost`)."""
+    from syncd.store.lease import PULL, holding
+
+    return holding(
+        store.engine,
+        PULL,
+        ttl=settings.daemon.lock_ttl,
+        role=role,
+        wait=wait,
+        stop=stop,
+        on_lost=on_lost or (lambda _reason: stop.set()),
+        hint="try again later, or pass --wait" if on_lost is None else "",
+    )
 
 
 def connect(settings: Settings) -> InvoicedClient:

@@ -55,11 +55,12 @@ def print_report(report: PushReport, console: Console) -> None:
         console.print(f"[bold red]stopped:[/] {escape(report.error)}", highlight=False)
 
 
-def run_push_command(settings: Settings, console: Console) -> int:
-    """Run the push-back once, print the summary, return the exit code (see `exit_code`)."""
+def run_push_command(settings: Settings, console: Console, *, wait: bool = False) -> int:
+    """Run the push-back once, print the summary, return the exit code (see `exit_code`).
+    Raises LeaseHeld (exit 4) when another push holds the store's push lease and `wait` is off."""
     if not settings.pushback.enabled:
         console.print(escape("push-back is disabled ([pushback] enabled = false): nothing done"))
         return EXIT_OK
-    report = run_push(settings)
+    report = run_push(settings, wait=wait)
     print_report(report, console)
     return exit_code(report)

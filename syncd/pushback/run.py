@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import structlog
@@ -33,12 +34,20 @@ def run_push(
     store: Store | None = None,
     client: InvoicedClient | None = None,
     connectors: Sequence[Connector] | None = None,
+    wait: bool = False,
 ) -> PushReport:
-    """Push every external payment once; recorded as a `push` run in the store."""
+    """Push every external payment once; recorded as a `push` run in the store.
+
+    On its own store the run holds the store's push lease (LeaseHeld, or waits with `wait`);
+    a caller that passes `store` (the daemon) holds it itself.
+    """
     own_store, own_client = store is None, client is None
     if store is None:
         store = Store.open(settings.store_url())
+    lease = contextlib.ExitStack()
     try:
+        if own_store:
+            lease.enter_context(push_lease(settings, store, wait=wait))
         if client is None:
             from syncd.engine import connect
 
@@ -58,5 +67,22 @@ def run_push(
     finally:
         if own_client and client is not None:
             client.close()
+        lease.close()
         if own_store:
             store.close()
+
+
+def push_lease(
+    settings: Settings, store: Store, *, wait: bool = False, role: str = "syncd push"
+) -> contextlib.AbstractContextManager[object]:
+    """Hold the store's push lease (see syncd/store/lease.py): one pusher per store at a time."""
+    from syncd.store.lease import PUSH, holding
+
+    return holding(
+        store.engine,
+        PUSH,
+        ttl=settings.daemon.lock_ttl,
+        role=role,
+        wait=wait,
+        hint="try again later, or pass --wait",
+    )

@@ -46,6 +46,13 @@ def sandbox(
     edit_rate: Annotated[
         float, typer.Option(help="Background edits per second (updates, creates, deletes).", min=0)
     ] = 0.0,
+    honour_idempotency: Annotated[
+        bool,
+        typer.Option(
+            "--honour-idempotency/--ignore-idempotency",
+            help="Replay a repeated Idempotency-Key (default) or apply every POST as new.",
+        ),
+    ] = True,
     api_key: Annotated[
         str | None, typer.Option(help="API key to accept (default: derived from the seed).")
     ] = None,
@@ -65,6 +72,7 @@ def sandbox(
         burst=burst,
         strict_pages=strict_pages,
         edit_rate=edit_rate,
+        honour_idempotency=honour_idempotency,
         api_key=api_key,
     )
     serve(config, host, port)

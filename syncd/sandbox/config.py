@@ -27,6 +27,7 @@ class SandboxConfig:
     burst: int = 10  # token bucket size
     strict_pages: bool = False  # page N needs page N-1 of the same query served shortly before
     edit_rate: float = 0.0  # background edits per second
+    honour_idempotency: bool = True  # False: every POST is applied, Idempotency-Key or not
     api_key: str | None = None  # None: a deterministic key derived from the seed
 
     def key(self) -> str:
@@ -49,6 +50,7 @@ class Knobs:
     edit_rate: float = 0.0
     rate_limit: float | None = None
     burst: int = 10
+    honour_idempotency: bool = True
 
     @classmethod
     def from_config(cls, cfg: SandboxConfig) -> Knobs:
@@ -63,6 +65,7 @@ class Knobs:
             edit_rate=cfg.edit_rate,
             rate_limit=cfg.rate_limit,
             burst=cfg.burst,
+            honour_idempotency=cfg.honour_idempotency,
         )
 
 
