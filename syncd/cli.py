@@ -14,7 +14,6 @@ from rich.table import Table
 from syncd import log
 from syncd.config import Settings, load_settings
 from syncd.errors import SyncdError
-from syncd.store.command import store_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -23,6 +22,7 @@ app = typer.Typer(
 )
 mappings_app = typer.Typer(no_args_is_help=True, help="Check and preview field mappings.")
 app.add_typer(mappings_app, name="mappings")
+store_app = typer.Typer(no_args_is_help=True, help="The checkpoint store: schema upgrades.")
 app.add_typer(store_app, name="store")
 console = Console()
 err = Console(stderr=True)
@@ -68,7 +68,9 @@ def sync(
 
     try:
         settings = _settings()
-        report = run_sync(settings, streams=stream or None, full=full, progress=sys.stderr.isatty(), wait=wait)
+        report = run_sync(
+            settings, streams=stream or None, full=full, progress=sys.stderr.isatty(), wait=wait
+        )
     except SyncdError as exc:
         _fail(exc)
         return
@@ -204,6 +206,21 @@ def push(
         _fail(exc)
         return
     raise typer.Exit(code)
+
+
+@store_app.command("upgrade")
+def store_upgrade(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the revisions and SQL that would run; change nothing.")
+    ] = False,
+) -> None:
+    """Migrate the store's schema to this syncd's newest revision (every command does at start)."""
+    from syncd.store.command import upgrade_report
+
+    try:
+        upgrade_report(_settings().store_url(), console, dry_run=dry_run)
+    except SyncdError as exc:
+        _fail(exc)
 
 
 @app.command()

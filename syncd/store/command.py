@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
 from rich.console import Console
 from rich.markup import escape
 
-from syncd.errors import StoreError
 from syncd.store.database import _normalise, make_engine, redact_url
 from syncd.store.migrate import BASELINE, head, migrate, pending, upgrade_sql
-
-store_app = typer.Typer(no_args_is_help=True, help="The checkpoint store: schema upgrades.")
 
 
 def upgrade_report(url: str, console: Console, *, dry_run: bool) -> None:
@@ -44,22 +38,3 @@ def upgrade_report(url: str, console: Console, *, dry_run: bool) -> None:
             console.print("another process upgraded the store meanwhile: nothing left to do", highlight=False)
     finally:
         engine.dispose()
-
-
-@store_app.command("upgrade")
-def upgrade(
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the revisions and SQL that would run; change nothing.")
-    ] = False,
-) -> None:
-    """Migrate the checkpoint store's schema to this syncd's newest revision.
-
-    Every syncd command does this at start; run it by hand to see (--dry-run) or apply an
-    upgrade at a time of your choosing.
-    """
-    from syncd.cli import _fail, _settings, console
-
-    try:
-        upgrade_report(_settings().store_url(), console, dry_run=dry_run)
-    except StoreError as exc:
-        _fail(exc)

@@ -117,7 +117,9 @@ def test_references_are_indexed_and_changed_referred_records_are_due(store_url: 
     assert store.dependents_due("customers") == ["7"]
     store.clear_dependents_due("customers", ["7"])
     assert store.dependents_due("customers") == []
-    assert store.get_raw_many("invoices", ["1", "9"]) == {"1": (content_hash(invoices[0].data), {"id": 1, "customer": 7})}
+    assert store.get_raw_many("invoices", ["1", "9"]) == {
+        "1": (content_hash(invoices[0].data), {"id": 1, "customer": 7})
+    }
     store.close()
 
 
@@ -152,7 +154,13 @@ def test_raw_referring_hashed_gives_each_record_its_content_hash(store_url: str)
 @given(
     st.dictionaries(
         st.text(max_size=8),
-        st.one_of(st.none(), st.booleans(), st.integers(), st.text(), st.decimals(allow_nan=False, allow_infinity=False)),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.text(),
+            st.decimals(allow_nan=False, allow_infinity=False),
+        ),
         max_size=6,
     )
 )
