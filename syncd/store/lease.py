@@ -12,7 +12,8 @@ processes racing for a stale lease exactly one wins, on SQLite and on PostgreSQL
             push-back job
 
 A process that finds a lease held refuses with one line naming the holder, or waits for it
-(`--wait`); a daemon job that finds it held is skipped until its next turn.
+(`--wait`); a daemon job that finds it held is skipped until its next turn. A pull or push
+lease whose holder was a process of this host that no longer exists is taken over at once.
 
 Expiry is judged by the clock of the process that wants the lease: hosts sharing a
 PostgreSQL store should keep their clocks in sync (NTP) to well within `lock_ttl`.
@@ -49,6 +50,15 @@ EXIT_BUSY = 4  # the exit status of a command refused because another process ho
 def _reason(exc: SQLAlchemyError) -> str:
     # The driver's own message: SQLAlchemy's wrapper adds the SQL and parameters.
     return str(getattr(exc, "orig", None) or exc).strip()
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace (Linux), so that two containers sharing a host name never
+    judge each other's pids; "-" elsewhere."""
+    try:
+        return os.readlink("/proc/self/ns/pid").strip("pid:[]") or "-"
+    except OSError:
+        return "-"
 
 
 def _when(ts: float) -> str:
@@ -111,6 +121,7 @@ class Lease:
         host: str | None = None,
         pid: int | None = None,
         role: str = "syncd daemon",
+        reclaim_dead: bool = False,
     ) -> None:
         self.engine = engine
         self.ttl = ttl
@@ -119,8 +130,10 @@ class Lease:
         self.host = host or socket.gethostname()
         self.pid = os.getpid() if pid is None else pid
         # Unique per process start: a restarted daemon that reuses a pid is still a new holder.
-        # The role goes last, so that a refused process can say what holds the lease.
-        self.holder = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:12]}:{role}"[:200]
+        # Then the pid namespace (to tell whether a pid on this host is ours to check), and the
+        # role last, so that a refused process can say what holds the lease.
+        self.holder = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:12]}.{_pid_namespace()}:{role}"[:200]
+        self.reclaim_dead = reclaim_dead
         self.since: float | None = None
 
     def current(self) -> Holder | None:
@@ -133,6 +146,20 @@ class Lease:
                 f"checkpoint store unreachable reading the {self.name} lease: {_reason(exc)}"
             ) from None
         return Holder.from_row(row) if row else None
+
+    def _dead(self, seen: Holder) -> bool:
+        """True when the holder was a process of this host (same pid namespace) that is gone:
+        its lease need not run out. A reused pid looks alive: then the lease runs out as usual."""
+        parts = seen.holder.split(":", 3)
+        if seen.host != self.host or len(parts) < 3 or not parts[2].endswith("." + _pid_namespace()):
+            return False
+        try:
+            os.kill(seen.pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # EPERM: alive, another user's
+            return False
+        return False
 
     def acquire(self) -> Holder | None:
         """Take the lease; returns the stale holder it replaced, if any. Raises LeaseHeld."""
@@ -160,7 +187,8 @@ class Lease:
             seen = self.current()
             if seen is None:
                 continue  # released meanwhile: try the insert again
-            if seen.holder != self.holder and seen.expires_at > now:
+            dead = self.reclaim_dead and self._dead(seen)
+            if seen.holder != self.holder and seen.expires_at > now and not dead:
                 raise LeaseHeld(seen, self.name)
             # Compare-and-swap on the exact row we saw: of two racers only one matches.
             stmt = (
@@ -170,7 +198,7 @@ class Lease:
                         LOCK.c.name == self.name,
                         LOCK.c.holder == seen.holder,
                         LOCK.c.expires_at == seen.expires_at,
-                        LOCK.c.expires_at <= now,
+                        *(() if dead else (LOCK.c.expires_at <= now,)),
                     )
                 )
                 .values(
@@ -263,7 +291,9 @@ def holding(
     released at the end. Raises LeaseHeld (ending with `hint`) when another process holds it
     and `wait` is off.
     `on_lost` is called (from the renewing thread) if another process took the lease over."""
-    lease = Lease(engine, ttl=ttl, name=name, role=role)
+    # A run killed on this host (kill -9, OOM) leaves its row: the next run need not wait
+    # for it to run out. The daemon's own lease keeps the documented lock_ttl take-over.
+    lease = Lease(engine, ttl=ttl, name=name, role=role, reclaim_dead=True)
     try:
         if wait:
             lease.acquire_waiting(stop)

@@ -156,8 +156,9 @@ def migrate(engine: Engine) -> list[str]:
                 {"v": str(SCHEMA_VERSION)},
             )
         conn.commit()
-    if todo or current.legacy:
-        log.info("store.migrated", stamped=BASELINE if current.legacy else None, applied=[r for r, _ in todo])
+    # Creating a new store is routine; upgrading one that holds data is worth a line.
+    report = log.info if current.revision or current.legacy else log.debug
+    report("store.migrated", stamped=BASELINE if current.legacy else None, applied=[r for r, _ in todo])
     return [rev for rev, _ in todo]
 
 

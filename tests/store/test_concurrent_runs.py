@@ -22,7 +22,7 @@ from syncd.status import outbox_counts
 from syncd.store import Store
 from syncd.store.lease import EXIT_BUSY
 from syncd.store.migrate import head
-from tests.daemon.helpers import DaemonProcess, wait_for, write_config, write_mapping
+from tests.daemon.helpers import DaemonProcess, wait_for
 from tests.engine.helpers import CSV_MAPPING, assert_csv_matches
 from tests.pushback.helpers import open_invoices, pushed, toml, write_inbox
 
@@ -180,24 +180,20 @@ def test_push_processes_at_once_post_every_payment_exactly_once_without_idempote
         _assert_once(sb, rows, store_url)
 
 
-def test_daemon_and_push_processes_post_every_payment_exactly_once(
+def test_a_daemon_beside_manual_syncs_and_pushes_leaves_exact_files_and_posts_once(
     make_sandbox: Any, store_url: str, tmp_path: Path
 ) -> None:
-    sb = make_sandbox(customers=6, invoices=60, transactions=0, honour_idempotency=False, latency=0.005)
+    sb = make_sandbox(customers=6, invoices=40, transactions=10, honour_idempotency=False, latency=0.005)
     invoices = open_invoices(sb, 16)
-    inbox, mapping = tmp_path / "payments.csv", tmp_path / "map.toml"
-    write_mapping(mapping)
-    write_inbox(inbox, [])
-    config = write_config(
-        tmp_path / "syncd.toml",
+    inbox = write_inbox(tmp_path / "payments.csv", [])
+    every = {f"{name}_every": 2 for name in ("customers", "invoices", "transactions")}
+    config = _config(
         sb,
-        store=store_url,
-        out=tmp_path / "out",
-        mapping=mapping,
-        pushback=True,
-        inbox=inbox,
-        # Each job runs once at start; after that only the push-back, every second.
-        daemon={"lock_ttl": 30, "customers_every": 3600, "invoices_every": 3600, "transactions_every": 3600},
+        store_url,
+        tmp_path,
+        csv={"inbox": str(inbox), "render_every": 0.0},
+        pushback={"enabled": True, "lookup_grace": 0.0},
+        daemon={"health_port": 0, "lock_ttl": 30, "pushback_every": 1, **every},
     )
     daemon = DaemonProcess(config).started()
     rows: list[dict[str, Any]] = []
@@ -206,8 +202,11 @@ def test_daemon_and_push_processes_post_every_payment_exactly_once(
             mark = daemon.mark()
             rows += _payments(sb, invoices[round_ * 8 : round_ * 8 + 8], f"D{round_}-")
             write_inbox(inbox, rows)
-            # The daemon's push-back job (every second) and two manual pushes, at once.
-            _assert_clean(_together(config, [["push", "--wait"]]), "push")
+            customer = sb.data.list("customers")[round_]
+            sb.data.update("customers", customer["id"], {"name": f"{customer['name']} d{round_}"})
+            # The daemon's jobs and a manual sync and push, at once; the manual ones wait their turn.
+            _assert_clean(_together(config, [["sync", "--wait"], ["push", "--wait"]]), "pull")
+            assert_csv_matches(sb, tmp_path / "out")
             daemon.wait_event(
                 "job.run",
                 timeout=60,

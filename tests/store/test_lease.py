@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
 import threading
 from decimal import Decimal
 
@@ -114,3 +116,22 @@ def test_the_sandbox_can_ignore_idempotency_keys(make_sandbox: type[Sandbox]) ->
             t for t in sb.data.list("transactions") if t["invoice"] == inv["id"] and t["method"] == "wire"
         ]
         assert len(made) == expected
+
+
+def test_a_lease_left_by_a_killed_local_run_is_taken_over_at_once(store_url: str) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid no longer exists
+    store = Store.open(store_url)
+    try:
+        for name in (PULL, PUSH, "daemon"):
+            Lease(store.engine, ttl=600, name=name, pid=gone.pid, role="syncd sync").acquire()
+        with holding(store.engine, PULL, ttl=30, role="syncd sync"):  # the dead run's lease: taken
+            pass
+        with pytest.raises(LeaseHeld):  # the daemon lease keeps its documented lock_ttl take-over
+            Lease(store.engine, ttl=30).acquire()
+        alive = Lease(store.engine, ttl=600, name="other", role="syncd sync")
+        alive.acquire()  # a live process (this one) is never taken over before expiry
+        with pytest.raises(LeaseHeld):
+            Lease(store.engine, ttl=30, name="other", reclaim_dead=True).acquire()
+    finally:
+        store.close()
