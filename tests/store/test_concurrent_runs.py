@@ -165,14 +165,14 @@ def test_push_processes_at_once_post_every_payment_exactly_once_without_idempote
     make_sandbox: Any, store_url: str, tmp_path: Path
 ) -> None:
     sb = make_sandbox(customers=10, invoices=80, transactions=0, honour_idempotency=False, latency=0.005)
-    invoices = open_invoices(sb, 16)
+    invoices = open_invoices(sb, 18)
     inbox = tmp_path / "payments.csv"
     config = _config(
         sb, store_url, tmp_path, csv={"inbox": str(inbox)}, pushback={"enabled": True, "lookup_grace": 0.0}
     )
     rows: list[dict[str, Any]] = []
-    for round_ in range(2):
-        rows += _payments(sb, invoices[round_ * 8 : round_ * 8 + 8], f"R{round_}-")
+    for round_ in range(3):
+        rows += _payments(sb, invoices[round_ * 6 : round_ * 6 + 6], f"R{round_}-")
         write_inbox(inbox, rows)
         results = _together(config, [["push"], ["push", "--wait"]])
         _assert_clean(results, "push")  # exit 3 (rejections) fails here
