@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from alembic import command
@@ -94,6 +95,31 @@ def test_a_store_of_the_previous_schema_is_stamped_and_upgraded_with_its_data(st
     finally:
         store.close()
     Store.open(store_url).close()  # and opens again without migrating anything
+
+
+def test_a_sqlite_store_made_by_the_previous_syncd_is_upgraded(tmp_path: Path) -> None:
+    """fixtures/v1_store.sql: `sqlite3 .dump` of a store the syncd before migrations created
+    (its models.py, `create_all`, `schema_version` 1) with a few rows of every kind."""
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript((Path(__file__).parent / "fixtures" / "v1_store.sql").read_text(encoding="utf-8"))
+    store = Store.open(f"sqlite:///{path}")
+    try:
+        assert store.get_raw("customers", "2") == {"id": 2, "name": "Customer 2"}
+        assert store.cursors("customers") == {"": 99}
+        assert store.get_meta("mapping:csv") == "abc123"
+        assert [r.status for r in store.recent_runs()] == ["ok"]
+        assert store.get_meta("schema_version") == "2"
+        with store.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == head()
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+            )
+        assert diff == []  # upgraded to exactly today's schema
+        run = store.start_run("sync")
+        assert run == 2  # the id sequence goes on
+    finally:
+        store.close()
 
 
 def _config(tmp_path: Path, store_url: str) -> Path:
