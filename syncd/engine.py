@@ -31,6 +31,7 @@ from syncd.mapping import MappingSet
 from syncd.plugin import Record
 from syncd.progress import Progress
 from syncd.store import Store
+from syncd.store.lease import PULL, WAIT_HINT, holding
 from syncd.streams import STREAMS, Stream
 
 log = structlog.get_logger(__name__)
@@ -369,10 +370,21 @@ def run_sync(
     store = store or Store.open(settings.store_url())
     lease = contextlib.ExitStack()
     if own_store:
-        stop = stop or threading.Event()
+        halt = stop = stop or threading.Event()
         lease.callback(store.close)
         try:
-            lease.enter_context(pull_lease(settings, store, stop, wait=wait))
+            # Losing the lease (another process took it over) stops the run at a page end.
+            lease.enter_context(
+                holding(
+                    store.engine,
+                    PULL,
+                    ttl=settings.daemon.lock_ttl,
+                    role="syncd sync",
+                    wait=wait,
+                    on_lost=lambda _reason: halt.set(),
+                    hint=WAIT_HINT,
+                )
+            )
         except BaseException:
             lease.close()  # refused: close the store, record no run
             raise
@@ -396,31 +408,6 @@ def run_sync(
         if own_client:
             client.close()
         lease.close()
-
-
-def pull_lease(
-    settings: Settings,
-    store: Store,
-    stop: threading.Event,
-    *,
-    wait: bool = False,
-    role: str = "syncd sync",
-    on_lost: Callable[[str], None] | None = None,
-) -> contextlib.AbstractContextManager[object]:
-    """Hold the store's pull lease (see syncd/store/lease.py): pulls and the renders of
-    connector files happen under it. Losing it stops the run at a page end (or `on_lost`)."""
-    from syncd.store.lease import PULL, holding
-
-    return holding(
-        store.engine,
-        PULL,
-        ttl=settings.daemon.lock_ttl,
-        role=role,
-        wait=wait,
-        stop=stop,
-        on_lost=on_lost or (lambda _reason: stop.set()),
-        hint="try again later, or pass --wait" if on_lost is None else "",
-    )
 
 
 def connect(settings: Settings) -> InvoicedClient:

@@ -34,7 +34,7 @@ from syncd.daemon.metrics import Metrics
 from syncd.errors import StoreError, SyncdError
 from syncd.invoiced import InvoicedClient, RetryPolicy
 from syncd.store import Store, redact_url
-from syncd.store.lease import Lease, LeaseHeld, LeaseLost
+from syncd.store.lease import PULL, PUSH, Lease, LeaseHeld, LeaseLost, holding
 
 log = structlog.get_logger(__name__)
 
@@ -452,17 +452,17 @@ class Daemon:
     def _pull(
         self, job: Job, loaded: reload_mod.Loaded, client: InvoicedClient
     ) -> tuple[dict[str, Any], str | None]:
-        from syncd.engine import pull_lease, run_sync
+        from syncd.engine import run_sync
 
         assert job.stream is not None
         assert self.store is not None
         with (
             self._pulling(),
             # Per job, not for the daemon's life: a manual `syncd sync` fits between two pulls.
-            pull_lease(
-                loaded.settings,
-                self.store,
-                self.stop_event,
+            holding(
+                self.store.engine,
+                PULL,
+                ttl=loaded.settings.daemon.lock_ttl,
                 role="syncd daemon",
                 on_lost=lambda reason: self._fatal(EXIT_LEASE_LOST, f"stopping: {reason}"),
             ),
@@ -497,10 +497,9 @@ class Daemon:
 
     def _push(self, loaded: reload_mod.Loaded, client: InvoicedClient) -> tuple[dict[str, Any], str | None]:
         from syncd.pushback import run_push
-        from syncd.pushback.run import push_lease
 
         assert self.store is not None
-        with push_lease(loaded.settings, self.store, role="syncd daemon"):
+        with holding(self.store.engine, PUSH, ttl=loaded.settings.daemon.lock_ttl, role="syncd daemon"):
             report = run_push(loaded.settings, store=self.store, client=client)
         counts = {str(k): int(v) for k, v in dict(report.counts).items()}
         for outcome, n in counts.items():

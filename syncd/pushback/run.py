@@ -13,6 +13,7 @@ from syncd.plugin import Connector
 from syncd.pushback.outbox import Outbox
 from syncd.pushback.push import Pusher, PushReport
 from syncd.store import Store
+from syncd.store.lease import PUSH, WAIT_HINT, holding
 
 log = structlog.get_logger("syncd.pushback")
 
@@ -47,7 +48,10 @@ def run_push(
     lease = contextlib.ExitStack()
     try:
         if own_store:
-            lease.enter_context(push_lease(settings, store, wait=wait))
+            ttl = settings.daemon.lock_ttl
+            lease.enter_context(
+                holding(store.engine, PUSH, ttl=ttl, role="syncd push", wait=wait, hint=WAIT_HINT)
+            )
         if client is None:
             from syncd.engine import connect
 
@@ -70,19 +74,3 @@ def run_push(
         lease.close()
         if own_store:
             store.close()
-
-
-def push_lease(
-    settings: Settings, store: Store, *, wait: bool = False, role: str = "syncd push"
-) -> contextlib.AbstractContextManager[object]:
-    """Hold the store's push lease (see syncd/store/lease.py): one pusher per store at a time."""
-    from syncd.store.lease import PUSH, holding
-
-    return holding(
-        store.engine,
-        PUSH,
-        ttl=settings.daemon.lock_ttl,
-        role=role,
-        wait=wait,
-        hint="try again later, or pass --wait",
-    )

@@ -45,6 +45,7 @@ LOCK: Table = Lock.__table__  # type: ignore[attr-defined]
 DEFAULT_NAME = "daemon"
 PULL, PUSH = "pull", "push"
 EXIT_BUSY = 4  # the exit status of a command refused because another process holds a lease
+WAIT_HINT = "try again later, or pass --wait"
 
 
 def _reason(exc: SQLAlchemyError) -> str:
