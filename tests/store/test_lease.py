@@ -135,3 +135,28 @@ def test_a_lease_left_by_a_killed_local_run_is_taken_over_at_once(store_url: str
             Lease(store.engine, ttl=30, name="other", reclaim_dead=True).acquire()
     finally:
         store.close()
+
+
+def test_a_daemon_job_that_finds_a_manual_run_holding_the_lease_is_busy_not_failed(store_url: str) -> None:
+    from syncd.config import Settings
+    from syncd.daemon import Daemon
+    from syncd.daemon import reload as reload_mod
+    from syncd.daemon.jobs import Job
+
+    settings = Settings(store={"url": store_url}, pushback={"enabled": True})
+    d = Daemon(settings)
+    d.loaded = reload_mod.Loaded(settings, {}, ())
+    d.store = Store.open(store_url)
+    d.client = object()  # type: ignore[assignment]  # never used: the job stops at the lease
+    try:
+        jobs = [Job("invoices", "pull", 60, "invoices"), Job("pushback", "push", 60)]
+        with (
+            holding(d.store.engine, PULL, ttl=30, role="syncd sync"),
+            holding(d.store.engine, PUSH, ttl=30, role="syncd push"),
+        ):
+            for job in jobs:
+                assert d.run_job(job) == "busy"
+                assert job.failures == 0 and job.not_before == 0.0  # no back-off: next turn
+        assert d.metrics.get("syncd_job_runs_total", outcome="busy", job="invoices") == 1
+    finally:
+        d.store.close()
