@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 mappings_app = typer.Typer(no_args_is_help=True, help="Check and preview field mappings.")
 app.add_typer(mappings_app, name="mappings")
+store_app = typer.Typer(no_args_is_help=True, help="The checkpoint store: schema upgrades.")
+app.add_typer(store_app, name="store")
 console = Console()
 err = Console(stderr=True)
 
@@ -39,7 +41,7 @@ def _settings() -> Settings:
 
 def _fail(exc: BaseException) -> None:
     err.print(f"[bold red]error:[/] {escape(log.redact_text(str(exc)))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2 if isinstance(exc, SyncdError) else 1)
+    raise typer.Exit(getattr(exc, "exit_code", 2) if isinstance(exc, SyncdError) else 1)
 
 
 @app.callback()
@@ -63,15 +65,18 @@ def sync(
         list[str] | None, typer.Option("--stream", "-s", help="Only this stream (repeatable).")
     ] = None,
     full: Annotated[bool, typer.Option("--full", help="Ignore cursors: read everything again.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another sync or a daemon's pull is running, wait for it.")
+    ] = False,
 ) -> None:
-    """Run every enabled stream once."""
+    """Run every enabled stream once (exit 4 if another sync or the daemon is pulling)."""
     from syncd.engine import run_sync
     from syncd.summary import print_summary
 
     try:
         settings = _settings()
         preflight.check(settings)
-        report = run_sync(settings, streams=stream or None, full=full, progress=State.output.live)
+        report = run_sync(settings, streams=stream or None, full=full, progress=State.output.live, wait=wait)
     except SyncdError as exc:
         _fail(exc)
         return
@@ -239,20 +244,39 @@ def mappings_preview(
 
 
 @app.command()
-def push() -> None:
-    """Push external payments to Invoiced once and print a summary."""
+def push(
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another push (or the daemon's) is running, wait for it.")
+    ] = False,
+) -> None:
+    """Push external payments to Invoiced once and print a summary (exit 4 if another push runs)."""
     from syncd.pushback import run_push_command
 
     try:
         settings = _settings()
         preflight.check(settings)
-        code = run_push_command(settings, console, live=State.output.live)
+        code = run_push_command(settings, console, live=State.output.live, wait=wait)
     except SyncdError as exc:
         _fail(exc)
         return
     if State.output.logfile is not None:
         console.print(f"log: {escape(str(State.output.logfile))}", style="dim", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+@store_app.command("upgrade")
+def store_upgrade(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the revisions and SQL that would run; change nothing.")
+    ] = False,
+) -> None:
+    """Migrate the store's schema to this syncd's newest revision (every command does at start)."""
+    from syncd.store.command import upgrade_report
+
+    try:
+        upgrade_report(_settings().store_url(), console, dry_run=dry_run)
+    except SyncdError as exc:
+        _fail(exc)
 
 
 @app.command()

@@ -12,6 +12,7 @@ nothing that is already delivered.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -35,6 +36,7 @@ from syncd.plugin import Record
 from syncd.progress import Progress
 from syncd.scope import ScopeKeeper
 from syncd.store import Store
+from syncd.store.lease import PULL, WAIT_HINT, holding
 from syncd.streams import STREAMS, Stream
 from syncd.summary import destinations
 
@@ -363,11 +365,14 @@ def run_sync(
     store: Store | None = None,
     stop: threading.Event | None = None,
     mappings: Mapping[str, MappingSet] | None = None,
+    wait: bool = False,
 ) -> SyncReport:
     """Run every enabled stream (or `streams`) once; returns what happened.
 
     `mappings` (by connector name) lets a daemon keep using the last valid mapping files;
     `progress` is True for a live view of this run, or a view that outlives it (a daemon's).
+    On its own store the run holds the store's pull lease (LeaseHeld, or waits with `wait`);
+    a caller that passes `store` (the daemon) holds it itself.
     """
     enabled = settings.streams.enabled()
     names = [n for n in (list(enabled) if streams is None else streams) if n in enabled]
@@ -376,6 +381,26 @@ def run_sync(
         raise SyncdError(f"unknown stream {unknown[0]!r}; streams: {', '.join(STREAMS)}")
     own_store = store is None
     store = store or Store.open(settings.store_url())
+    lease = contextlib.ExitStack()
+    if own_store:
+        halt = stop = stop or threading.Event()
+        lease.callback(store.close)
+        try:
+            # Losing the lease (another process took it over) stops the run at a page end.
+            lease.enter_context(
+                holding(
+                    store.engine,
+                    PULL,
+                    ttl=settings.daemon.lock_ttl,
+                    role="syncd sync",
+                    wait=wait,
+                    on_lost=lambda _reason: halt.set(),
+                    hint=WAIT_HINT,
+                )
+            )
+        except BaseException:
+            lease.close()  # refused: close the store, record no run
+            raise
     own_client = client is None
     client = client or connect(settings)
     run_id = store.start_run("sync")
@@ -402,8 +427,7 @@ def run_sync(
     finally:
         if own_client:
             client.close()
-        if own_store:
-            store.close()
+        lease.close()
 
 
 def connect(settings: Settings) -> InvoicedClient:

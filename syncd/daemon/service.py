@@ -32,12 +32,12 @@ from syncd.daemon import reload as reload_mod
 from syncd.daemon.firstrun import FirstRunView
 from syncd.daemon.health import HealthServer
 from syncd.daemon.jobs import Job, backoff, planned_jobs
-from syncd.daemon.lock import Lease, LeaseHeld, LeaseLost
 from syncd.daemon.metrics import Metrics
 from syncd.errors import StoreError, SyncdError
 from syncd.invoiced import InvoicedClient, RetryPolicy
 from syncd.pushback.metrics import OutcomeCounter
 from syncd.store import Store, redact_url
+from syncd.store.lease import PULL, PUSH, Lease, LeaseHeld, LeaseLost, holding
 
 log = structlog.get_logger(__name__)
 
@@ -437,6 +437,7 @@ class Daemon:
         started = time.monotonic()
         counts: dict[str, Any] = {}
         error: str | None = None
+        busy = False
         with self._state:
             job.running = True
         try:
@@ -447,12 +448,15 @@ class Daemon:
                     counts, error = self._push(loaded, client)
         except Interrupted as exc:
             error = str(exc)
+        except LeaseHeld as exc:  # a manual sync or push has the store: not a failure, next turn
+            error, busy = str(exc), True
         except SyncdError as exc:
             error = str(exc)
         except Exception as exc:
             error = f"{exc.__class__.__name__}: {exc}"
             log.exception("job.crashed", job=job.name)
         outcome = "ok" if error is None else ("stopped" if self.stop_event.is_set() else "failed")
+        outcome = "busy" if busy else outcome
         self._record(job, outcome, error, counts, time.monotonic() - started)
         return outcome
 
@@ -465,7 +469,17 @@ class Daemon:
         assert self.store is not None
         view = self.first_run.for_stream(job.stream) if self.first_run else None
         try:
-            with self._pulling():
+            with (
+                self._pulling(),
+                # Per job, not for the daemon's life: a manual `syncd sync` fits between two pulls.
+                holding(
+                    self.store.engine,
+                    PULL,
+                    ttl=loaded.settings.daemon.lock_ttl,
+                    role="syncd daemon",
+                    on_lost=lambda reason: self._fatal(EXIT_LEASE_LOST, f"stopping: {reason}"),
+                ),
+            ):
                 report = run_sync(
                     loaded.settings,
                     streams=[job.stream],
@@ -501,7 +515,9 @@ class Daemon:
     def _push(self, loaded: reload_mod.Loaded, client: InvoicedClient) -> tuple[dict[str, Any], str | None]:
         from syncd.pushback import run_push
 
-        report = run_push(loaded.settings, store=self.store, client=client)
+        assert self.store is not None
+        with holding(self.store.engine, PUSH, ttl=loaded.settings.daemon.lock_ttl, role="syncd daemon"):
+            report = run_push(loaded.settings, store=self.store, client=client)
         counts = {str(k): int(v) for k, v in dict(report.counts).items()}
         for outcome, n in self.push_outcomes.increments(report).items():
             self.metrics.inc("syncd_pushback_payments_total", n, outcome=outcome)

@@ -76,10 +76,11 @@ def print_report(report: PushReport, console: Console) -> None:
         console.print(f"[bold red]stopped:[/] {escape(report.error)}", highlight=False)
 
 
-def run_push_command(settings: Settings, console: Console, *, live: bool = False) -> int:
+def run_push_command(settings: Settings, console: Console, *, live: bool = False, wait: bool = False) -> int:
     """Run the push-back once, print the summary, return the exit code (see `exit_code`).
 
     With `live`, a progress view on stderr shows the run and its waits (429s, retries).
+    Raises LeaseHeld (exit 4) when another push holds the store's push lease and `wait` is off.
     """
     if not settings.pushback.enabled:
         console.print(escape("push-back is disabled ([pushback] enabled = false): nothing done"))
@@ -91,7 +92,7 @@ def run_push_command(settings: Settings, console: Console, *, live: bool = False
     try:
         with Progress(enabled=live, label="pushing payments to Invoiced") as view:
             client.on_wait = view.waiting
-            report = run_push(settings, client=client)
+            report = run_push(settings, client=client, wait=wait)
     finally:
         client.close()
     print_report(report, console)

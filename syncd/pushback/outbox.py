@@ -310,17 +310,34 @@ class Outbox:
             ).mappings()
             return [OutboxEntry.from_row(r) for r in rows if r["external_id"] not in skip]
 
-    def claim(self, external_id: str, fp: str) -> bool:
-        """Mark a payment `posting` (committed) before its POST is sent; False if it moved on."""
+    def claim(self, external_id: str, fp: str, attempts: int | None = None) -> int | None:
+        """Mark a payment `posting` (committed) before its POST is sent; returns the claim's
+        number (the row's new `attempts`), or None if the payment moved on.
+
+        With `attempts` (the value this run last saw) the claim is a compare-and-swap in one
+        conditional UPDATE: of two runs that read the same row, exactly one claims it, on
+        SQLite and PostgreSQL alike, whatever the API does with Idempotency-Key.
+        """
+        stmt = (
+            update(OUTBOX)
+            .where(OUTBOX.c.external_id == external_id)
+            .where(OUTBOX.c.fingerprint == fp)
+            .where(OUTBOX.c.state.in_((PENDING, POSTING, FAILED, REJECTED, CONFIRMED)))
+        )
+        if attempts is not None:
+            stmt = stmt.where(OUTBOX.c.attempts == attempts)
         with self.engine.begin() as conn:
             result = conn.execute(
-                update(OUTBOX)
-                .where(OUTBOX.c.external_id == external_id)
-                .where(OUTBOX.c.fingerprint == fp)
-                .where(OUTBOX.c.state.in_((PENDING, POSTING, FAILED, REJECTED, CONFIRMED)))
-                .values(state=POSTING, attempts=OUTBOX.c.attempts + 1, reason=None, updated_at=time.time())
+                stmt.values(
+                    state=POSTING, attempts=OUTBOX.c.attempts + 1, reason=None, updated_at=time.time()
+                )
             )
-            return bool(result.rowcount)
+            if result.rowcount != 1:
+                return None
+            if attempts is not None:
+                return attempts + 1
+            row = conn.execute(select(OUTBOX.c.attempts).where(OUTBOX.c.external_id == external_id)).first()
+            return int(row[0]) if row is not None else None
 
     def mark_posted(self, external_id: str, transaction_id: str, invoice_id: str | None) -> None:
         """The payment is in Invoiced as `transaction_id` (posted or adopted)."""

@@ -359,7 +359,7 @@ class Pusher:
         for second_try in (False, True):
             key = idempotency_key(self.settings.metadata_key, ext, generation)
             try:
-                tx, found = self._post(ext, fp, body, key)
+                tx, found = self._post(ext, fp, body, key, work.entry)
                 break
             except FatalApiError as exc:
                 if exc.status in _AUTH_STATUSES or exc.status == 409:
@@ -414,10 +414,11 @@ class Pusher:
         return True
 
     def _post(
-        self, ext: str, fp: str, body: Mapping[str, Any], key: str
+        self, ext: str, fp: str, body: Mapping[str, Any], key: str, entry: OutboxEntry
     ) -> tuple[dict[str, Any] | None, bool]:
         """Claim and POST under the retry policy: (transaction, found by lookup), or (None, False)
-        when the payment moved on meanwhile (another run settled it)."""
+        when the payment moved on meanwhile (another run claimed or settled it). Each claim
+        compares the row's `attempts` with what this run last saw (see `Outbox.claim`)."""
         state = {"unknown": False}
 
         def attempt() -> tuple[dict[str, Any] | None, bool]:
@@ -429,8 +430,10 @@ class Pusher:
                 if found is not None:
                     return found, True
                 state["unknown"] = False
-            if not self.outbox.claim(ext, fp):
+            claimed = self.outbox.claim(ext, fp, entry.attempts)
+            if claimed is None:
                 return None, False
+            entry.attempts = claimed
             try:
                 return self.client.post("/transactions", body, idempotency_key=key), False
             except RetryableApiError as exc:

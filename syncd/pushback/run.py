@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import structlog
@@ -12,6 +13,7 @@ from syncd.plugin import Connector
 from syncd.pushback.outbox import Outbox
 from syncd.pushback.push import Pusher, PushReport
 from syncd.store import Store
+from syncd.store.lease import PUSH, WAIT_HINT, holding
 
 log = structlog.get_logger("syncd.pushback")
 
@@ -33,12 +35,23 @@ def run_push(
     store: Store | None = None,
     client: InvoicedClient | None = None,
     connectors: Sequence[Connector] | None = None,
+    wait: bool = False,
 ) -> PushReport:
-    """Push every external payment once; recorded as a `push` run in the store."""
+    """Push every external payment once; recorded as a `push` run in the store.
+
+    On its own store the run holds the store's push lease (LeaseHeld, or waits with `wait`);
+    a caller that passes `store` (the daemon) holds it itself.
+    """
     own_store, own_client = store is None, client is None
     if store is None:
         store = Store.open(settings.store_url())
+    lease = contextlib.ExitStack()
     try:
+        if own_store:
+            ttl = settings.daemon.lock_ttl
+            lease.enter_context(
+                holding(store.engine, PUSH, ttl=ttl, role="syncd push", wait=wait, hint=WAIT_HINT)
+            )
         if client is None:
             from syncd.engine import connect
 
@@ -58,5 +71,6 @@ def run_push(
     finally:
         if own_client and client is not None:
             client.close()
+        lease.close()
         if own_store:
             store.close()

@@ -49,6 +49,13 @@ def sandbox(
     events_retention: Annotated[
         float | None, typer.Option(help="Seconds events are kept (default: forever).", min=0)
     ] = None,
+    honour_idempotency: Annotated[
+        bool,
+        typer.Option(
+            "--honour-idempotency/--ignore-idempotency",
+            help="Replay a repeated Idempotency-Key (default) or apply every POST as new.",
+        ),
+    ] = True,
     api_key: Annotated[
         str | None, typer.Option(help="API key to accept (default: derived from the seed).")
     ] = None,
@@ -69,6 +76,7 @@ def sandbox(
         strict_pages=strict_pages,
         edit_rate=edit_rate,
         events_retention=events_retention,
+        honour_idempotency=honour_idempotency,
         api_key=api_key,
     )
     serve(config, host, port)

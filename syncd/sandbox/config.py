@@ -28,6 +28,7 @@ class SandboxConfig:
     strict_pages: bool = False  # page N needs page N-1 of the same query served shortly before
     edit_rate: float = 0.0  # background edits per second
     events_retention: float | None = None  # seconds events are kept (None: forever)
+    honour_idempotency: bool = True  # False: every POST is applied, Idempotency-Key or not
     api_key: str | None = None  # None: a deterministic key derived from the seed
 
     def key(self) -> str:
@@ -51,6 +52,7 @@ class Knobs:
     rate_limit: float | None = None
     burst: int = 10
     events_retention: float | None = None
+    honour_idempotency: bool = True
 
     @classmethod
     def from_config(cls, cfg: SandboxConfig) -> Knobs:
@@ -66,6 +68,7 @@ class Knobs:
             rate_limit=cfg.rate_limit,
             burst=cfg.burst,
             events_retention=cfg.events_retention,
+            honour_idempotency=cfg.honour_idempotency,
         )
 
 

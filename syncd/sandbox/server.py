@@ -324,7 +324,8 @@ class Sandbox:
                 {},
                 dumps(ApiProblem(500, "there was a problem on our end (sandbox p500)", type="api").body()),
             )
-        idem = headers.get("Idempotency-Key") if method in ("POST", "PATCH") else None
+        honoured = method in ("POST", "PATCH") and knobs.honour_idempotency
+        idem = headers.get("Idempotency-Key") if honoured else None
         try:
             if idem:
                 status, extra, body = self._idempotent_write(

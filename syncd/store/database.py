@@ -1,4 +1,4 @@
-"""Engine set-up: SQLite (WAL) by default, PostgreSQL by URL; schema created and checked."""
+"""Engine set-up: SQLite (WAL) by default, PostgreSQL by URL; schema migrated (see migrate.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import create_engine
 
 from syncd.errors import StoreError
-from syncd.store.models import SCHEMA_VERSION, Meta
+from syncd.store.migrate import migrate
 
 
 def _normalise(url: str) -> str:
@@ -23,17 +23,19 @@ def _normalise(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
+    # First: a process that opens a fresh file beside another one waits instead of failing.
+    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode: a commit survives a killed process; a power cut can only roll the
     # database back to an earlier consistent state. Cursors are committed after the data
     # they cover, in the same database, so a rollback means re-reading, never losing.
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    """Create the SQLAlchemy engine for a store URL, with the tables in place."""
+def make_engine(url: str, *, upgrade: bool = True) -> Engine:
+    """Create the SQLAlchemy engine for a store URL, its schema migrated to the newest revision
+    (left as it is with `upgrade=False`: `syncd store upgrade --dry-run`)."""
     url = _normalise(url)
     try:
         if url.startswith("sqlite"):
@@ -41,26 +43,18 @@ def make_engine(url: str) -> Engine:
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
-        SQLModel.metadata.create_all(engine)
-        _check_version(engine)
+        try:
+            if upgrade:
+                migrate(engine)
+        except BaseException:
+            engine.dispose()
+            raise
     except SQLAlchemyError as exc:
         cause = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())  # one line
         raise StoreError(
             f"store.url: checkpoint store {redact_url(url)} unusable: {exc.__class__.__name__}: {cause}"
         ) from None
     return engine
-
-
-def _check_version(engine: Engine) -> None:
-    with Session(engine) as session:
-        row = session.exec(select(Meta).where(Meta.key == "schema_version")).first()
-        if row is None:
-            session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-            session.commit()
-        elif int(row.value) != SCHEMA_VERSION:
-            raise StoreError(
-                f"checkpoint store has schema version {row.value}, this syncd expects {SCHEMA_VERSION}"
-            )
 
 
 def redact_url(url: str) -> str:

@@ -1,11 +1,13 @@
-"""The checkpoint store's tables (SQLModel). Bump SCHEMA_VERSION on any change."""
+"""The checkpoint store's tables (SQLModel). Any change needs a migration: see syncd/store/migrate.py."""
 
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+# In Meta `schema_version`: 1 before Alembic; 2 since (the revision is in `alembic_version`),
+# so that a syncd older than the migrations refuses a migrated store.
+SCHEMA_VERSION = 2
 
 
 class Meta(SQLModel, table=True):
@@ -88,6 +90,8 @@ class Run(SQLModel, table=True):
 
 class DeadLetter(SQLModel, table=True):
     """A record a connector refused, with the reason; cleared when a later delivery succeeds."""
+
+    __table_args__ = (Index("ix_deadletter_last_seen", "last_seen"),)  # `syncd status`: newest first
 
     connector: str = Field(primary_key=True, max_length=60)
     stream: str = Field(primary_key=True, max_length=40)

@@ -113,7 +113,7 @@ def test_a_damaged_sqlite_store_is_one_line_naming_the_store(
     _damage(tmp_path / "s.db", how)
     code, line = _run(capsys, monkeypatch, "--config", str(config), command)
     assert code != 0
-    assert line.startswith(("error: checkpoint store", "sync failed:")), line
+    assert line.startswith(("error: checkpoint store", "error: store.url: checkpoint store", "sync failed:")), line
     assert str(tmp_path / "s.db") in line or "checkpoint store" in line
     assert "malformed" in line or "not a database" in line
 

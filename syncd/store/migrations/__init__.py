@@ -1,0 +1,1 @@
+"""Alembic migrations of the checkpoint store (shipped inside the package; see docs/architecture.md)."""

@@ -1,0 +1,37 @@
+"""Alembic environment: run by `syncd.store.migrate` (online, on a locked connection) and by
+`python -m syncd.store.migrations` / offline `--sql` when a developer adds a migration."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection, create_engine
+from sqlmodel import SQLModel
+
+import syncd.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+config = context.config
+
+
+def _run(connection: Connection | None = None) -> None:
+    # render_as_batch: SQLite cannot ALTER most things; batch mode copies the table instead.
+    context.configure(
+        connection=connection,
+        url=None if connection is not None else config.get_main_option("sqlalchemy.url"),
+        literal_binds=connection is None,
+        target_metadata=SQLModel.metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    _run()
+elif (given := config.attributes.get("connection")) is not None:
+    _run(given)  # syncd's connection: it already holds the migration lock in its transaction
+else:
+    engine = create_engine(str(config.get_main_option("sqlalchemy.url")))
+    with engine.begin() as conn:
+        _run(conn)
+    engine.dispose()

@@ -1,0 +1,1 @@
+"""The migrations, one file per revision (named NNNN_slug.py)."""
