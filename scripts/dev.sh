@@ -26,10 +26,10 @@ services() {
     if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
         pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
     fi
-    # hledger checks the ledger connector's journals (Debian package).
-    if ! command -v hledger >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hledger) >/dev/null 2>&1 \
-            || echo "warning: could not install hledger" >&2
+    # hledger and ledger-cli check the ledger connector's journals (Debian packages).
+    if { ! command -v hledger || ! command -v ledger; } >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hledger ledger) >/dev/null 2>&1 \
+            || echo "warning: could not install hledger and ledger" >&2
     fi
 }
 
