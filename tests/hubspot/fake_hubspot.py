@@ -39,6 +39,7 @@ class FakeHubSpot:
     limit_policy: str = "SECONDLY"  # the rate limit a 429 names (DAILY: no retry helps today)
     reject: Rejecter | None = None  # per-input validation: message -> that input fails
     reject_whole_batch: bool = False  # a rejected input fails the whole batch with 400 (as HubSpot may)
+    lose_replies: int = 0  # apply this many next writes, then drop the connection instead of replying
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -92,7 +93,11 @@ class FakeHubSpot:
                         "policyName": self.limit_policy,
                     },
                 )
-            return self._route(method, path, body)
+            status, headers, payload = self._route(method, path, body)
+            if self.lose_replies > 0 and method == "POST" and status < 400:
+                self.lose_replies -= 1
+                return -1, {}, None  # the write is applied; its reply never arrives
+            return status, headers, payload
 
     def _route(self, method: str, path: str, body: Any) -> tuple[int, dict[str, str], Any]:
         if m := re.fullmatch(r"/crm/v3/properties/(\w+)/(\w+)", path):
@@ -115,13 +120,32 @@ class FakeHubSpot:
                 return 400, {}, _error("Too many inputs: at most 100", "VALIDATION_ERROR")
             return getattr(self, f"_{verb}")(object_type, body, inputs)  # type: ignore[no-any-return]
         if m := re.fullmatch(r"/crm/v4/associations/(\w+)/(\w+)/batch/associate/default", path):
-            results = []
+            results, errors = [], []
             for item in body.get("inputs") or []:
                 a, b = str(item["from"]["id"]), str(item["to"]["id"])
+                gone = [(t, i) for t, i in ((m[1], a), (m[2], b)) if not self._exists(t, i)]
+                if gone:  # documented: an error per input naming the missing object
+                    errors.append(
+                        {
+                            "status": "error",
+                            "category": "VALIDATION_ERROR",
+                            "subCategory": "crm.associations.INVALID_OBJECT_IDS",
+                            "message": f"No {gone[0][0]} with id {gone[0][1]}",
+                            "context": {"fromObjectId": [a], "toObjectId": [b]},
+                        }
+                    )
+                    continue
                 self.associations.add((m[1], a, m[2], b))
                 results.append({"from": {"id": a}, "to": {"id": b}, "associationSpec": {}})
-            return 200, {}, {"status": "COMPLETE", "results": results}
+            out: dict[str, Any] = {"status": "COMPLETE", "results": results}
+            if errors:
+                out.update(numErrors=len(errors), errors=errors)
+            return (207 if errors else 200), {}, out
         return 404, {}, _error(f"no route {method} {path}")
+
+    def _exists(self, object_type: str, hs_id: str) -> bool:
+        obj = self.objects.get(object_type, {}).get(hs_id)
+        return obj is not None and not obj["archived"]
 
     def _unique(self, object_type: str, prop: str) -> bool:
         return bool(self.properties[object_type].get(prop, {}).get("hasUniqueValue"))
@@ -141,11 +165,15 @@ class FakeHubSpot:
                 k for k in props if k not in self.properties[object_type] and k not in _BUILTIN[object_type]
             ]
             message = f'Property "{unknown[0]}" does not exist' if unknown else None
+            if message is None:
+                message = _invalid_value(object_type, props)
             if message is None and self.reject is not None:
                 message = self.reject(object_type, props)
             trace = item.get("objectWriteTraceId")
             if message is not None:
-                if self.reject_whole_batch:
+                # Documented: without objectWriteTraceId HubSpot cannot say which input failed,
+                # so the whole batch fails (207 Multi-Status needs the trace ids).
+                if self.reject_whole_batch or trace is None:
                     return 400, {}, _error(f"Property values were not valid: {message}", "VALIDATION_ERROR")
                 errors.append(
                     {
@@ -294,6 +322,19 @@ _BUILTIN = {
 }
 
 
+_DATETIME = {"deals": {"closedate"}}
+_ISO_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)")
+
+
+def _invalid_value(object_type: str, props: dict[str, str]) -> str | None:
+    """HubSpot's property value validation, for the values the tests touch (datetimes)."""
+    for name in _DATETIME.get(object_type, ()):
+        value = props.get(name)
+        if value and not (value.isdigit() or _ISO_DATETIME.fullmatch(value)):
+            return f"{value} was not a valid long (epoch ms) or ISO 8601 datetime for property {name}"
+    return None
+
+
 def _error(message: str, category: str = "VALIDATION_ERROR") -> dict[str, Any]:
     return {"status": "error", "message": message, "category": category, "correlationId": "00000000-test"}
 
@@ -310,6 +351,10 @@ def _handler(fake: FakeHubSpot) -> type[BaseHTTPRequestHandler]:
             status, headers, payload = fake.handle(
                 self.command, self.path.split("?")[0], self.headers.get("Authorization"), body
             )
+            if status < 0:  # a lost reply: the connection drops after the write was applied
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
             data = b"" if payload is None else json.dumps(payload).encode()
             self.send_response(status)
             for key, value in headers.items():

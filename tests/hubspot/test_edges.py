@@ -1,0 +1,125 @@
+"""HubSpot edge cases (issue 15): datetimes, drafts, partly written records, companies deleted in HubSpot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.delivery import Delivery, StreamReport, Target
+from syncd.mapping import load_mapping
+from syncd.plugin import PartialRejection, Record
+from syncd.sandbox.data import SandboxData
+from syncd.store import Store
+from tests.hubspot.fake_hubspot import FakeHubSpot, serve
+from tests.hubspot.helpers import MAPPING, MemoryOutputs, connector, customer, deleted, invoice
+
+
+@pytest.fixture
+def fake() -> FakeHubSpot:
+    hub = FakeHubSpot()
+    hub.add_unique_properties()
+    return hub
+
+
+@pytest.fixture
+def url(fake: FakeHubSpot) -> Iterator[str]:
+    with serve(fake) as base:
+        yield base
+
+
+def test_closedate_is_sent_as_an_iso_datetime(fake: FakeHubSpot, url: str) -> None:
+    # The stand-in refuses a bare date for a datetime property, as HubSpot documents.
+    conn = connector(url)
+    conn.open()
+    assert conn.write("customers", [customer("1")]) == []
+    assert conn.write("invoices", [invoice("10", "1")]) == []  # mapped closedate "2024-03-31"
+    deal = fake.by_key("deals", "invoiced_invoice_id")["10"]
+    assert deal["properties"]["closedate"] == "2024-03-31T00:00:00Z"
+    # the default mapping already sends an ISO 8601 date-time
+    mapping = load_mapping(MAPPING)
+    inv = {"id": 5, "customer": 1, "number": "INV-5", "total": 1, "currency": "usd", "status": "sent"}
+    [row] = mapping.apply(Record("invoices", "5", 1, {**inv, "due_date": 1711843200}), lambda s, i: None)[
+        "deals"
+    ]
+    assert row["closedate"] == "2024-03-31T00:00:00+00:00"
+
+
+def test_drafts_read_no_deal_that_never_existed(fake: FakeHubSpot, url: str) -> None:
+    conn = connector(url)
+    conn.open()
+    draft = invoice("10", "1", status="draft")
+    draft = type(draft)(Record("invoices", "10", 1, {**draft.record.data, "draft": True}), {})
+    assert conn.write("invoices", [draft]) == []
+    assert fake.requests[-1][1].startswith("/crm/v3/properties/")  # nothing after open()
+
+
+def test_customer_with_refused_contact_is_held_so_deleting_it_archives_its_company(
+    fake: FakeHubSpot, url: str, tmp_path: Path
+) -> None:
+    data = SandboxData.seeded(5, 4, 0, 0)
+    customers = data.list("customers")
+    bad = str(customers[1]["id"])
+    fake.reject = lambda t, p: (
+        "INVALID_EMAIL: no" if t == "contacts" and p.get("invoiced_customer_id") == bad else None
+    )
+    store = Store.open(f"sqlite:///{tmp_path / 'syncd.db'}")
+    try:
+        conn = connector(url, archive_deleted_companies=True)
+        conn.open()
+        delivery = Delivery(store, [Target("hubspot", conn, load_mapping(MAPPING))])
+        records = [Record("customers", str(c["id"]), int(c["updated_at"]), c) for c in customers]
+        delivery.deliver("customers", records, StreamReport())
+        [dead] = store.dead_letters()
+        assert dead.record_id == bad and "INVALID_EMAIL" in dead.reason
+        assert bad in fake.by_key("companies", "invoiced_customer_id")  # the company was written
+
+        delivery.deliver(
+            "customers", [Record("customers", bad, 0, {"id": bad}, deleted=True)], StreamReport()
+        )
+        assert bad not in fake.by_key("companies", "invoiced_customer_id")
+    finally:
+        store.close()
+
+
+def test_deal_whose_association_failed_is_partly_written(fake: FakeHubSpot, url: str) -> None:
+    conn = connector(url)
+    conn.open()
+    assert conn.write("customers", [customer("1")]) == []
+    company = fake.by_key("companies", "invoiced_customer_id")["1"]
+    company["archived"] = True  # deleted in HubSpot while syncd remembers its id
+    [refused] = conn.write("invoices", [invoice("10", "1")])
+    assert isinstance(refused, PartialRejection) and "association" in refused.reason
+    assert "10" in fake.by_key("deals", "invoiced_invoice_id")
+
+
+def test_company_deleted_in_hubspot_is_not_recreated_as_a_nameless_stub(fake: FakeHubSpot, url: str) -> None:
+    outputs = MemoryOutputs()
+    conn = connector(url, outputs=outputs)
+    conn.open()
+    assert conn.write("customers", [customer("1", "Initech")]) == []
+    fake.by_key("companies", "invoiced_customer_id")["1"]["archived"] = True  # a user deleted it
+
+    # A later run (fresh cache, same store) sees an invoice change first.
+    conn = connector(url, outputs=outputs)
+    conn.open()
+    [refused] = conn.write("invoices", [invoice("10", "1")])
+    assert "deleted in HubSpot" in refused.reason and isinstance(refused, PartialRejection)
+    assert fake.by_key("companies", "invoiced_customer_id") == {}  # no stub
+    # The customer's next change brings the company back whole.
+    assert conn.write("customers", [customer("1", "Initech")]) == []
+    assert fake.by_key("companies", "invoiced_customer_id")["1"]["properties"]["name"] == "Initech"
+    # A customer syncd never wrote still gets its stub (a deal may come before its customer).
+    assert conn.write("invoices", [invoice("11", "2")]) == []
+    assert "2" in fake.by_key("companies", "invoiced_customer_id")
+
+
+def test_deleted_customer_is_forgotten(fake: FakeHubSpot, url: str) -> None:
+    outputs = MemoryOutputs()
+    conn = connector(url, outputs=outputs, archive_deleted_companies=True)
+    conn.open()
+    assert conn.write("customers", [customer("1")]) == []
+    assert list(outputs.rows("companies")) == [{"id": "1"}]
+    assert conn.write("customers", [deleted("customers", "1")]) == []
+    assert list(outputs.rows("companies")) == []
