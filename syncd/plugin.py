@@ -155,6 +155,8 @@ class ConnectorContext:
     columns: Mapping[str, Sequence[str]] = field(
         default_factory=dict
     )  # output columns per table, mapping order
+    # columns the mapping declares `write = "if_empty"`, per table (for targets that can read)
+    fill_only: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 class ConnectorSettings(BaseModel):

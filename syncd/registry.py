@@ -108,5 +108,6 @@ def build(
         outputs=store.outputs(spec.name),
         state_dir=settings.resolve("."),
         columns=mapping.columns() if mapping is not None else {},
+        fill_only=mapping.fill_only() if mapping is not None else {},
     )
     return spec.cls(spec.settings, context)

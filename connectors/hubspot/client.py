@@ -302,18 +302,26 @@ class HubSpotClient:
 
     def batch_read_ids(self, object_type: str, id_property: str, keys: Sequence[str]) -> dict[str, str]:
         """HubSpot ids of the objects whose `id_property` is one of `keys` (missing ones left out)."""
-        found: dict[str, str] = {}
+        return {
+            key: str(props["hs_object_id"])
+            for key, props in self.batch_read(object_type, id_property, keys).items()
+        }
+
+    def batch_read(
+        self, object_type: str, id_property: str, keys: Sequence[str], properties: Sequence[str] = ()
+    ) -> dict[str, dict[str, Any]]:
+        """`properties` of the objects whose `id_property` is one of `keys`, by key (missing ones
+        left out); each also holds its HubSpot id as `hs_object_id`."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = [id_property, *(p for p in properties if p != id_property)]
         for chunk in _chunks(list(dict.fromkeys(keys)), 100):
-            body = {
-                "idProperty": id_property,
-                "properties": [id_property],
-                "inputs": [{"id": key} for key in chunk],
-            }
+            body = {"idProperty": id_property, "properties": wanted, "inputs": [{"id": key} for key in chunk]}
             response = self.request("POST", f"/crm/v3/objects/{object_type}/batch/read", body)
             for result in _body(response).get("results") or []:
-                value = (result.get("properties") or {}).get(id_property)
+                props = dict(result.get("properties") or {})
+                value = props.get(id_property)
                 if value is not None and "id" in result:
-                    found[str(value)] = str(result["id"])
+                    found[str(value)] = {**props, "hs_object_id": str(result["id"])}
         return found
 
     def read_properties(

@@ -266,10 +266,12 @@ class HubSpotConnector(Connector):
             inputs = list(dict(batch.upserts.get(table, [])).items())
             kind = kinds[table]
             written[table] = {}
-            for chunk in _chunks(inputs, self.settings.batch_size):
+            fill = [c for c in self.context.fill_only.get(table, ()) if c != kind.key]
+            for part in _chunks(inputs, self.settings.batch_size):
+                chunk = self._unfilled(kind, part, fill) if fill else part
                 outcome: BatchOutcome = self.client.batch_upsert(kind.object_type, kind.key, chunk)
                 if outcome.conflicts:
-                    self._adopt(kind, outcome, dict(chunk))
+                    self._adopt(kind, outcome, dict(chunk), fill)
                 written[table].update(outcome.ids)
                 batch.written.update(batch.owners.get((table, key), key) for key in outcome.ids)
                 for key, message in outcome.errors.items():
@@ -308,8 +310,23 @@ class HubSpotConnector(Connector):
                 self.context.outputs.delete("customers", c)
                 known.discard(c)
 
+    def _unfilled(
+        self, kind: ObjectKind, chunk: Sequence[tuple[str, dict[str, Any]]], fill: Sequence[str]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The inputs less the fill-only properties that HubSpot already holds a value for.
+
+        A column the mapping declares `write = "if_empty"` is only written where HubSpot's
+        value is empty, and never cleared: what sales typed in HubSpot stays.
+        """
+        current = self.client.batch_read(kind.object_type, kind.key, [key for key, _ in chunk], fill)
+        return [(key, _fill_empty(props, current.get(key, {}), fill)) for key, props in chunk]
+
     def _adopt(
-        self, kind: ObjectKind, outcome: BatchOutcome, properties: Mapping[str, Mapping[str, Any]]
+        self,
+        kind: ObjectKind,
+        outcome: BatchOutcome,
+        properties: Mapping[str, Mapping[str, Any]],
+        fill: Sequence[str] = (),
     ) -> None:
         """Take over objects that already hold a unique value (a contact with the billing email).
 
@@ -318,7 +335,7 @@ class HubSpotConnector(Connector):
         Invoiced record, syncd sets its key property on it and updates it like its own.
         """
         holders = self.client.read_properties(
-            kind.object_type, sorted(set(outcome.conflicts.values())), [kind.key]
+            kind.object_type, sorted(set(outcome.conflicts.values())), [kind.key, *fill]
         )
         updates: dict[str, str] = {}
         for key, hs_id in outcome.conflicts.items():
@@ -332,7 +349,11 @@ class HubSpotConnector(Connector):
         if not updates:
             return
         result = self.client.batch_update(
-            kind.object_type, [(hs_id, {**properties[key], kind.key: key}) for hs_id, key in updates.items()]
+            kind.object_type,
+            [
+                (hs_id, {**_fill_empty(properties[key], holders.get(hs_id) or {}, fill), kind.key: key})
+                for hs_id, key in updates.items()
+            ],
         )
         for hs_id, key in updates.items():
             if hs_id in result.ids:
@@ -431,6 +452,15 @@ def _unsendable(mapped: MappedRecord) -> str | None:
                 if isinstance(value, list | dict):
                     return f"{table}.{column}: a {type(value).__name__} is not a property value; use join"
     return None
+
+
+def _fill_empty(props: Mapping[str, Any], current: Mapping[str, Any], fill: Sequence[str]) -> dict[str, Any]:
+    """`props` less the `fill` properties that are empty here or already set in `current`."""
+    return {
+        k: v
+        for k, v in props.items()
+        if k not in fill or (v not in (None, "") and current.get(k) in (None, ""))
+    }
 
 
 def _datetime(name: str, value: Any, kind: ObjectKind) -> Any:

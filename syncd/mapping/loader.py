@@ -26,6 +26,7 @@ from syncd.mapping.model import (
     STREAM_KEYS,
     TABLE_KEYS,
     TOP_KEYS,
+    WRITE_MODES,
     Column,
     Condition,
     Constant,
@@ -440,11 +441,18 @@ class _Checker:
             )
             ok = False
         description = raw.get("description", "")
+        write = raw.get("write", "always")
+        if write not in WRITE_MODES:
+            self.error(
+                (*here, "write"),
+                f"write must be one of {', '.join(map(repr, WRITE_MODES))}, got {show_value(write)}",
+            )
+            ok = False
         pos = self.locations.key(here)
         if not ok:
             return None
         wrapped = source if kind != "value" else Constant(source)
-        return Column(name, wrapped, tuple(steps), pos[0] if pos else None, str(description))
+        return Column(name, wrapped, tuple(steps), pos[0] if pos else None, str(description), str(write))
 
     def spec(self, loc: Loc, name: str, stream: str, columns: Sequence[Column]) -> None:
         assert self.specs is not None
@@ -550,7 +558,9 @@ def _canonical(tables: Sequence[OutputTable]) -> Any:
                 "skip": sorted(c.describe() for c in t.skip),
                 "row_skip": sorted(c.describe() for c in t.row_skip),
                 "columns": [
-                    [c.name, c.kind, _source_key(c), [list(s.canonical) for s in c.steps]] for c in t.columns
+                    [c.name, c.kind, _source_key(c), [list(s.canonical) for s in c.steps]]
+                    + ([c.write] if c.write != "always" else [])
+                    for c in t.columns
                 ],
             }
         )

@@ -123,3 +123,60 @@ def test_deleted_customer_is_forgotten(fake: FakeHubSpot, url: str) -> None:
     assert list(outputs.rows("companies")) == [{"id": "1"}]
     assert conn.write("customers", [deleted("customers", "1")]) == []
     assert list(outputs.rows("companies")) == []
+
+
+FILL = {"companies": ["phone", "city"], "contacts": ["lastname", "phone"]}
+
+
+def test_fill_only_properties_keep_what_sales_typed_in_hubspot(fake: FakeHubSpot, url: str) -> None:
+    conn = connector(url, fill_only=FILL)
+    conn.open()
+    assert conn.write("customers", [customer("1", "Acme")]) == []
+    company = fake.by_key("companies", "invoiced_customer_id")["1"]
+    assert "phone" not in company["properties"]  # empty in Invoiced: not sent as ""
+    company["properties"]["phone"] = "+1 555 0100"  # typed by a sales person
+
+    # An unrelated Invoiced edit: phone and city still empty there, or set there.
+    renamed = customer("1", "Acme Corp")
+    renamed.tables["companies"][0].update(phone=None, city="Austin")
+    assert conn.write("customers", [renamed]) == []
+    props = company["properties"]
+    assert props["phone"] == "+1 555 0100" and props["city"] == "Austin" and props["name"] == "Acme Corp"
+    # Filled once, a fill-only property is HubSpot's: a new Invoiced value does not overwrite it.
+    moved = customer("1", "Acme Corp")
+    moved.tables["companies"][0].update(phone="+1 555 9999", city="Dallas")
+    assert conn.write("customers", [moved]) == []
+    assert props["phone"] == "+1 555 0100" and props["city"] == "Austin"
+
+
+def test_taken_over_contact_keeps_its_name(fake: FakeHubSpot, url: str) -> None:
+    holder = fake.add_object(
+        "contacts", {"email": "billing@acme.test", "firstname": "Jane", "lastname": "Doe"}
+    )
+    conn = connector(url, fill_only=FILL)
+    conn.open()
+    record = customer("1")
+    record.tables["contacts"][0]["lastname"] = "Accounts Payable, Jane Doe"  # attention_to
+    assert conn.write("customers", [record]) == []
+    contact = fake.objects["contacts"][holder]["properties"]
+    assert contact["invoiced_customer_id"] == "1" and contact["lastname"] == "Doe"
+
+
+def test_shipped_mapping_declares_contact_details_fill_only() -> None:
+    fill = load_mapping(MAPPING).fill_only()
+    assert set(fill) == {"companies", "contacts"}
+    assert "phone" in fill["companies"] and "name" not in fill["companies"]
+    assert set(fill["contacts"]) == {"lastname", "phone"}
+
+
+def test_unknown_write_mode_is_a_mapping_error_naming_the_key(tmp_path: Path) -> None:
+    from syncd.errors import MappingError
+
+    bad = tmp_path / "m.toml"
+    bad.write_text(
+        '[tables.companies]\nstream = "customers"\n\n[[tables.companies.fields]]\n'
+        'name = "phone"\nfrom = "phone"\nwrite = "sometimes"\n'
+    )
+    with pytest.raises(MappingError, match="write must be one of 'always', 'if_empty'") as info:
+        load_mapping(bad)
+    assert "m.toml:7" in str(info.value)
