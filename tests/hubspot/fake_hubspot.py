@@ -11,6 +11,8 @@ import itertools
 import json
 import re
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,9 +38,16 @@ class FakeHubSpot:
     associations: set[tuple[str, str, str, str]] = field(default_factory=set)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     fail_429: int = 0  # answer this many next requests with 429
-    limit_policy: str = "SECONDLY"  # the rate limit a 429 names (DAILY: no retry helps today)
+    limit_policy: str = "TEN_SECONDLY_ROLLING"  # the rate limit a 429 names (DAILY: no retry helps today)
+    # The rolling window: at most `window_max` requests per `window` seconds of `clock`.
+    window_max: int = 190
+    window: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    seen: deque[float] = field(default_factory=deque)  # request times in the window
+    limited: int = 0  # 429s answered
     reject: Rejecter | None = None  # per-input validation: message -> that input fails
     reject_whole_batch: bool = False  # a rejected input fails the whole batch with 400 (as HubSpot may)
+    name_refused_input: bool = False  # that 400 names the input in context.objectWriteTraceId
     lose_replies: int = 0  # apply this many next writes, then drop the connection instead of replying
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -81,23 +90,38 @@ class FakeHubSpot:
             self.requests.append((method, path, body))
             if auth != f"Bearer {self.token}":
                 return 401, {}, _error("Authentication credentials not found.", "INVALID_AUTHENTICATION")
-            if self.fail_429 > 0:
-                self.fail_429 -= 1
-                return (
-                    429,
-                    {"Retry-After": "0"},
-                    {
-                        "status": "error",
-                        "message": f"You have reached your {self.limit_policy.lower()} limit.",
-                        "errorType": "RATE_LIMIT",
-                        "policyName": self.limit_policy,
-                    },
-                )
+            now = self.clock()
+            while self.seen and self.seen[0] <= now - self.window:
+                self.seen.popleft()
+            if self.fail_429 > 0 or len(self.seen) >= self.window_max:
+                self.fail_429 = max(self.fail_429 - 1, 0)
+                self.limited += 1
+                return 429, self._limit_headers(), self._limit_body()
+            self.seen.append(now)
             status, headers, payload = self._route(method, path, body)
+            headers = {**self._limit_headers(), **headers}
             if self.lose_replies > 0 and method == "POST" and status < 400:
                 self.lose_replies -= 1
                 return -1, {}, None  # the write is applied; its reply never arrives
             return status, headers, payload
+
+    def _limit_headers(self) -> dict[str, str]:
+        # developers.hubspot.com/docs/api/usage-details: on every response, no Retry-After
+        return {
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(self.window * 1000)),
+            "X-HubSpot-RateLimit-Max": str(self.window_max),
+            "X-HubSpot-RateLimit-Remaining": str(max(self.window_max - len(self.seen), 0)),
+        }
+
+    def _limit_body(self) -> dict[str, Any]:
+        return {
+            "status": "error",
+            "message": f"You have reached your {self.limit_policy.lower()} limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": "00000000-test",
+            "policyName": self.limit_policy,
+            "groupName": "publicapi:private-app",
+        }
 
     def _route(self, method: str, path: str, body: Any) -> tuple[int, dict[str, str], Any]:
         if m := re.fullmatch(r"/crm/v3/properties/(\w+)/(\w+)", path):
@@ -174,7 +198,10 @@ class FakeHubSpot:
                 # Documented: without objectWriteTraceId HubSpot cannot say which input failed,
                 # so the whole batch fails (207 Multi-Status needs the trace ids).
                 if self.reject_whole_batch or trace is None:
-                    return 400, {}, _error(f"Property values were not valid: {message}", "VALIDATION_ERROR")
+                    refusal = _error(f"Property values were not valid: {message}", "VALIDATION_ERROR")
+                    if self.name_refused_input and trace is not None:
+                        refusal["context"] = {"objectWriteTraceId": [trace]}
+                    return 400, {}, refusal
                 errors.append(
                     {
                         "status": "error",

@@ -42,6 +42,21 @@ def context(outputs: MemoryOutputs | None = None, fill_only: Any = None) -> Conn
     )
 
 
+class Clock:
+    """Time that passes only when the client sleeps (recorded in `sleeps`): no real waiting."""
+
+    def __init__(self, sleeps: list[float] | None = None) -> None:
+        self.now = 0.0
+        self.sleeps = sleeps if sleeps is not None else []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 def connector(
     url: str,
     sleeps: list[float] | None = None,
@@ -51,8 +66,8 @@ def connector(
 ) -> HubSpotConnector:
     """A HubSpot connector for `url`, sleeping into `sleeps` instead of waiting."""
     conf = HubSpotSettings(enabled=True, token=TOKEN, base_url=url, **settings)
-    record = sleeps.append if sleeps is not None else (lambda _: None)
-    client = HubSpotClient.connect(url, TOKEN, policy=RetryPolicy(attempts=4, sleep=record))
+    clock = Clock(sleeps)
+    client = HubSpotClient.connect(url, TOKEN, policy=RetryPolicy(attempts=4, sleep=clock.sleep, clock=clock))
     return HubSpotConnector(conf, context(outputs, fill_only), client=client)
 
 

@@ -180,3 +180,49 @@ def test_unknown_write_mode_is_a_mapping_error_naming_the_key(tmp_path: Path) ->
     with pytest.raises(MappingError, match="write must be one of 'always', 'if_empty'") as info:
         load_mapping(bad)
     assert "m.toml:7" in str(info.value)
+
+
+def test_batches_are_paced_by_the_rate_limit_headers(fake: FakeHubSpot) -> None:
+    sleeps: list[float] = []
+    with serve(fake) as base:
+        conn = connector(base, sleeps, batch_size=2)
+        fake.clock = conn.client.policy.clock  # one clock, moved only by the client's waits
+        fake.window_max = 4  # requests per rolling 10-second window
+        conn.open()
+        records = [customer(str(i), f"Company {i}", email=None) for i in range(1, 21)]
+        assert conn.write("customers", records) == []
+    assert len(fake.by_key("companies", "invoiced_customer_id")) == 20
+    assert fake.limited == 0  # X-HubSpot-RateLimit-Remaining said when to wait: never a 429
+    # 3 property reads + 10 upserts in windows of 4: three waits, each until our oldest
+    # request of the window leaves it
+    assert sleeps == [10.0, 10.0, 10.0]
+
+
+def test_whole_batch_refusal_costs_a_bounded_number_of_requests(fake: FakeHubSpot, url: str) -> None:
+    from connectors.hubspot.client import SPLIT_REQUESTS
+
+    fake.reject_whole_batch = True
+    fake.reject = lambda t, p: (
+        "deal_currency_code: XTS is not a currency of the account" if t == "deals" else None
+    )
+    conn = connector(url)
+    conn.open()
+    assert conn.write("customers", [customer("1")]) == []
+    before = len(fake.calls("POST", r"/crm/v3/objects/deals/batch/upsert"))
+    rejected = conn.write("invoices", [invoice(str(i), "1") for i in range(100, 200)])
+    sent = len(fake.calls("POST", r"/crm/v3/objects/deals/batch/upsert")) - before
+    assert sent <= 1 + SPLIT_REQUESTS  # halving every input apart would take 199
+    assert len(rejected) == 100 and all("not a currency of the account" in r.reason for r in rejected)
+
+
+def test_whole_batch_refusal_naming_its_input_resends_the_rest_once(fake: FakeHubSpot, url: str) -> None:
+    fake.reject_whole_batch = fake.name_refused_input = True
+    fake.reject = lambda t, p: "bad amount" if t == "deals" and p.get("amount") == "-5.00" else None
+    conn = connector(url)
+    conn.open()
+    assert conn.write("customers", [customer("1")]) == []
+    rejected = conn.write(
+        "invoices", [invoice(str(i), "1", "-5.00" if i == 13 else "1.00") for i in range(10, 40)]
+    )
+    assert [r.record_id for r in rejected] == ["13"]
+    assert len(fake.calls("POST", r"/crm/v3/objects/deals/batch/upsert")) == 2
