@@ -9,6 +9,7 @@ Endpoints, as documented at developers.hubspot.com (API reference, "legacy" v3 p
 - batch archive  POST /crm/v3/objects/{type}/batch/archive  `{"inputs": [{"id": HUBSPOT_ID}]}` (204)
 - associations   POST /crm/v4/associations/{from}/{to}/batch/associate/default
                  `{"inputs": [{"from": {"id": ..}, "to": {"id": ..}}]}` ("Associate records", v4)
+- account        GET /account-info/v3/details: `companyCurrency`, `additionalCurrencies`
 - properties     GET /crm/v3/properties/{type}/{name} (404 when missing), POST /crm/v3/properties/{type}
 - errors         docs/api-reference/error-handling: a batch answers 207 Multi-Status with
                  `numErrors` and `errors: [{status, category, message, context: {objectWriteTraceId: [..]}}]`
@@ -238,6 +239,17 @@ class HubSpotClient:
 
         response: httpx.Response = self.policy.retrying()(once)
         return response
+
+    # -- account ------------------------------------------------------------------
+    def account_currencies(self) -> frozenset[str] | None:
+        """The account's currencies (company currency and additional ones), uppercase; None
+        when the token may not read the account details (the check is then skipped)."""
+        response = self.request("GET", "/account-info/v3/details", ok=(403, 404))
+        if response.status_code != 200:
+            return None
+        data = _body(response)
+        codes = [data.get("companyCurrency"), *(data.get("additionalCurrencies") or [])]
+        return frozenset(str(c).upper() for c in codes if c)
 
     # -- properties ---------------------------------------------------------------
     def get_property(self, object_type: str, name: str) -> dict[str, Any] | None:

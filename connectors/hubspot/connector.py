@@ -46,6 +46,7 @@ TOKEN_ENV = "HUBSPOT_TOKEN"  # noqa: S105 - the variable's name, not a token
 COMPANY_COLUMN = "invoiced_customer_id"
 # Datetime properties: HubSpot documents ISO 8601 date-times or epoch milliseconds for them.
 DATETIME_PROPERTIES = {"deals": frozenset({"closedate"})}
+CURRENCY_PROPERTY = "deal_currency_code"
 _BARE_DATE = re.compile(r"\d{4}-\d\d-\d\d")
 # The connector's table in the store: customers whose company syncd has written.
 WRITTEN_COMPANIES = "companies"
@@ -97,6 +98,8 @@ class _Batch:
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
     # records of which at least one object was upserted
     written: set[str] = field(default_factory=set)
+    # records refused before anything was sent -> why
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 class HubSpotConnector(Connector):
@@ -140,6 +143,8 @@ class HubSpotConnector(Connector):
         self._client = client
         self._company_ids: dict[str, str] = {}
         self._known: set[str] | None = None  # customers whose company syncd wrote (from the store)
+        self._currencies: frozenset[str] | None = None  # the account's, read before the first deal
+        self._currencies_read = False
 
     # -- lifecycle ------------------------------------------------------------------
     def open(self) -> None:
@@ -209,6 +214,8 @@ class HubSpotConnector(Connector):
                 self._plan_customer(mapped, batch)
             elif stream == "invoices":
                 self._plan_invoice(mapped, batch)
+        for rid, reason in batch.refused.items():
+            failures.setdefault(rid, []).append(reason)
         self._send(batch, failures)
         # A record partly written (its company, not its contact; a deal, not its association)
         # is still refused, but as held: deleting it later archives what was written.
@@ -216,6 +223,18 @@ class HubSpotConnector(Connector):
             (PartialRejection if rid in batch.written else Rejection)(stream, rid, "; ".join(reasons))
             for rid, reasons in failures.items()
         ]
+
+    def _account_currencies(self) -> frozenset[str] | None:
+        """Read once, before the first deal: a deal in another currency is refused up front
+        (HubSpot would refuse each one, and a batch of them as a whole)."""
+        if not self._currencies_read:
+            self._currencies_read = True
+            self._currencies = self.client.account_currencies()
+            if self._currencies is None:
+                log.warning("hubspot.currencies_unknown", reason="account details not readable")
+            else:
+                log.info("hubspot.account_currencies", currencies=sorted(self._currencies))
+        return self._currencies
 
     def _known_companies(self) -> set[str]:
         if self._known is None:
@@ -249,6 +268,13 @@ class HubSpotConnector(Connector):
         if record.deleted or voided or deal is None:
             # A deal whose invoice is gone, voided or filtered out is no longer a deal.
             batch.archives.setdefault(DEALS.table, []).append(record.id)
+            return
+        currency = str(deal.get(CURRENCY_PROPERTY) or "").upper()
+        if currency and currency not in (self._account_currencies() or {currency}):
+            batch.refused[record.id] = (
+                f"deal currency {currency} is not a currency of the HubSpot account "
+                f"({', '.join(sorted(self._currencies or ()))}): add it in HubSpot's account currencies"
+            )
             return
         key = _key(deal, DEALS, record.id)
         properties = {k: _datetime(k, v, DEALS) for k, v in deal.items() if k != COMPANY_COLUMN}

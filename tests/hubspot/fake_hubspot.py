@@ -48,6 +48,7 @@ class FakeHubSpot:
     reject: Rejecter | None = None  # per-input validation: message -> that input fails
     reject_whole_batch: bool = False  # a rejected input fails the whole batch with 400 (as HubSpot may)
     name_refused_input: bool = False  # that 400 names the input in context.objectWriteTraceId
+    currencies: tuple[str, ...] = ("USD", "EUR", "GBP", "JPY", "CAD", "AUD")  # company currency first
     lose_replies: int = 0  # apply this many next writes, then drop the connection instead of replying
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -124,6 +125,22 @@ class FakeHubSpot:
         }
 
     def _route(self, method: str, path: str, body: Any) -> tuple[int, dict[str, str], Any]:
+        if path == "/account-info/v3/details":
+            return (
+                200,
+                {},
+                {
+                    "portalId": 1234567,
+                    "accountType": "STANDARD",
+                    "timeZone": "US/Eastern",
+                    "companyCurrency": self.currencies[0],
+                    "additionalCurrencies": list(self.currencies[1:]),
+                    "utcOffset": "-05:00",
+                    "utcOffsetMilliseconds": -18000000,
+                    "uiDomain": "app.hubspot.com",
+                    "dataHostingLocation": "na1",
+                },
+            )
         if m := re.fullmatch(r"/crm/v3/properties/(\w+)/(\w+)", path):
             if method != "GET":
                 return 405, {}, _error("method not allowed")

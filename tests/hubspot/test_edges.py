@@ -226,3 +226,20 @@ def test_whole_batch_refusal_naming_its_input_resends_the_rest_once(fake: FakeHu
     )
     assert [r.record_id for r in rejected] == ["13"]
     assert len(fake.calls("POST", r"/crm/v3/objects/deals/batch/upsert")) == 2
+
+
+def test_deal_in_a_currency_the_account_lacks_is_refused_up_front(fake: FakeHubSpot, url: str) -> None:
+    fake.currencies = ("USD", "EUR")
+    conn = connector(url)
+    conn.open()
+    assert conn.write("customers", [customer("1")]) == []
+    kwd = invoice("11", "1")
+    kwd.tables["deals"][0]["deal_currency_code"] = "KWD"
+    rejected = conn.write("invoices", [invoice("10", "1"), kwd, invoice("12", "1")])
+    assert [r.record_id for r in rejected] == ["11"]
+    assert "deal currency KWD is not a currency of the HubSpot account (EUR, USD)" in rejected[0].reason
+    [sent] = fake.calls("POST", r"/crm/v3/objects/deals/batch/upsert")
+    assert [i["id"] for i in sent["inputs"]] == ["10", "12"]  # never sent: no whole-batch refusal
+    # read once per run, before the first deal
+    conn.write("invoices", [invoice("13", "1")])
+    assert len(fake.calls("GET", r"/account-info/v3/details")) == 1
