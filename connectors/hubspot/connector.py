@@ -8,6 +8,12 @@ customer archives its company and contact only when `archive_deleted_companies` 
 A contact that already exists with the billing email (HubSpot keeps emails unique) and is
 not linked to another Invoiced customer is taken over rather than duplicated.
 
+Columns the mapping declares `write = "if_empty"` are only written where HubSpot's value
+is empty (read just before the upsert). A record partly written is refused as a
+`PartialRejection`, so its later deletion still reaches the connector. The customers
+whose company syncd wrote are kept in the connector's output rows: a company missing in
+HubSpot after that was deleted there, and is not brought back as a nameless stub.
+
 The engine takes per-record refusals from `write()`, so `write()` sends its batches itself
 (up to `batch_size` inputs per request) and returns HubSpot's per-input errors as
 rejections; `flush()` has nothing left to send: what `write()` accepted is in HubSpot.
