@@ -243,3 +243,14 @@ def test_deal_in_a_currency_the_account_lacks_is_refused_up_front(fake: FakeHubS
     # read once per run, before the first deal
     conn.write("invoices", [invoice("13", "1")])
     assert len(fake.calls("GET", r"/account-info/v3/details")) == 1
+
+
+def test_write_applied_with_its_reply_lost_is_retried_without_a_twin(fake: FakeHubSpot, url: str) -> None:
+    sleeps: list[float] = []
+    conn = connector(url, sleeps)
+    conn.open()
+    fake.lose_replies = 2  # the companies upsert and then the contacts upsert: applied, no reply
+    assert conn.write("customers", [customer("1"), customer("2", email="ap@two.test")]) == []
+    assert fake.lose_replies == 0 and len(sleeps) == 2  # each resent once
+    assert len(fake.live("companies")) == 2 and len(fake.live("contacts")) == 2
+    assert set(fake.by_key("companies", "invoiced_customer_id")) == {"1", "2"}
