@@ -367,15 +367,21 @@ _BUILTIN = {
 
 
 _DATETIME = {"deals": {"closedate"}}
+_NUMBER = {"deals": {"amount"}}
+_DECIMAL = re.compile(r"-?\d+(\.\d+)?")  # plain notation: no exponent, no thousands separator
 _ISO_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)")
 
 
 def _invalid_value(object_type: str, props: dict[str, str]) -> str | None:
-    """HubSpot's property value validation, for the values the tests touch (datetimes)."""
+    """HubSpot's property value validation, for the values the tests touch (datetimes, numbers)."""
     for name in _DATETIME.get(object_type, ()):
         value = props.get(name)
         if value and not (value.isdigit() or _ISO_DATETIME.fullmatch(value)):
             return f"{value} was not a valid long (epoch ms) or ISO 8601 datetime for property {name}"
+    for name in _NUMBER.get(object_type, ()):
+        value = props.get(name)
+        if value and not _DECIMAL.fullmatch(value):
+            return f"{value} was not a valid number for property {name}"
     return None
 
 
