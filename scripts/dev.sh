@@ -26,10 +26,10 @@ services() {
     if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
         pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
     fi
-    # hledger checks the ledger journals; tmux runs `syncd sync` in a real terminal (tests/cli/test_tmux.py).
-    if { ! command -v hledger || ! command -v tmux; } >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hledger tmux) >/dev/null 2>&1 \
-            || echo "warning: could not install hledger and tmux" >&2
+    # hledger and ledger-cli check the ledger journals; tmux runs `syncd sync` in a real terminal (tests/cli/test_tmux.py).
+    if { ! command -v hledger || ! command -v ledger || ! command -v tmux; } >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hledger ledger tmux) >/dev/null 2>&1 \
+            || echo "warning: could not install hledger, ledger and tmux" >&2
     fi
 }
 

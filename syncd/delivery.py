@@ -23,7 +23,7 @@ from syncd import registry
 from syncd.config import Settings
 from syncd.errors import SyncdError
 from syncd.mapping import MappingSet
-from syncd.plugin import Connector, MappedRecord, Record
+from syncd.plugin import Connector, MappedRecord, PartialRejection, Record
 from syncd.reconcile import warn_rows_behind
 from syncd.store import Store, dumps, ref_id, text_hash
 from syncd.streams import STREAMS
@@ -31,6 +31,7 @@ from syncd.streams import STREAMS
 log = structlog.get_logger(__name__)
 
 DELETED_HASH = "deleted"
+PARTIAL_HASH = "partial"  # a refused record the target partly wrote (see PartialRejection)
 
 
 @dataclass
@@ -171,7 +172,10 @@ class Delivery:
         rejected.extend((r.record_id, r.reason) for r in refusals)
         refused = {rid for rid, _ in rejected}
         done = [(r.id, versions[r.id]) for r in todo if r.id not in refused]
-        self.store.commit_deliveries(target.name, stream, done, rejected)
+        # Partly written: held under a version no record has, so a later delete is delivered.
+        partly = {r.record_id for r in refusals if isinstance(r, PartialRejection)}
+        held_part = [(r.id, PARTIAL_HASH) for r in todo if r.id in partly and r.id in refused]
+        self.store.commit_deliveries(target.name, stream, done + held_part, rejected)
         report.delivered[target.name] = report.delivered.get(target.name, 0) + len(done)
         if rejected:
             report.rejected[target.name] = report.rejected.get(target.name, 0) + len(rejected)

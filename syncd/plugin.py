@@ -36,6 +36,7 @@ __all__ = [
     "MappedRecord",
     "MappingError",
     "OutputStore",
+    "PartialRejection",
     "PaymentError",
     "Record",
     "Rejection",
@@ -80,6 +81,15 @@ class Rejection:
     stream: str
     record_id: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRejection(Rejection):
+    """A refused record of which something was written (a company, not its contact).
+
+    It goes to dead letters like any refusal, but the target counts as holding it, so
+    that deleting the record later reaches the connector (which removes what it wrote).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +155,8 @@ class ConnectorContext:
     columns: Mapping[str, Sequence[str]] = field(
         default_factory=dict
     )  # output columns per table, mapping order
+    # columns the mapping declares `write = "if_empty"`, per table (for targets that can read)
+    fill_only: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 class ConnectorSettings(BaseModel):

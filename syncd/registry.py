@@ -113,5 +113,6 @@ def build(
         outputs=store.outputs(spec.name),
         state_dir=settings.state_root(),
         columns=mapping.columns() if mapping is not None else {},
+        fill_only=mapping.fill_only() if mapping is not None else {},
     )
     return spec.cls(spec.settings, context)

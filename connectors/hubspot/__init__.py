@@ -10,7 +10,8 @@
     batch_size = 100                   # inputs per batch request (HubSpot's maximum)
 
 The private app needs read and write on companies, contacts and deals, and schema read
-(schema write with `create_properties`).
+(schema write with `create_properties`). Deal currencies are checked against the
+account's (`/account-info/v3/details`); requests are paced by `X-HubSpot-RateLimit-*`.
 """
 
 from connectors.hubspot.client import HubSpotClient, HubSpotError, RetryPolicy

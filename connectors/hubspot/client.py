@@ -9,10 +9,14 @@ Endpoints, as documented at developers.hubspot.com (API reference, "legacy" v3 p
 - batch archive  POST /crm/v3/objects/{type}/batch/archive  `{"inputs": [{"id": HUBSPOT_ID}]}` (204)
 - associations   POST /crm/v4/associations/{from}/{to}/batch/associate/default
                  `{"inputs": [{"from": {"id": ..}, "to": {"id": ..}}]}` ("Associate records", v4)
+- account        GET /account-info/v3/details: `companyCurrency`, `additionalCurrencies`
 - properties     GET /crm/v3/properties/{type}/{name} (404 when missing), POST /crm/v3/properties/{type}
 - errors         docs/api-reference/error-handling: a batch answers 207 Multi-Status with
                  `numErrors` and `errors: [{status, category, message, context: {objectWriteTraceId: [..]}}]`
-                 for the inputs that failed; 429 when a rate limit is hit (`Retry-After` when sent).
+                 for the inputs that failed (only with `objectWriteTraceId` on the inputs).
+- rate limits    docs/api-reference/usage-details: `X-HubSpot-RateLimit-{Max,Remaining,
+                 Interval-Milliseconds}` headers; a 429 body names `policyName`
+                 (`TEN_SECONDLY_ROLLING`, `DAILY`); no `Retry-After` (honoured if ever sent).
 
 Property values travel as strings (HubSpot's wire format); money is formatted from Decimal
 without exponent, so nothing passes through a float.
@@ -32,6 +36,7 @@ import httpx
 import structlog
 import tenacity
 
+from connectors.hubspot.pacing import Pacer
 from syncd.errors import ConnectorError
 from syncd.invoiced.retry import StopOverBudget, WaitRetryAfter, backoff
 
@@ -41,6 +46,7 @@ CONNECTOR = "hubspot"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Statuses that can concern one input of a batch (validation, conflict); 401/403/404 concern them all.
 INPUT_STATUSES = frozenset({400, 409, 422})
+SPLIT_REQUESTS = 12  # extra requests a whole-batch refusal may cost (halving, resending the rest)
 
 
 class HubSpotRetryable(ConnectorError):
@@ -70,6 +76,7 @@ class RetryPolicy:
     initial: float = 1.0
     maximum: float = 60.0
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic  # for the rate-limit window (tests pass a fake)
 
     def retrying(self) -> tenacity.Retrying:
         """A tenacity Retrying for one request, from the same parts as the Invoiced client's."""
@@ -173,6 +180,7 @@ class HubSpotClient:
     def __init__(self, http: httpx.Client, *, policy: RetryPolicy | None = None) -> None:
         self.http = http
         self.policy = policy or RetryPolicy()
+        self.pacer = Pacer(self.policy.clock, self.policy.sleep)
 
     @classmethod
     def connect(
@@ -196,19 +204,31 @@ class HubSpotClient:
         accepted = set(ok)
 
         def once() -> httpx.Response:
+            self.pacer.before()
             try:
                 response = self.http.request(method, path, json=body)
             except httpx.TransportError as exc:
                 raise HubSpotRetryable(f"{method} {path}: {exc.__class__.__name__}") from None
+            self.pacer.observe(response.headers)
             if response.status_code in RETRY_STATUSES:
                 data = _body(response)
                 message = error_message(data)
                 if data.get("policyName") == "DAILY":
                     # The daily quota resets at midnight: retrying within this run cannot help.
-                    raise HubSpotError(f"{method} {path}: daily API limit reached: {message}", status=429)
+                    raise HubSpotError(
+                        f"{method} {path}: daily API limit reached; syncd stops here and "
+                        f"resumes on the next run after the limit resets (midnight, account time zone): "
+                        f"{message}",
+                        status=429,
+                    )
+                after = _retry_after(response)
+                if response.status_code == 429:
+                    self.pacer.remaining = None  # the retry's wait below is the pacing
+                    if after is None:
+                        # A rolling window (TEN_SECONDLY_ROLLING): wait until a slot of it frees.
+                        after = self.pacer.window_wait()
                 raise HubSpotRetryable(
-                    f"{method} {path}: HTTP {response.status_code}: {message}",
-                    retry_after=_retry_after(response),
+                    f"{method} {path}: HTTP {response.status_code}: {message}", retry_after=after
                 )
             if response.status_code >= 400 and response.status_code not in accepted:
                 data = _body(response)
@@ -219,6 +239,17 @@ class HubSpotClient:
 
         response: httpx.Response = self.policy.retrying()(once)
         return response
+
+    # -- account ------------------------------------------------------------------
+    def account_currencies(self) -> frozenset[str] | None:
+        """The account's currencies (company currency and additional ones), uppercase; None
+        when the token may not read the account details (the check is then skipped)."""
+        response = self.request("GET", "/account-info/v3/details", ok=(403, 404))
+        if response.status_code != 200:
+            return None
+        data = _body(response)
+        codes = [data.get("companyCurrency"), *(data.get("additionalCurrencies") or [])]
+        return frozenset(str(c).upper() for c in codes if c)
 
     # -- properties ---------------------------------------------------------------
     def get_property(self, object_type: str, name: str) -> dict[str, Any] | None:
@@ -232,16 +263,25 @@ class HubSpotClient:
 
     # -- objects ------------------------------------------------------------------
     def batch_upsert(
-        self, object_type: str, id_property: str, inputs: Sequence[tuple[str, Mapping[str, Any]]]
+        self,
+        object_type: str,
+        id_property: str,
+        inputs: Sequence[tuple[str, Mapping[str, Any]]],
+        _budget: list[int] | None = None,
     ) -> BatchOutcome:
         """Upsert up to 100 objects keyed on `id_property`; per-input errors are reported, not raised.
 
-        A whole-batch 400 (HubSpot validates some inputs before writing any) is split in
-        halves until the failing input is alone, so every other input is still delivered.
+        Every input carries `objectWriteTraceId`, so HubSpot answers 207 with an error per
+        failing input. A whole-batch 400 (HubSpot validates some inputs before writing any)
+        that names its inputs drops them and resends the rest; one that does not is split in
+        halves, at most SPLIT_REQUESTS more requests per batch: inputs still not isolated
+        then are refused with the batch's message (a common cause, e.g. a currency the
+        account lacks, would otherwise cost two requests per input).
         """
         outcome = BatchOutcome()
         if not inputs:
             return outcome
+        budget = [SPLIT_REQUESTS] if _budget is None else _budget
         body = {
             "inputs": [
                 {
@@ -261,15 +301,32 @@ class HubSpotClient:
         except HubSpotError as exc:
             if exc.status not in INPUT_STATUSES:
                 raise
+            message = error_message(exc.body) if exc.body else exc.message
             if len(inputs) == 1:
-                outcome.errors[inputs[0][0]] = error_message(exc.body) if exc.body else exc.message
+                outcome.errors[inputs[0][0]] = message
                 existing = _existing_id(exc.body)
                 if existing is not None:
                     outcome.conflicts[inputs[0][0]] = existing
                 return outcome
-            half = len(inputs) // 2
-            for part in (inputs[:half], inputs[half:]):
-                sub = self.batch_upsert(object_type, id_property, part)
+            named = {t for t in _trace_ids(exc.body) if t in dict(inputs)}
+            if named:
+                for trace in named:
+                    outcome.errors[trace] = message
+                parts: list[Sequence[tuple[str, Mapping[str, Any]]]] = [
+                    [(k, p) for k, p in inputs if k not in named]
+                ]
+            else:
+                half = len(inputs) // 2
+                parts = [inputs[:half], inputs[half:]]
+            for part in parts:
+                if budget[0] <= 0:
+                    for unresolved, _ in part:
+                        outcome.errors[unresolved] = (
+                            f"{message} (batch refused as a whole; input not isolated)"
+                        )
+                    continue
+                budget[0] -= 1
+                sub = self.batch_upsert(object_type, id_property, part, budget)
                 outcome.ids.update(sub.ids)
                 outcome.errors.update(sub.errors)
                 outcome.conflicts.update(sub.conflicts)
@@ -302,18 +359,26 @@ class HubSpotClient:
 
     def batch_read_ids(self, object_type: str, id_property: str, keys: Sequence[str]) -> dict[str, str]:
         """HubSpot ids of the objects whose `id_property` is one of `keys` (missing ones left out)."""
-        found: dict[str, str] = {}
+        return {
+            key: str(props["hs_object_id"])
+            for key, props in self.batch_read(object_type, id_property, keys).items()
+        }
+
+    def batch_read(
+        self, object_type: str, id_property: str, keys: Sequence[str], properties: Sequence[str] = ()
+    ) -> dict[str, dict[str, Any]]:
+        """`properties` of the objects whose `id_property` is one of `keys`, by key (missing ones
+        left out); each also holds its HubSpot id as `hs_object_id`."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = [id_property, *(p for p in properties if p != id_property)]
         for chunk in _chunks(list(dict.fromkeys(keys)), 100):
-            body = {
-                "idProperty": id_property,
-                "properties": [id_property],
-                "inputs": [{"id": key} for key in chunk],
-            }
+            body = {"idProperty": id_property, "properties": wanted, "inputs": [{"id": key} for key in chunk]}
             response = self.request("POST", f"/crm/v3/objects/{object_type}/batch/read", body)
             for result in _body(response).get("results") or []:
-                value = (result.get("properties") or {}).get(id_property)
+                props = dict(result.get("properties") or {})
+                value = props.get(id_property)
                 if value is not None and "id" in result:
-                    found[str(value)] = str(result["id"])
+                    found[str(value)] = {**props, "hs_object_id": str(result["id"])}
         return found
 
     def read_properties(

@@ -8,6 +8,12 @@ customer archives its company and contact only when `archive_deleted_companies` 
 A contact that already exists with the billing email (HubSpot keeps emails unique) and is
 not linked to another Invoiced customer is taken over rather than duplicated.
 
+Columns the mapping declares `write = "if_empty"` are only written where HubSpot's value
+is empty (read just before the upsert). A record partly written is refused as a
+`PartialRejection`, so its later deletion still reaches the connector. The customers
+whose company syncd wrote are kept in the connector's output rows: a company missing in
+HubSpot after that was deleted there, and is not brought back as a nameless stub.
+
 The engine takes per-record refusals from `write()`, so `write()` sends its batches itself
 (up to `batch_size` inputs per request) and returns HubSpot's per-input errors as
 rejections; `flush()` has nothing left to send: what `write()` accepted is in HubSpot.
@@ -15,7 +21,9 @@ rejections; `flush()` has nothing left to send: what `write()` accepted is in Hu
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -31,6 +39,7 @@ from syncd.plugin import (
     ConnectorContext,
     ConnectorSettings,
     MappedRecord,
+    PartialRejection,
     Rejection,
     TableSpec,
 )
@@ -41,6 +50,12 @@ TOKEN_ENV = "HUBSPOT_TOKEN"  # noqa: S105 - the variable's name, not a token
 # The column of the contacts and deals tables naming the Invoiced customer whose company
 # the object is associated with. On deals it is not sent as a property.
 COMPANY_COLUMN = "invoiced_customer_id"
+# Datetime properties: HubSpot documents ISO 8601 date-times or epoch milliseconds for them.
+DATETIME_PROPERTIES = {"deals": frozenset({"closedate"})}
+CURRENCY_PROPERTY = "deal_currency_code"
+_BARE_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+# The connector's table in the store: customers whose company syncd has written.
+WRITTEN_COMPANIES = "companies"
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,10 @@ class _Batch:
     links: dict[tuple[str, str], str] = field(default_factory=dict)
     # (kind table, object key) -> the record id it came from
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
+    # records of which at least one object was upserted
+    written: set[str] = field(default_factory=set)
+    # records refused before anything was sent -> why
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 class HubSpotConnector(Connector):
@@ -129,6 +148,9 @@ class HubSpotConnector(Connector):
         super().__init__(settings, context)
         self._client = client
         self._company_ids: dict[str, str] = {}
+        self._known: set[str] | None = None  # customers whose company syncd wrote (from the store)
+        self._currencies: frozenset[str] | None = None  # the account's, read before the first deal
+        self._currencies_read = False
 
     # -- lifecycle ------------------------------------------------------------------
     def open(self) -> None:
@@ -198,8 +220,32 @@ class HubSpotConnector(Connector):
                 self._plan_customer(mapped, batch)
             elif stream == "invoices":
                 self._plan_invoice(mapped, batch)
+        for rid, reason in batch.refused.items():
+            failures.setdefault(rid, []).append(reason)
         self._send(batch, failures)
-        return [Rejection(stream, rid, "; ".join(reasons)) for rid, reasons in failures.items()]
+        # A record partly written (its company, not its contact; a deal, not its association)
+        # is still refused, but as held: deleting it later archives what was written.
+        return [
+            (PartialRejection if rid in batch.written else Rejection)(stream, rid, "; ".join(reasons))
+            for rid, reasons in failures.items()
+        ]
+
+    def _account_currencies(self) -> frozenset[str] | None:
+        """Read once, before the first deal: a deal in another currency is refused up front
+        (HubSpot would refuse each one, and a batch of them as a whole)."""
+        if not self._currencies_read:
+            self._currencies_read = True
+            self._currencies = self.client.account_currencies()
+            if self._currencies is None:
+                log.warning("hubspot.currencies_unknown", reason="account details not readable")
+            else:
+                log.info("hubspot.account_currencies", currencies=sorted(self._currencies))
+        return self._currencies
+
+    def _known_companies(self) -> set[str]:
+        if self._known is None:
+            self._known = {str(row["id"]) for row in self.context.outputs.rows(WRITTEN_COMPANIES)}
+        return self._known
 
     def _plan_customer(self, mapped: MappedRecord, batch: _Batch) -> None:
         record = mapped.record
@@ -223,12 +269,21 @@ class HubSpotConnector(Connector):
         record = mapped.record
         deal = _first_row(mapped.tables.get(DEALS.table))
         voided = record.data.get("status") == "voided" or record.data.get("voided") is True
+        if deal is None and not record.deleted and not voided and record.data.get("draft") is True:
+            return  # a draft never had a deal (Invoiced issues, never un-issues, an invoice)
         if record.deleted or voided or deal is None:
             # A deal whose invoice is gone, voided or filtered out is no longer a deal.
             batch.archives.setdefault(DEALS.table, []).append(record.id)
             return
+        currency = str(deal.get(CURRENCY_PROPERTY) or "").upper()
+        if currency and currency not in (self._account_currencies() or {currency}):
+            batch.refused[record.id] = (
+                f"deal currency {currency} is not a currency of the HubSpot account "
+                f"({', '.join(sorted(self._currencies or ()))}): add it in HubSpot's account currencies"
+            )
+            return
         key = _key(deal, DEALS, record.id)
-        properties = {k: v for k, v in deal.items() if k != COMPANY_COLUMN}
+        properties = {k: _datetime(k, v, DEALS) for k, v in deal.items() if k != COMPANY_COLUMN}
         batch.upserts.setdefault(DEALS.table, []).append((key, properties))
         batch.owners[(DEALS.table, key)] = record.id
         customer = deal.get(COMPANY_COLUMN)
@@ -245,11 +300,14 @@ class HubSpotConnector(Connector):
             inputs = [(k, p) for k, p in inputs if batch.owners.get((table, k), k) not in failures]
             kind = kinds[table]
             written[table] = {}
-            for chunk in _chunks(inputs, self.settings.batch_size):
+            fill = [c for c in self.context.fill_only.get(table, ()) if c != kind.key]
+            for part in _chunks(inputs, self.settings.batch_size):
+                chunk = self._unfilled(kind, part, fill) if fill else part
                 outcome: BatchOutcome = self.client.batch_upsert(kind.object_type, kind.key, chunk)
                 if outcome.conflicts:
-                    self._adopt(kind, outcome, dict(chunk))
+                    self._adopt(kind, outcome, dict(chunk), fill)
                 written[table].update(outcome.ids)
+                batch.written.update(batch.owners.get((table, key), key) for key in outcome.ids)
                 for key, message in outcome.errors.items():
                     owner = batch.owners.get((table, key), key)
                     failures.setdefault(owner, []).append(f"HubSpot {kind.object_type} {key}: {message}")
@@ -257,6 +315,7 @@ class HubSpotConnector(Connector):
                 log.debug("hubspot.upserted", object_type=kind.object_type, count=len(written[table]))
             if table == COMPANIES.table:
                 self._company_ids.update(written[table])
+                self._remember(written[table])
         self._associate(batch, written, failures)
         for table, keys in batch.archives.items():
             kind = kinds[table]
@@ -267,9 +326,41 @@ class HubSpotConnector(Connector):
             for key in found:
                 if kind is COMPANIES:
                     self._company_ids.pop(key, None)
+            if kind is COMPANIES:
+                self._forget(keys)
+
+    def _remember(self, customers: Mapping[str, str]) -> None:
+        """Keep the customers whose company syncd wrote (a missing one was then deleted in HubSpot)."""
+        known = self._known_companies()
+        new = sorted(c for c in customers if c not in known)
+        if new:
+            self.context.outputs.put_many([("customers", c, {WRITTEN_COMPANIES: [{"id": c}]}) for c in new])
+            known.update(new)
+
+    def _forget(self, customers: Sequence[str]) -> None:
+        known = self._known_companies()
+        for c in customers:
+            if c in known:
+                self.context.outputs.delete("customers", c)
+                known.discard(c)
+
+    def _unfilled(
+        self, kind: ObjectKind, chunk: Sequence[tuple[str, dict[str, Any]]], fill: Sequence[str]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The inputs less the fill-only properties that HubSpot already holds a value for.
+
+        A column the mapping declares `write = "if_empty"` is only written where HubSpot's
+        value is empty, and never cleared: what sales typed in HubSpot stays.
+        """
+        current = self.client.batch_read(kind.object_type, kind.key, [key for key, _ in chunk], fill)
+        return [(key, _fill_empty(props, current.get(key, {}), fill)) for key, props in chunk]
 
     def _adopt(
-        self, kind: ObjectKind, outcome: BatchOutcome, properties: Mapping[str, Mapping[str, Any]]
+        self,
+        kind: ObjectKind,
+        outcome: BatchOutcome,
+        properties: Mapping[str, Mapping[str, Any]],
+        fill: Sequence[str] = (),
     ) -> None:
         """Take over objects that already hold a unique value (a contact with the billing email).
 
@@ -278,7 +369,7 @@ class HubSpotConnector(Connector):
         Invoiced record, syncd sets its key property on it and updates it like its own.
         """
         holders = self.client.read_properties(
-            kind.object_type, sorted(set(outcome.conflicts.values())), [kind.key]
+            kind.object_type, sorted(set(outcome.conflicts.values())), [kind.key, *fill]
         )
         updates: dict[str, str] = {}
         for key, hs_id in outcome.conflicts.items():
@@ -292,7 +383,11 @@ class HubSpotConnector(Connector):
         if not updates:
             return
         result = self.client.batch_update(
-            kind.object_type, [(hs_id, {**properties[key], kind.key: key}) for hs_id, key in updates.items()]
+            kind.object_type,
+            [
+                (hs_id, {**_fill_empty(properties[key], holders.get(hs_id) or {}, fill), kind.key: key})
+                for hs_id, key in updates.items()
+            ],
         )
         for hs_id, key in updates.items():
             if hs_id in result.ids:
@@ -341,10 +436,23 @@ class HubSpotConnector(Connector):
             self._company_ids.update(
                 self.client.batch_read_ids(COMPANIES.object_type, COMPANIES.key, missing)
             )
-        stubs: list[tuple[str, dict[str, Any]]] = [(c, {}) for c in missing if c not in self._company_ids]
+        absent = [c for c in missing if c not in self._company_ids]
+        # A company syncd wrote and HubSpot no longer has was deleted there by a user: do not
+        # bring it back as a nameless stub; the customer's next change re-creates it whole.
+        known = self._known_companies()
+        for customer in (c for c in absent if c in known):
+            for (table, key), linked in batch.links.items():
+                if linked == customer:
+                    owner = batch.owners.get((table, key), key)
+                    failures.setdefault(owner, []).append(
+                        f"HubSpot company of customer {customer} was deleted in HubSpot; it is re-created "
+                        "when the customer changes in Invoiced (then retry with `syncd errors retry`)"
+                    )
+        stubs: list[tuple[str, dict[str, Any]]] = [(c, {}) for c in absent if c not in known]
         for chunk in _chunks(stubs, self.settings.batch_size):
             outcome = self.client.batch_upsert(COMPANIES.object_type, COMPANIES.key, chunk)
             self._company_ids.update(outcome.ids)
+            self._remember(outcome.ids)
             for customer, message in outcome.errors.items():
                 for (table, key), linked in batch.links.items():
                     if linked == customer:
@@ -378,6 +486,26 @@ def _unsendable(mapped: MappedRecord) -> str | None:
                 if isinstance(value, list | dict):
                     return f"{table}.{column}: a {type(value).__name__} is not a property value; use join"
     return None
+
+
+def _fill_empty(props: Mapping[str, Any], current: Mapping[str, Any], fill: Sequence[str]) -> dict[str, Any]:
+    """`props` less the `fill` properties that are empty here or already set in `current`."""
+    return {
+        k: v
+        for k, v in props.items()
+        if k not in fill or (v not in (None, "") and current.get(k) in (None, ""))
+    }
+
+
+def _datetime(name: str, value: Any, kind: ObjectKind) -> Any:
+    """A bare `YYYY-MM-DD` for a datetime property as HubSpot documents it: midnight UTC, ISO 8601."""
+    if name not in DATETIME_PROPERTIES.get(kind.table, ()):
+        return value
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = value.isoformat()
+    if isinstance(value, str) and _BARE_DATE.fullmatch(value):
+        return f"{value}T00:00:00Z"
+    return value
 
 
 def _first_row(rows: Sequence[Mapping[str, Any]] | None) -> dict[str, Any] | None:

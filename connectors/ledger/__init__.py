@@ -94,7 +94,7 @@ class LedgerSettings(ConnectorSettings):
 
 
 _MONEY_ROW = frozenset({"account", "amount"})
-RENDER_VERSION = "1"  # bump when the rendered text changes for the same entries
+RENDER_VERSION = "2"  # bump when the rendered text changes for the same entries
 
 
 def _first_line(path: Path) -> str | None:

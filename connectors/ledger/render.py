@@ -32,6 +32,12 @@ def _clean(value: str, drop: str) -> str:
     return " ".join(out.split())
 
 
+def _untagged(note: str) -> str:
+    """A note Ledger does not read as metadata: no word ending in `:` (`Void: X` would be a
+    tag named Void) nor starting with one (`:a:b:` is a tag list)."""
+    return " ".join(re.sub(r"^:+|:+$", "", word) or "-" for word in note.split())
+
+
 def _component(part: str) -> str:
     ascii_text = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode()
     comp = re.sub(r"[^A-Za-z0-9]+", "-", ascii_text).strip("-") or "X"
@@ -95,9 +101,13 @@ def _render_ledger(entries: Sequence[Entry], dialect: str, declared: frozenset[s
         sample = "1000." + "0" * places if places else "1000."
         lines.append(f"commodity {sample} {cur}" if dialect == "hledger" else f"commodity {cur}")
     lines.extend(f"account {a}" for a in sorted(first) if a not in declared)
+    # Ledger's --strict/--pedantic refuse undeclared metadata tags; hledger reads `tag` too.
+    lines.extend(f"tag {t}" for t in sorted({k for e in entries for k, _ in e.meta}) if t not in declared)
     for e in entries:
         payee = _clean(e.payee, ";|")
         narration = _clean(e.narration, ";")
+        if dialect == "ledger":
+            narration = _untagged(narration)
         if dialect == "hledger":
             head = f"{e.date.isoformat()} * {payee} | {narration}" if narration else f"{e.date} * {payee}"
         else:

@@ -26,6 +26,7 @@ from syncd.mapping.model import (
     STREAM_KEYS,
     TABLE_KEYS,
     TOP_KEYS,
+    WRITE_MODES,
     Column,
     Condition,
     Constant,
@@ -437,25 +438,39 @@ class _Checker:
                 is_list = False
             steps.append(step)
         if ok and is_list:
-            hint = (
-                f"; or set rows = {source.text.split('[]')[0]!r} on the table for one row per element"
-                if rows_text is None
-                else ""
-            )
-            self.error(
-                (*here, "from"), f"{source.text!r} is a list: add a join or sum transform{hint}", "join"
-            )
+            self.list_left(here, source, rows_text)
             ok = False
         if ok and stream:
             ok = self.chain_types(here, kind, source, chain, values, stream, rows_text)
         if ok and self.rule is not None:  # a refused constant leaves the column in place
             self.constants(here, name, kind, source, chain, steps, values)
         description = raw.get("description", "")
+        write = self.write_mode(here, raw)
         pos = self.locations.key(here)
-        if not ok:
+        if not ok or write is None:
             return None
         wrapped = source if kind != "value" else Constant(source)
-        return Column(name, wrapped, tuple(steps), pos[0] if pos else None, str(description))
+        return Column(name, wrapped, tuple(steps), pos[0] if pos else None, str(description), str(write))
+
+    def list_left(self, here: Loc, source: Any, rows_text: Any) -> None:
+        """Report a column whose chain still ends on a list (one cell needs one value)."""
+        hint = (
+            f"; or set rows = {source.text.split('[]')[0]!r} on the table for one row per element"
+            if rows_text is None
+            else ""
+        )
+        self.error((*here, "from"), f"{source.text!r} is a list: add a join or sum transform{hint}", "join")
+
+    def write_mode(self, here: Loc, raw: Mapping[str, Any]) -> str | None:
+        """The column's `write` key (how a connector may overwrite), or None when it is invalid."""
+        write = raw.get("write", "always")
+        if write in WRITE_MODES:
+            return str(write)
+        self.error(
+            (*here, "write"),
+            f"write must be one of {', '.join(map(repr, WRITE_MODES))}, got {show_value(write)}",
+        )
+        return None
 
     def chain_types(
         self,
@@ -638,7 +653,9 @@ def _canonical(tables: Sequence[OutputTable]) -> Any:
                 "skip": sorted(c.describe() for c in t.skip),
                 "row_skip": sorted(c.describe() for c in t.row_skip),
                 "columns": [
-                    [c.name, c.kind, _source_key(c), [list(s.canonical) for s in c.steps]] for c in t.columns
+                    [c.name, c.kind, _source_key(c), [list(s.canonical) for s in c.steps]]
+                    + ([c.write] if c.write != "always" else [])
+                    for c in t.columns
                 ],
             }
         )

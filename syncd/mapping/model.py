@@ -38,7 +38,10 @@ LANGUAGE_VERSION = 1
 
 TOP_KEYS = ("defaults", "tables", "streams", "values")
 TABLE_KEYS = ("stream", "rows", "skip", "description", "fields")
-FIELD_KEYS = ("name", "from", "value", "template", "transforms", "description")
+FIELD_KEYS = ("name", "from", "value", "template", "transforms", "description", "write")
+# How a connector that can read its target writes a column: always (the source owns the
+# value, an empty one clears it) or only into an empty target value (HubSpot).
+WRITE_MODES = ("always", "if_empty")
 DEFAULT_KEYS = ("timezone", "rounding", "date_format", "datetime_format", "currency_digits")
 STREAM_KEYS = ("skip",)
 OPERATORS = ("equals", "not_equals", "in", "not_in")
@@ -138,6 +141,7 @@ class Column:
     steps: tuple[Transform, ...]
     line: int | None
     description: str = ""
+    write: str = "always"  # one of WRITE_MODES
     # `value` compiled once: the source read and the chain as one closure
     compute: Callable[[Env], Any] = field(init=False, repr=False, compare=False)
     # whether the value depends on the current row; if not, every row of a record shares it
@@ -348,6 +352,11 @@ class MappingSet:
     def columns(self) -> dict[str, list[str]]:
         """Output column names per table, in file order."""
         return {t.name: [c.name for c in t.columns] for t in self.tables.values()}
+
+    def fill_only(self) -> dict[str, list[str]]:
+        """Per table, the columns declared `write = "if_empty"` (tables without any left out)."""
+        out = {t.name: [c.name for c in t.columns if c.write == "if_empty"] for t in self.tables.values()}
+        return {name: cols for name, cols in out.items() if cols}
 
     def apply(self, record: Record, resolve: Resolve) -> dict[str, list[dict[str, Any]]]:
         """Rows for every table fed by the record's stream ([] where a filter skips it).

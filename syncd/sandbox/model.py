@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 ZERO_DECIMAL_CURRENCIES = frozenset({"jpy", "krw", "vnd", "clp", "isk"})
+THREE_DECIMAL_CURRENCIES = frozenset({"bhd", "iqd", "jod", "kwd", "lyd", "omr", "tnd"})
 TRANSACTION_TYPES = ("charge", "payment", "refund", "adjustment")
 TRANSACTION_METHODS = (
     "ach",
@@ -52,8 +53,10 @@ def bad(param: str, message: str) -> ApiProblem:
 
 
 def exponent(currency: str) -> Decimal:
-    """The quantum of one minor unit: 0.01, or 1 for currencies without a minor unit (JPY)."""
-    return Decimal(1) if currency in ZERO_DECIMAL_CURRENCIES else Decimal("0.01")
+    """The quantum of one minor unit: 0.01, 1 for currencies without a minor unit (JPY), 0.001 for KWD..."""
+    if currency in ZERO_DECIMAL_CURRENCIES:
+        return Decimal(1)
+    return Decimal("0.001") if currency in THREE_DECIMAL_CURRENCIES else Decimal("0.01")
 
 
 def money(value: Decimal | int, currency: str) -> Decimal:

@@ -11,6 +11,8 @@ import itertools
 import json
 import re
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,9 +38,18 @@ class FakeHubSpot:
     associations: set[tuple[str, str, str, str]] = field(default_factory=set)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     fail_429: int = 0  # answer this many next requests with 429
-    limit_policy: str = "SECONDLY"  # the rate limit a 429 names (DAILY: no retry helps today)
+    limit_policy: str = "TEN_SECONDLY_ROLLING"  # the rate limit a 429 names (DAILY: no retry helps today)
+    # The rolling window: at most `window_max` requests per `window` seconds of `clock`.
+    window_max: int = 190
+    window: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    seen: deque[float] = field(default_factory=deque)  # request times in the window
+    limited: int = 0  # 429s answered
     reject: Rejecter | None = None  # per-input validation: message -> that input fails
     reject_whole_batch: bool = False  # a rejected input fails the whole batch with 400 (as HubSpot may)
+    name_refused_input: bool = False  # that 400 names the input in context.objectWriteTraceId
+    currencies: tuple[str, ...] = ("USD", "EUR", "GBP", "JPY", "CAD", "AUD")  # company currency first
+    lose_replies: int = 0  # apply this many next writes, then drop the connection instead of replying
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,21 +91,56 @@ class FakeHubSpot:
             self.requests.append((method, path, body))
             if auth != f"Bearer {self.token}":
                 return 401, {}, _error("Authentication credentials not found.", "INVALID_AUTHENTICATION")
-            if self.fail_429 > 0:
-                self.fail_429 -= 1
-                return (
-                    429,
-                    {"Retry-After": "0"},
-                    {
-                        "status": "error",
-                        "message": f"You have reached your {self.limit_policy.lower()} limit.",
-                        "errorType": "RATE_LIMIT",
-                        "policyName": self.limit_policy,
-                    },
-                )
-            return self._route(method, path, body)
+            now = self.clock()
+            while self.seen and self.seen[0] <= now - self.window:
+                self.seen.popleft()
+            if self.fail_429 > 0 or len(self.seen) >= self.window_max:
+                self.fail_429 = max(self.fail_429 - 1, 0)
+                self.limited += 1
+                return 429, self._limit_headers(), self._limit_body()
+            self.seen.append(now)
+            status, headers, payload = self._route(method, path, body)
+            headers = {**self._limit_headers(), **headers}
+            if self.lose_replies > 0 and method == "POST" and status < 400:
+                self.lose_replies -= 1
+                return -1, {}, None  # the write is applied; its reply never arrives
+            return status, headers, payload
+
+    def _limit_headers(self) -> dict[str, str]:
+        # developers.hubspot.com/docs/api/usage-details: on every response, no Retry-After
+        return {
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(self.window * 1000)),
+            "X-HubSpot-RateLimit-Max": str(self.window_max),
+            "X-HubSpot-RateLimit-Remaining": str(max(self.window_max - len(self.seen), 0)),
+        }
+
+    def _limit_body(self) -> dict[str, Any]:
+        return {
+            "status": "error",
+            "message": f"You have reached your {self.limit_policy.lower()} limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": "00000000-test",
+            "policyName": self.limit_policy,
+            "groupName": "publicapi:private-app",
+        }
 
     def _route(self, method: str, path: str, body: Any) -> tuple[int, dict[str, str], Any]:
+        if path == "/account-info/v3/details":
+            return (
+                200,
+                {},
+                {
+                    "portalId": 1234567,
+                    "accountType": "STANDARD",
+                    "timeZone": "US/Eastern",
+                    "companyCurrency": self.currencies[0],
+                    "additionalCurrencies": list(self.currencies[1:]),
+                    "utcOffset": "-05:00",
+                    "utcOffsetMilliseconds": -18000000,
+                    "uiDomain": "app.hubspot.com",
+                    "dataHostingLocation": "na1",
+                },
+            )
         if m := re.fullmatch(r"/crm/v3/properties/(\w+)/(\w+)", path):
             if method != "GET":
                 return 405, {}, _error("method not allowed")
@@ -115,13 +161,32 @@ class FakeHubSpot:
                 return 400, {}, _error("Too many inputs: at most 100", "VALIDATION_ERROR")
             return getattr(self, f"_{verb}")(object_type, body, inputs)  # type: ignore[no-any-return]
         if m := re.fullmatch(r"/crm/v4/associations/(\w+)/(\w+)/batch/associate/default", path):
-            results = []
+            results, errors = [], []
             for item in body.get("inputs") or []:
                 a, b = str(item["from"]["id"]), str(item["to"]["id"])
+                gone = [(t, i) for t, i in ((m[1], a), (m[2], b)) if not self._exists(t, i)]
+                if gone:  # documented: an error per input naming the missing object
+                    errors.append(
+                        {
+                            "status": "error",
+                            "category": "VALIDATION_ERROR",
+                            "subCategory": "crm.associations.INVALID_OBJECT_IDS",
+                            "message": f"No {gone[0][0]} with id {gone[0][1]}",
+                            "context": {"fromObjectId": [a], "toObjectId": [b]},
+                        }
+                    )
+                    continue
                 self.associations.add((m[1], a, m[2], b))
                 results.append({"from": {"id": a}, "to": {"id": b}, "associationSpec": {}})
-            return 200, {}, {"status": "COMPLETE", "results": results}
+            out: dict[str, Any] = {"status": "COMPLETE", "results": results}
+            if errors:
+                out.update(numErrors=len(errors), errors=errors)
+            return (207 if errors else 200), {}, out
         return 404, {}, _error(f"no route {method} {path}")
+
+    def _exists(self, object_type: str, hs_id: str) -> bool:
+        obj = self.objects.get(object_type, {}).get(hs_id)
+        return obj is not None and not obj["archived"]
 
     def _unique(self, object_type: str, prop: str) -> bool:
         return bool(self.properties[object_type].get(prop, {}).get("hasUniqueValue"))
@@ -141,12 +206,19 @@ class FakeHubSpot:
                 k for k in props if k not in self.properties[object_type] and k not in _BUILTIN[object_type]
             ]
             message = f'Property "{unknown[0]}" does not exist' if unknown else None
+            if message is None:
+                message = _invalid_value(object_type, props)
             if message is None and self.reject is not None:
                 message = self.reject(object_type, props)
             trace = item.get("objectWriteTraceId")
             if message is not None:
-                if self.reject_whole_batch:
-                    return 400, {}, _error(f"Property values were not valid: {message}", "VALIDATION_ERROR")
+                # Documented: without objectWriteTraceId HubSpot cannot say which input failed,
+                # so the whole batch fails (207 Multi-Status needs the trace ids).
+                if self.reject_whole_batch or trace is None:
+                    refusal = _error(f"Property values were not valid: {message}", "VALIDATION_ERROR")
+                    if self.name_refused_input and trace is not None:
+                        refusal["context"] = {"objectWriteTraceId": [trace]}
+                    return 400, {}, refusal
                 errors.append(
                     {
                         "status": "error",
@@ -294,6 +366,25 @@ _BUILTIN = {
 }
 
 
+_DATETIME = {"deals": {"closedate"}}
+_NUMBER = {"deals": {"amount"}}
+_DECIMAL = re.compile(r"-?\d+(\.\d+)?")  # plain notation: no exponent, no thousands separator
+_ISO_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)")
+
+
+def _invalid_value(object_type: str, props: dict[str, str]) -> str | None:
+    """HubSpot's property value validation, for the values the tests touch (datetimes, numbers)."""
+    for name in _DATETIME.get(object_type, ()):
+        value = props.get(name)
+        if value and not (value.isdigit() or _ISO_DATETIME.fullmatch(value)):
+            return f"{value} was not a valid long (epoch ms) or ISO 8601 datetime for property {name}"
+    for name in _NUMBER.get(object_type, ()):
+        value = props.get(name)
+        if value and not _DECIMAL.fullmatch(value):
+            return f"{value} was not a valid number for property {name}"
+    return None
+
+
 def _error(message: str, category: str = "VALIDATION_ERROR") -> dict[str, Any]:
     return {"status": "error", "message": message, "category": category, "correlationId": "00000000-test"}
 
@@ -310,6 +401,10 @@ def _handler(fake: FakeHubSpot) -> type[BaseHTTPRequestHandler]:
             status, headers, payload = fake.handle(
                 self.command, self.path.split("?")[0], self.headers.get("Authorization"), body
             )
+            if status < 0:  # a lost reply: the connection drops after the write was applied
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
             data = b"" if payload is None else json.dumps(payload).encode()
             self.send_response(status)
             for key, value in headers.items():

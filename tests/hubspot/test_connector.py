@@ -153,7 +153,7 @@ def test_whole_batch_rejection_is_split_to_deliver_the_rest(fake: FakeHubSpot, u
     assert set(fake.by_key("deals", "invoiced_invoice_id")) == {str(i) for i in range(10, 18)} - {"13"}
 
 
-def test_rate_limit_is_honoured_with_retry_after(fake: FakeHubSpot) -> None:
+def test_rate_limit_waits_for_the_rolling_window(fake: FakeHubSpot) -> None:
     sleeps: list[float] = []
     with serve(fake) as base:
         conn = connector(base, sleeps)
@@ -161,7 +161,8 @@ def test_rate_limit_is_honoured_with_retry_after(fake: FakeHubSpot) -> None:
         fake.fail_429 = 2
         with capture_logs() as logs:
             assert conn.write("customers", [customer("1")]) == []
-    assert sleeps == [0.0, 0.0]
+    # No Retry-After (HubSpot sends none): the policy's 10-second window, from our own requests.
+    assert sleeps == [10.0, 10.0]
     assert len(fake.live("companies")) == 1
     retries = [e for e in logs if e["event"] == "hubspot.retry"]
     assert len(retries) == 2 and "429" in retries[0]["error"]

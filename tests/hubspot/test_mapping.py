@@ -66,7 +66,7 @@ def test_invoice_becomes_deal_with_stage_from_status(status: str, stage: str) ->
         "dealname": "Invoice INV-0016",
         "amount": Decimal("51.15"),
         "deal_currency_code": "USD",
-        "closedate": "2014-12-02",
+        "closedate": "2014-12-02T06:00:00+00:00",  # ISO 8601 date-time, as HubSpot documents
         "pipeline": "default",
         "dealstage": stage,
     }

@@ -133,6 +133,53 @@ def hledger_check(path: Path) -> None:
     hledger("check", "-f", str(path), "--strict", "ordereddates")
 
 
+def ledger_cli(path: Path, *args: str) -> str:
+    """Run ledger-cli with `--pedantic` (undeclared accounts, commodities and metadata tags are
+    errors); fail the test on a non-zero exit or any warning on stderr."""
+    exe = shutil.which("ledger")
+    assert exe, "ledger-cli is not installed (apt-get install ledger)"
+    proc = subprocess.run(
+        [exe, "-f", str(path), "--pedantic", *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and not proc.stderr.strip(), f"ledger {' '.join(args)}:\n{proc.stderr}"
+    return proc.stdout
+
+
+def ledger_check(path: Path) -> None:
+    """ledger-cli accepts the journal: `--pedantic` balance and a `--strict` one without warnings."""
+    ledger_cli(path, "balance")
+    ledger_cli(path, "--strict", "balance")
+
+
+def ledger_ar(path: Path, prefix: str = "Assets:Accounts Receivable") -> dict[tuple[str, str], Decimal]:
+    """ledger-cli's balance of every receivable account, by (account, commodity); zeros left out."""
+    out = ledger_cli(path, "register", "--format", "%(account)\t%(quantity(amount))\t%(commodity(amount))\n")
+    result: dict[tuple[str, str], Decimal] = {}
+    for line in out.splitlines():
+        account, quantity, commodity = line.split("\t")
+        if account == prefix or account.startswith(prefix + ":"):
+            key = (account, commodity)
+            result[key] = result.get(key, Decimal(0)) + Decimal(quantity.replace(",", ""))
+    return {k: v for k, v in result.items() if v}
+
+
+def beancount_ar(path: Path, prefix: str = "Assets:Accounts-Receivable") -> dict[tuple[str, str], Decimal]:
+    """bean-check's view: the balance of every receivable account, by (account, currency)."""
+    from beancount import loader
+    from beancount.core import data
+
+    entries, errors, _ = loader.load_file(str(path))
+    assert not errors, errors
+    result: dict[tuple[str, str], Decimal] = {}
+    for e in entries:
+        if isinstance(e, data.Transaction):
+            for p in e.postings:
+                if p.account.startswith(prefix + ":") and p.units.number is not None:
+                    key = (p.account, p.units.currency)
+                    result[key] = result.get(key, Decimal(0)) + p.units.number
+    return {k: v for k, v in result.items() if v}
+
+
 def bean_check(path: Path) -> None:
     """bean-check accepts the journal."""
     proc = subprocess.run([str(BEAN_CHECK), str(path)], capture_output=True, text=True, timeout=60)

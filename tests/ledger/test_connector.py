@@ -12,7 +12,15 @@ import pytest
 
 from connectors.ledger import LedgerConnector
 from syncd.store import Store
-from tests.ledger.helpers import ar_balances, bean_check, hledger_check, make_connector, mapped
+from tests.ledger.helpers import (
+    ar_balances,
+    bean_check,
+    hledger_check,
+    ledger_ar,
+    ledger_check,
+    make_connector,
+    mapped,
+)
 from tests.ledger.scenario import CUSTOMERS, book, open_balances
 
 
@@ -71,6 +79,11 @@ def test_ledger_dialect_is_accepted(tmp_path: Path, store: Store) -> None:
     path = tmp_path / "books.ledger"
     hledger("check", "-f", str(path))  # hledger reads Ledger syntax
     assert ar_balances(path) == open_balances(invoices, txns)
+    # ledger-cli itself: every account, commodity and metadata tag declared (--pedantic, --strict)
+    ledger_check(path)
+    assert ledger_ar(path) == open_balances(invoices, txns)
+    # the void's note is a comment to Ledger, not a metadata tag named "Void"
+    assert "    ; Void Invoice INV-0105\n" in path.read_text()
 
 
 def test_beancount_journal_is_accepted_with_sanitised_accounts(tmp_path: Path, store: Store) -> None:

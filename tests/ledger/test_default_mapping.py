@@ -14,7 +14,15 @@ from connectors.ledger import LedgerConnector
 from syncd.mapping import MappingSet, load_mapping
 from syncd.plugin import MappedRecord, Record
 from syncd.store import Store
-from tests.ledger.helpers import ROOT, ar_balances, bean_check, hledger_check, make_connector
+from tests.ledger.helpers import (
+    ROOT,
+    ar_balances,
+    bean_check,
+    hledger_check,
+    ledger_ar,
+    ledger_check,
+    make_connector,
+)
 
 MAPPING = ROOT / "mappings" / "ledger.toml"
 
@@ -70,17 +78,21 @@ def test_default_mapping_satisfies_the_connector(mapping: MappingSet) -> None:
         assert spec.required <= set(columns[table]), table
 
 
-@pytest.mark.parametrize("dialect", ["hledger", "beancount"])
+@pytest.mark.parametrize("dialect", ["hledger", "ledger", "beancount"])
 def test_seeded_book_through_default_mapping(
     tmp_path: Path, store: Store, mapping: MappingSet, dialect: str
 ) -> None:
     from syncd.sandbox.data import SandboxData
 
     data = SandboxData.seeded(11, 25, 200, 160)
-    path = Path("books.beancount" if dialect == "beancount" else "books.journal")
+    path = Path(f"books.{dialect}")
     _deliver(make_connector(tmp_path, store, dialect=dialect, path=path), mapping, data)
     if dialect == "beancount":
         bean_check(tmp_path / path)
+        return
+    if dialect == "ledger":
+        ledger_check(tmp_path / path)
+        assert ledger_ar(tmp_path / path) == expected_ar(data)
         return
     hledger_check(tmp_path / path)
     assert ar_balances(tmp_path / path) == expected_ar(data)

@@ -109,3 +109,24 @@ def test_payment_from_the_books_is_pushed_once_and_not_counted_twice(
     # Pushing again posts nothing: the payment's id is stable.
     assert run_push(settings).counts.get("posted", 0) == 0
     assert len(sb.data.list("transactions")) == before + 1
+
+
+def test_ledger_dialect_sync_is_accepted_by_ledger_cli(
+    make_sandbox: Callable[..., Any], tmp_path: Path
+) -> None:
+    from tests.ledger.helpers import ledger_ar, ledger_check
+
+    sb = make_sandbox(seed=7, customers=8, invoices=50, transactions=40)
+    settings = _settings(sb, tmp_path, dialect="ledger", path=str(tmp_path / "books.ledger"))
+    sb.data.void_invoice(
+        next(
+            i
+            for i in sb.data.list("invoices")
+            if i["status"] in ("past_due", "sent", "viewed", "not_sent") and not i["amount_paid"]
+        )["id"]
+    )
+    assert run_sync(settings).ok
+    path = tmp_path / "books.ledger"
+    ledger_check(path)  # --pedantic and --strict: every account, commodity and tag declared
+    assert ledger_ar(path) == expected_ar(sb.data)
+    hledger_check(path)
