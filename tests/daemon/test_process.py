@@ -271,12 +271,13 @@ def test_lease_of_a_killed_daemon_is_taken_over_after_it_expires(make_sandbox: A
 def _lease_expires(store: str, when: float) -> None:
     from sqlalchemy import update
 
-    from syncd.daemon.lock import LOCK
+    from syncd.store.lease import DEFAULT_NAME, LOCK
 
     s = Store.open(store)
     try:
         with s.engine.begin() as conn:
-            assert conn.execute(update(LOCK).values(expires_at=when)).rowcount == 1
+            daemon = update(LOCK).where(LOCK.c.name == DEFAULT_NAME).values(expires_at=when)
+            assert conn.execute(daemon).rowcount == 1
     finally:
         s.close()
 
