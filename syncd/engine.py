@@ -89,6 +89,8 @@ class SyncRun:
         self.targets = targets
         self.delivery = Delivery(store, targets)
         self.progress = progress or Progress(enabled=False)
+        client.on_wait = self.progress.waiting  # rate-limit and retry waits show in the progress view
+        client.pacer.reset_budget()  # the rate-limit budget is per run; the learnt pace is kept
         self.stop = stop or threading.Event()
         self.report = SyncReport()
 
@@ -391,7 +393,12 @@ def connect(settings: Settings) -> InvoicedClient:
     from syncd.invoiced import RetryPolicy
 
     conf = settings.invoiced
-    policy = RetryPolicy(attempts=conf.retry_attempts, budget=conf.retry_budget)
+    policy = RetryPolicy(
+        attempts=conf.retry_attempts,
+        budget=conf.retry_budget,
+        rate_limit_budget=conf.rate_limit_budget,
+        request_deadline=conf.request_deadline,
+    )
     return InvoicedClient.connect(
         conf.base_url,
         conf.api_key.get_secret_value(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from types import TracebackType
 
@@ -22,6 +23,10 @@ class Progress:
         self._tasks: dict[str, object] = {}
         self._log_every = log_every
         self._last_log = time.monotonic()
+        self.waits = 0  # waits before a retry, over all threads
+        self.waited = 0.0  # their seconds, summed
+        self.last_wait: tuple[float, str] | None = None  # (seconds, reason) of the latest
+        self._wait_lock = threading.Lock()
 
     def __enter__(self) -> Progress:
         if self.enabled:
@@ -50,4 +55,15 @@ class Progress:
             self._rich.update(self._tasks[stream], advance=n)  # type: ignore[arg-type]
         elif time.monotonic() - self._last_log >= self._log_every:
             self._last_log = time.monotonic()
-            log.info("sync.progress", records=dict(self.counts))
+            log.info("sync.progress", records=dict(self.counts), waits=self.waits, waited=round(self.waited, 1))
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        """The client is about to wait `seconds` before a retry, e.g. (2.0, "rate limited").
+
+        Called from fetcher threads (InvoicedClient.on_wait); the JSON log has the
+        client's own `api.waiting` line, so this only records.
+        """
+        with self._wait_lock:
+            self.waits += 1
+            self.waited += seconds
+            self.last_wait = (seconds, reason)
