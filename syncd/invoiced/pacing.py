@@ -64,6 +64,7 @@ class Pacer:
         ceiling: float = 1000.0,
         burst: float = 1.0,
         window: float = 5.0,
+        min_span: float = 0.25,
         log_every: float = 5.0,
     ) -> None:
         """
@@ -77,12 +78,13 @@ class Pacer:
             floor, ceiling: bounds of the pace (requests/s); above `ceiling` pacing stops.
             burst: seconds of the pace that may be sent at once after an idle moment.
             window: seconds of successes measured to set the first pace.
+            min_span: the shortest span that measure is taken over.
         """
         self.budget = budget
         self.clock, self.sleep = clock, sleep
         self.decrease, self.increase, self.probe = decrease, increase, probe
         self.floor, self.ceiling, self.burst = floor, ceiling, burst
-        self.window, self.log_every = window, log_every
+        self.window, self.log_every, self.min_span = window, log_every, min_span
         self.rate: float | None = None  # requests/s; None: not paced
         self.limited = 0.0  # rate-limit waiting charged to the budget so far
         self.episodes = 0  # 429 episodes that lowered the pace
@@ -160,10 +162,10 @@ class Pacer:
                 self._decreased_at = now
                 self.episodes += 1
                 if self.rate is None:
-                    # Successes per second lately; over at least one second, so a first
+                    # Successes per second lately, over at least `min_span`, so that a first
                     # burst is not read as a huge rate. Too high is corrected in a few
                     # episodes (multiplicative), too low only slowly: err on the high side.
-                    span = max(1.0, now - self._successes[0])
+                    span = max(self.min_span, now - self._successes[0])
                     self.rate = max(self.floor, len(self._successes) / span)
                 self.rate = max(self.floor, self.rate * self.decrease)
                 # Resume at the new pace without a burst: a server that just ran dry refills
