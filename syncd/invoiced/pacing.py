@@ -158,7 +158,7 @@ class Pacer:
             self._paused_until = max(self._paused_until, until)
             # With nothing answered yet there is nothing to measure a pace from: the pause
             # alone holds everyone back until some requests get through.
-            if sent_at >= self._decreased_at and (self.rate is not None or self._successes):
+            if sent_at > self._decreased_at and (self.rate is not None or self._successes):
                 self._decreased_at = now
                 self.episodes += 1
                 if self.rate is None:

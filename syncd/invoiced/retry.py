@@ -1,7 +1,8 @@
 """The retry policy: composed tenacity parts, shared by every request to Invoiced.
 
     retry   RetryableApiError whose outcome is known (a GET, a 429, a POST never sent)
-    wait    the error's Retry-After, else exponential backoff with jitter capped by max_wait
+    wait    the error's Retry-After, else exponential backoff with jitter capped by max_wait,
+            its exponent counting failures and bare 429s apart
     stop    failures (5xx, network, bad JSON): after `attempts` of them, or before a backoff
             that would take the call's failure waits past `budget` seconds;
             429s: the server pacing the client, not a failure: they use no attempt and are
@@ -13,6 +14,7 @@ The parts are public so that other callers (the push-back) can compose the same 
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,7 +82,13 @@ class WaitRetryAfter(wait_base):
         after = getattr(exc, "retry_after", None)
         if after is not None:
             return max(float(after), 0.0)
-        return float(self.fallback(retry_state))
+        # Back off by how many of the same kind came before: a 503 after twenty 429s is a
+        # first failure, not a twenty-first.
+        same = _tally(retry_state, "bare_throttles" if is_throttle(exc) else "failure_backoffs")
+        same[retry_state.attempt_number] = 1.0
+        state = copy.copy(retry_state)
+        state.attempt_number = len(same)
+        return float(self.fallback(state))
 
 
 class StopAfterFailures(stop_base):
