@@ -64,7 +64,7 @@ class Pacer:
         ceiling: float = 1000.0,
         burst: float = 1.0,
         window: float = 5.0,
-        min_span: float = 0.25,
+        min_span: float = 1.0,
         log_every: float = 5.0,
     ) -> None:
         """
@@ -77,7 +77,7 @@ class Pacer:
                 from a burst and may be far too low (slow start, as in TCP).
             floor, ceiling: bounds of the pace (requests/s); above `ceiling` pacing stops.
             burst: seconds of the pace that may be sent at once after an idle moment.
-            window: seconds of successes measured to set the first pace.
+            window: seconds of successes measured to set the pace on a 429.
             min_span: the shortest span that measure is taken over.
         """
         self.budget = budget
@@ -92,6 +92,7 @@ class Pacer:
         self._tat = -math.inf  # GCRA theoretical arrival time of the next request
         self._paused_until = -math.inf
         self._decreased_at = -math.inf
+        self._resumed_at = -math.inf
         self._limited_until = -math.inf
         self._successes: deque[float] = deque()
         self._last_log = -math.inf
@@ -103,31 +104,30 @@ class Pacer:
 
         `waited_until`: the end of a pause this caller has already waited out itself.
         """
-        with self._lock:
-            # The caller slept until `waited_until` already (on this clock, or a fake one).
-            now = max(self.clock(), waited_until)
-            at = now
-            if self._paused_until > waited_until:
-                at = max(at, self._paused_until)
-            if self.rate is not None:
-                interval = 1.0 / self.rate
-                tolerance = max(1.0, self.rate * self.burst) * interval - interval
-                self._tat = max(self._tat, at)
-                at = max(at, self._tat - tolerance)
-                self._tat += interval
-            seen = self._paused_until
-        if at > now:
-            self.sleep(at - now)
-        # A 429 elsewhere may have paused everyone while this thread slept: wait that out too.
-        # Compared by value, not by the clock, so a fake sleep cannot make this spin.
         while True:
             with self._lock:
+                # The caller slept until `waited_until` already (on this clock, or a fake one).
+                now = max(self.clock(), waited_until)
+                at = now
+                if self._paused_until > waited_until:
+                    at = max(at, self._paused_until)
+                if self.rate is not None:
+                    interval = 1.0 / self.rate
+                    tolerance = max(1.0, self.rate * self.burst) * interval - interval
+                    self._tat = max(self._tat, at)
+                    at = max(at, self._tat - tolerance)
+                    self._tat += interval
+                seen = self._paused_until
+            if at > now:
+                self.sleep(at - now)
+            with self._lock:
+                # Compared by value, not by the clock, so a fake sleep cannot make this spin.
                 if self._paused_until <= max(seen, waited_until, at):
                     return max(at, self.clock())
-                extra, seen = self._paused_until - max(at, self.clock()), self._paused_until
-            at = seen
-            if extra > 0:
-                self.sleep(extra)
+            # A 429 paused everyone while this thread slept: its slot was of the old pace.
+            # Queue again behind the pause at the new one, or all the sleepers of the old
+            # pace would fire together when the pause ends.
+            waited_until = -math.inf
 
     # -- after a response -------------------------------------------------------------
 
@@ -161,17 +161,22 @@ class Pacer:
             if sent_at > self._decreased_at and (self.rate is not None or self._successes):
                 self._decreased_at = now
                 self.episodes += 1
-                if self.rate is None:
-                    # Successes per second lately, over at least `min_span`, so that a first
-                    # burst is not read as a huge rate. Too high is corrected in a few
-                    # episodes (multiplicative), too low only slowly: err on the high side.
-                    span = max(self.min_span, now - self._successes[0])
-                    self.rate = max(self.floor, len(self._successes) / span)
-                self.rate = max(self.floor, self.rate * self.decrease)
-                # Resume at the new pace without a burst: a server that just ran dry refills
-                # slowly, and a burst would only draw the next 429.
-                interval = 1.0 / self.rate
-                self._tat = until + max(1.0, self.rate * self.burst) * interval - interval
+                # What the server let through since the last pause ended: with the client
+                # asking for more (it drew a 429), that is the server's rate, plus the
+                # burst it had saved. Over at least `min_span`, so a burst alone is not
+                # read as a huge rate; too high is corrected in a few episodes.
+                recent = [t for t in self._successes if t >= self._resumed_at]
+                if recent:
+                    span = max(self.min_span, now - max(recent[0], self._resumed_at))
+                    measured = len(recent) / span
+                    self.rate = measured if self.rate is None else min(self.rate, measured)
+                if self.rate is not None:
+                    self.rate = max(self.floor, self.rate * self.decrease)
+                    # Resume at the new pace without a burst: a server that just ran dry
+                    # refills slowly, and a burst would only draw the next 429.
+                    interval = 1.0 / self.rate
+                    self._tat = until + max(1.0, self.rate * self.burst) * interval - interval
+                self._resumed_at = until
             return until
 
     # -- the run's budget for rate-limit waits ------------------------------------------

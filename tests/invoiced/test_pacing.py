@@ -122,7 +122,8 @@ def test_sustained_success_raises_the_pace_slowly_and_a_429_lowers_it(t: FakeTim
     assert 12.0 < p.rate < 14.5  # +3 % per second, not a jump
     high = p.rate
     p.throttled(p.acquire(), 1.0)
-    assert p.rate == pytest.approx(high * 0.8)
+    # Lowered from the pace or, when less, from what the server let through lately.
+    assert 0.6 * high < p.rate <= high * 0.8
 
 
 def test_pace_never_drops_below_the_floor(t: FakeTime) -> None:

@@ -177,3 +177,21 @@ def test_a_dripped_answer_to_a_post_is_an_unknown_outcome(drip_url: str, sleeps)
 def test_policy_rejects_a_nonpositive_deadline() -> None:
     with pytest.raises(ValueError, match="request_deadline"):
         RetryPolicy(request_deadline=0)
+
+
+@pytest.mark.parametrize("key", ["rate_limit_budget", "request_deadline"])
+def test_config_keys_are_validated_and_reach_the_client(tmp_path, key: str) -> None:
+    from syncd.config import load_settings
+    from syncd.engine import connect
+    from syncd.errors import ConfigError
+
+    config = tmp_path / "syncd.toml"
+    config.write_text(f'[invoiced]\nbase_url = "http://127.0.0.1:9"\n{key} = 0\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert f"invoiced.{key}" in str(info.value) and str(config) in str(info.value)
+    config.write_text(f'[invoiced]\nbase_url = "http://127.0.0.1:9"\n{key} = 42.5\n', encoding="utf-8")
+    with connect(load_settings(config)) as client:
+        assert getattr(client.policy, key) == 42.5
+        if key == "rate_limit_budget":
+            assert client.pacer.budget == 42.5
