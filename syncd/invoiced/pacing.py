@@ -1,14 +1,15 @@
 """One request allowance shared by every thread of a client, adapted to the server's 429s.
 
-    acquire()     before each request: wait out a shared pause, then for a slot of the pace
+    acquire()     before each request: wait out a shared pause, then for a token of the pace
     throttled()   a 429 with Retry-After: everyone pauses until then; the pace drops once
     succeeded()   a 2xx: the pace creeps back up (additive increase, multiplicative decrease)
     spend()       charge a rate-limit wait to the run's budget; False once it is spent
 
-Until the first 429 the client is not paced at all. The pace is a GCRA token bucket (no
-timer thread): each caller reserves the next slot under a lock and sleeps outside it, so
-concurrent walks take turns instead of all drawing 429s. Its burst is one second of the
-pace, so the allowance a server refills during a pause is used when the pause ends.
+Until the first 429 the client is not paced at all. The pace is a token bucket (no timer
+thread): a caller takes a token under a lock, or sleeps outside it until the next one and
+asks again, so concurrent walks take turns instead of all drawing 429s, and a pace that
+changes applies to every sleeper at once. It holds one second of the pace, and is empty
+when a pause ends: a server that just ran dry refills slowly.
 """
 
 from __future__ import annotations
@@ -18,10 +19,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-
-import structlog
-
-log = structlog.get_logger("syncd.invoiced")
 
 
 class Timeline:
@@ -59,12 +56,12 @@ class Pacer:
         sleep: Callable[[float], None] = time.sleep,
         decrease: float = 0.8,
         increase: float = 0.03,
-        probe: float = 20.0,
+        probe: float = 0.3,
         floor: float = 0.5,
         ceiling: float = 1000.0,
         burst: float = 1.0,
-        window: float = 5.0,
-        min_span: float = 1.0,
+        window: float = 1.0,
+        min_span: float = 0.5,
         log_every: float = 5.0,
     ) -> None:
         """
@@ -73,8 +70,9 @@ class Pacer:
                 several threads wait at the same time) before a 429 is given up on.
             decrease: factor applied to the pace on a new 429 episode.
             increase: relative gain of the pace per second of successful requests (0.03: 3 %/s).
-            probe: factor on `increase` until the second episode: the first pace is a guess
-                from a burst and may be far too low (slow start, as in TCP).
+            probe: until the second episode the pace grows by this fraction per success
+                (slow start, as in TCP): the first pace is a guess from one burst and may
+                be far too low; an overshoot costs one episode, measured back down.
             floor, ceiling: bounds of the pace (requests/s); above `ceiling` pacing stops.
             burst: seconds of the pace that may be sent at once after an idle moment.
             window: seconds of successes measured to set the pace on a 429.
@@ -89,7 +87,8 @@ class Pacer:
         self.limited = 0.0  # rate-limit waiting charged to the budget so far
         self.episodes = 0  # 429 episodes that lowered the pace
         self._lock = threading.Lock()
-        self._tat = -math.inf  # GCRA theoretical arrival time of the next request
+        self._tokens = 0.0  # of the pace's bucket, as of `_filled_at`
+        self._filled_at = -math.inf
         self._paused_until = -math.inf
         self._decreased_at = -math.inf
         self._resumed_at = -math.inf
@@ -108,26 +107,23 @@ class Pacer:
             with self._lock:
                 # The caller slept until `waited_until` already (on this clock, or a fake one).
                 now = max(self.clock(), waited_until)
-                at = now
-                if self._paused_until > waited_until:
-                    at = max(at, self._paused_until)
-                if self.rate is not None:
-                    interval = 1.0 / self.rate
-                    tolerance = max(1.0, self.rate * self.burst) * interval - interval
-                    self._tat = max(self._tat, at)
-                    at = max(at, self._tat - tolerance)
-                    self._tat += interval
-                seen = self._paused_until
-            if at > now:
-                self.sleep(at - now)
-            with self._lock:
-                # Compared by value, not by the clock, so a fake sleep cannot make this spin.
-                if self._paused_until <= max(seen, waited_until, at):
-                    return max(at, self.clock())
-            # A 429 paused everyone while this thread slept: its slot was of the old pace.
-            # Queue again behind the pause at the new one, or all the sleepers of the old
-            # pace would fire together when the pause ends.
-            waited_until = -math.inf
+                if self._paused_until > now:
+                    wait = self._paused_until - now
+                elif self.rate is None:
+                    return now
+                else:
+                    capacity = max(1.0, self.rate * self.burst)
+                    self._tokens = min(capacity, self._tokens + max(0.0, now - self._filled_at) * self.rate)
+                    self._filled_at = max(self._filled_at, now)
+                    # (1e-9: a sleep of exactly the computed wait must find the token, even
+                    # where float rounding leaves it a hair short.)
+                    if self._tokens >= 1.0 - 1e-9:
+                        self._tokens = max(0.0, self._tokens - 1.0)
+                        return now
+                    # Sleep until the next token at the current pace, then ask again: a
+                    # pace that rises or a pause that begins meanwhile applies at once.
+                    wait = (1.0 - self._tokens) / self.rate
+            self.sleep(wait)
 
     # -- after a response -------------------------------------------------------------
 
@@ -141,7 +137,8 @@ class Pacer:
             if self.rate is not None:
                 # +increase per success: the pace grows by `increase` of itself per second,
                 # so it finds a server's limit in seconds whether that is 2 or 200 requests/s.
-                self.rate += self.increase * (self.probe if self.episodes < 2 else 1.0)
+                grown = self.rate + self.increase
+                self.rate = max(grown, self.rate * (1.0 + self.probe)) if self.episodes < 2 else grown
                 if self.rate > self.ceiling:
                     self.rate = None
 
@@ -161,21 +158,21 @@ class Pacer:
             if sent_at > self._decreased_at and (self.rate is not None or self._successes):
                 self._decreased_at = now
                 self.episodes += 1
-                # What the server let through since the last pause ended: with the client
-                # asking for more (it drew a 429), that is the server's rate, plus the
-                # burst it had saved. Over at least `min_span`, so a burst alone is not
-                # read as a huge rate; too high is corrected in a few episodes.
-                recent = [t for t in self._successes if t >= self._resumed_at]
+                # What the server let through in the last `window` seconds (since the last
+                # pause ended, if less): the client asked for more (it drew a 429), so that
+                # is the server's rate, plus any burst it had saved. Over at least
+                # `min_span`, so a burst alone is not read as a huge rate; too high is
+                # corrected by the next episode, too low only slowly.
+                start = max(self._resumed_at, now - self.window)
+                recent = [t for t in self._successes if t >= start]
                 if recent:
-                    span = max(self.min_span, now - max(recent[0], self._resumed_at))
-                    measured = len(recent) / span
+                    measured = len(recent) / max(self.min_span, now - start)
                     self.rate = measured if self.rate is None else min(self.rate, measured)
                 if self.rate is not None:
                     self.rate = max(self.floor, self.rate * self.decrease)
                     # Resume at the new pace without a burst: a server that just ran dry
                     # refills slowly, and a burst would only draw the next 429.
-                    interval = 1.0 / self.rate
-                    self._tat = until + max(1.0, self.rate * self.burst) * interval - interval
+                    self._tokens, self._filled_at = 0.0, until
                 self._resumed_at = until
             return until
 
