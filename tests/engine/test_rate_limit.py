@@ -121,6 +121,10 @@ def test_random_429s_and_500s_on_every_endpoint_events_included(make_sandbox: An
         first = run_sync(settings, client=client)
         assert first.ok, first.errors()
         assert_csv_matches(sandbox, tmp_path / "out")
+        # The run's progress view was told of every wait (seconds, reason).
+        progress = getattr(client.on_wait, "__self__", None)
+        assert progress is not None and progress.waits == client.stats.waits > 0
+        assert progress.last_wait[1] in ("rate limited", "server error 500")
         # Deletions come from /events, which fails as often as the rest.
         doomed = sandbox.data.list("invoices")[0]["id"]
         sandbox.data.delete("invoices", doomed)
