@@ -1,6 +1,6 @@
 """Typed configuration: a TOML file plus `SYNCD_` environment overrides (`__` nests).
 
-    [invoiced]  base_url, api_key, timeout, per_page
+    [invoiced]  base_url, api_key, timeout, per_page, retry_*, rate_limit_budget, request_deadline
     [store]     url
     [streams.customers|invoices|transactions]  enabled, metadata = {..}, filter = {..}
     [connectors.NAME]  enabled, mapping, and the connector's own keys
@@ -39,6 +39,12 @@ class InvoicedSettings(_Section):
     per_page: int = Field(100, ge=1, le=100)
     retry_attempts: int = Field(8, ge=1)
     retry_budget: float = Field(300.0, gt=0, description="seconds a request may spend retrying")
+    rate_limit_budget: float = Field(
+        3600.0, gt=0, description="seconds a run may spend waiting on rate limits (429s) in all"
+    )
+    request_deadline: float = Field(
+        120.0, gt=0, description="seconds one request may take in all, its response body included"
+    )
     max_connections: int = Field(16, ge=1)
 
 

@@ -114,6 +114,8 @@ class SyncRun:
         self.scopes = ScopeKeeper(store, targets)
         self.deletions = Deletions(store, client, settings.invoiced.per_page)
         self.progress = progress or Progress(enabled=False)
+        client.on_wait = self.progress.waiting  # rate-limit and retry waits show in the progress view
+        client.pacer.reset_budget()  # the rate-limit budget is per run; the learnt pace is kept
         self.stop = stop or threading.Event()
         self.report = SyncReport()
 
@@ -411,7 +413,6 @@ def run_sync(
         entered = nullcontext(view) if view is progress else view
         with entered as bar, structlog.contextvars.bound_contextvars(run_id=run_id):
             if bar.enabled:
-                client.on_wait = bar.waiting
                 bar.begin(names)
             report = SyncRun(settings, store, client, targets, progress=bar, stop=stop).run(names, full=full)
             bar.finish(report.streams)
@@ -435,7 +436,12 @@ def connect(settings: Settings) -> InvoicedClient:
     from syncd.invoiced import RetryPolicy
 
     conf = settings.invoiced
-    policy = RetryPolicy(attempts=conf.retry_attempts, budget=conf.retry_budget)
+    policy = RetryPolicy(
+        attempts=conf.retry_attempts,
+        budget=conf.retry_budget,
+        rate_limit_budget=conf.rate_limit_budget,
+        request_deadline=conf.request_deadline,
+    )
     return InvoicedClient.connect(
         conf.base_url,
         conf.api_key.get_secret_value(),

@@ -90,6 +90,9 @@ class Progress:
         self._lock = threading.Lock()
         self._console = console
         self._live: Live | None = None
+        self.waits = 0  # waits before a retry, over all threads
+        self.waited = 0.0  # their seconds, summed
+        self.last_wait: tuple[float, str] | None = None  # (seconds, reason) of the latest
 
     # -- lifecycle ------------------------------------------------------------------
     def __enter__(self) -> Progress:
@@ -146,12 +149,19 @@ class Progress:
                 state.refused = dict(refused)
         if self._live is None and self._clock() - self._last_log >= self._log_every:
             self._last_log = self._clock()
-            log.info("sync.progress", records=dict(self.counts))
+            log.info("sync.progress", records=dict(self.counts), waits=self.waits, waited=round(self.waited, 1))
 
     def waiting(self, seconds: float, reason: str) -> None:
-        """A request waits `seconds` before it is tried again (a 429, a 5xx): shown in place."""
+        """A request waits `seconds` before it is tried again (a 429, a 5xx): shown in place.
+
+        Called from fetcher threads (`InvoicedClient.on_wait`); the JSON log has the client's
+        own `api.waiting` line, so off a terminal this only counts.
+        """
         with self._lock:
             self.retries += 1
+            self.waits += 1
+            self.waited += seconds
+            self.last_wait = (seconds, reason)
             self._wait = (reason, self._clock() + seconds)
 
     def finish(self, streams: Mapping[str, StreamOutcome]) -> None:

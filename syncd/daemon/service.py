@@ -346,7 +346,13 @@ class Daemon:
 
     def _connect(self, settings: Settings) -> InvoicedClient:
         conf = settings.invoiced
-        policy = RetryPolicy(attempts=conf.retry_attempts, budget=conf.retry_budget, sleep=self._sleep)
+        policy = RetryPolicy(
+            attempts=conf.retry_attempts,
+            budget=conf.retry_budget,
+            sleep=self._sleep,
+            rate_limit_budget=conf.rate_limit_budget,
+            request_deadline=conf.request_deadline,
+        )
         return InvoicedClient.connect(
             conf.base_url,
             conf.api_key.get_secret_value(),

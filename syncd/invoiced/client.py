@@ -4,11 +4,19 @@ Reads (`get_page`, `iter_pages`, `get`) are retried under the RetryPolicy. A POS
 one attempt, repeated only when the API certainly did not apply it (a 429, or a connection
 that never opened); after a 5xx, a timeout or a broken connection it raises
 `RetryableApiError` with `outcome_unknown = True`, and the caller looks up before reposting.
+
+Every request of every thread goes through one Pacer (pacing.py): a 429 pauses them all
+until its Retry-After and slows the pace, so concurrent walks share the server's allowance.
+A 429 uses none of the attempts meant for failures. Each attempt has a total deadline
+(`RetryPolicy.request_deadline`): httpx's timeout bounds one socket read, so a body
+dripped a byte at a time would otherwise hold a thread forever.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +36,9 @@ from syncd.invoiced.decode import (
     safe_url,
     total_count,
 )
+from syncd.invoiced.pacing import Pacer
 from syncd.invoiced.paging import LinkPaginator
-from syncd.invoiced.retry import RetryPolicy
+from syncd.invoiced.retry import RetryPolicy, is_throttle, log, wait_reason
 from syncd.log import redact_text, register_secret
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -55,15 +64,17 @@ class ClientStats:
     retries: int = 0
     throttled: int = 0  # 429s seen
     server_errors: int = 0  # 5xx seen
-    transport_errors: int = 0  # timeouts, refused or broken connections
+    transport_errors: int = 0  # timeouts, refused or broken connections, deadlines
+    waits: int = 0  # waits before a retry (rate limited or after a failure)
+    waited: float = 0.0  # seconds of those waits, summed over threads
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, counter: str, n: int = 1) -> None:
+    def add(self, counter: str, n: float = 1) -> None:
         """Add `n` to one counter, atomically."""
         with self._lock:
             setattr(self, counter, getattr(self, counter) + n)
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> dict[str, float]:
         """All counters at one instant."""
         with self._lock:
             return {
@@ -72,7 +83,13 @@ class ClientStats:
                 "throttled": self.throttled,
                 "server_errors": self.server_errors,
                 "transport_errors": self.transport_errors,
+                "waits": self.waits,
+                "waited": round(self.waited, 3),
             }
+
+
+class _DeadlineExceeded(Exception):
+    """An attempt ran past the request deadline."""
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -87,12 +104,24 @@ def _retryable(message: str, *, outcome_unknown: bool, **kwargs: Any) -> Retryab
     return exc
 
 
+@dataclass(slots=True)
+class _Call:
+    """One call's state across its attempts."""
+
+    waited_until: float = -math.inf  # the end of a pause this call already slept through
+
+
 class InvoicedClient:
-    """Talks to one Invoiced account; share one instance between threads."""
+    """Talks to one Invoiced account; share one instance between threads.
+
+    `on_wait(seconds, reason)`, when set, is told before every wait for a retry, e.g.
+    `(2.0, "rate limited")` or `(1.5, "server error 503")` (a progress view shows it).
+    """
 
     def __init__(self, http: httpx.Client, policy: RetryPolicy | None = None) -> None:
         self.http = http
         self.policy = policy or RetryPolicy()
+        self.pacer: Pacer = self.policy.pacer()
         self.stats = ClientStats()
         # Told (seconds, reason) before every wait between attempts: a live view shows it.
         self.on_wait: Callable[[float, str], None] | None = None
@@ -186,12 +215,31 @@ class InvoicedClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _count_retry(self, state: RetryCallState) -> None:
+    def _before_wait(self, retry_state: RetryCallState) -> None:
+        """Count, announce and (for rate limits, sparingly) log a wait before a retry."""
+        seconds = retry_state.upcoming_sleep
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        reason = wait_reason(exc)
         self.stats.add("retries")
-        if self.on_wait is not None:
-            status = getattr(state.outcome.exception() if state.outcome else None, "status", None)
-            reason = {429: "rate limited", None: "connection failed"}.get(status, f"HTTP {status}")
-            self.on_wait(state.upcoming_sleep, reason)
+        self.stats.add("waits")
+        self.stats.add("waited", seconds)
+        # One line per pause of the run, not one per thread and request (api.retry is at
+        # debug level for 429s); failures keep their own api.retry warning.
+        if is_throttle(exc) and self.pacer.should_log():
+            pace = self.pacer.rate
+            log.info(
+                "api.waiting",
+                seconds=round(seconds, 3),
+                reason=reason,
+                pace=round(pace, 2) if pace is not None else None,
+                waited_total=round(self.pacer.limited, 1),
+            )
+        hook = self.on_wait
+        if hook is not None:
+            try:
+                hook(seconds, reason)
+            except Exception as hook_error:  # a display problem must not fail a request
+                log.debug("api.on_wait_failed", error=repr(hook_error))
 
     def _retried(
         self,
@@ -202,9 +250,11 @@ class InvoicedClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[httpx.Response, Any]:
+        call = _Call()
         return self.policy.call(
-            lambda: self._attempt(method, url, params=params, content=content, headers=headers),
-            on_retry=self._count_retry,
+            lambda: self._attempt(method, url, params=params, content=content, headers=headers, call=call),
+            on_retry=self._before_wait,
+            pacer=self.pacer,
         )
 
     def _check_origin(self, method: str, url: str) -> None:
@@ -229,13 +279,22 @@ class InvoicedClient:
         params: Mapping[str, str] | None,
         content: bytes | None,
         headers: Mapping[str, str] | None,
+        call: _Call,
     ) -> tuple[httpx.Response, Any]:
         """One request; its outcome mapped to typed errors."""
         self._check_origin(method, url)
         unsafe = method != "GET"
+        sent_at = self.pacer.acquire(call.waited_until)
+        call.waited_until = -math.inf
         self.stats.add("requests")
+        deadline = time.monotonic() + self.policy.request_deadline
         try:
-            response = self.http.request(method, url, params=params, content=content, headers=headers)
+            request = self.http.build_request(method, url, params=params, content=content, headers=headers)
+            response = self.http.send(request, stream=True)
+            try:
+                self._read(response, deadline)
+            finally:
+                response.close()
         except httpx.TransportError as exc:
             self.stats.add("transport_errors")
             try:
@@ -248,10 +307,35 @@ class InvoicedClient:
                 method=method,
                 url=where,
             ) from exc
+        except _DeadlineExceeded:
+            self.stats.add("transport_errors")
+            raise _retryable(
+                f"no complete answer within the request deadline ({self.policy.request_deadline:g} s)",
+                outcome_unknown=unsafe,  # the server may have acted on a write already
+                method=method,
+                url=safe_url(request.url),
+            ) from None
         status = response.status_code
         if status < 300:
-            return response, self._body(response, method, unsafe)
+            body = self._body(response, method, unsafe)
+            self.pacer.succeeded()
+            return response, body
+        if status == 429:
+            after = retry_after(response)
+            if after is not None:
+                call.waited_until = self.pacer.throttled(sent_at, after)
         raise self._error_for(response, method, unsafe)
+
+    @staticmethod
+    def _read(response: httpx.Response, deadline: float) -> None:
+        """Read the body, giving up at `deadline` (httpx's timeout bounds each read, not all)."""
+        chunks = []
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise _DeadlineExceeded
+        # What Response.read() does, with the deadline checked between chunks.
+        response._content = b"".join(chunks)
 
     def _body(self, response: httpx.Response, method: str, unsafe: bool) -> Any:
         if not response.content:

@@ -84,12 +84,13 @@ def test_post_is_retried_when_the_connection_never_opened(make_client, sleeps) -
     assert len(sleeps) == 1
 
 
-def test_post_throttled_past_the_attempts_is_known_not_applied(make_client) -> None:
-    client = make_client(Script(json_response(429, "{}", {"Retry-After": "1"})), attempts=3)
+def test_post_throttled_past_the_rate_limit_budget_is_known_not_applied(make_client) -> None:
+    # 429s use no attempt: only the rate-limit budget ends them (3 s of 1 s waits: 4 tries).
+    client = make_client(Script(json_response(429, "{}", {"Retry-After": "1"})), attempts=2, rate_limit_budget=3)
     with pytest.raises(RetryableApiError) as info:
         client.post("/transactions", PAYMENT)
     assert info.value.outcome_unknown is False  # type: ignore[attr-defined]
-    assert client.stats.throttled == 3
+    assert client.stats.throttled == 4
 
 
 def test_post_4xx_is_fatal_with_the_param(make_client, sleeps) -> None:
