@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -131,13 +132,18 @@ def _between(start: str | None) -> list[tuple[str, str]]:
     return [(r.revision, (r.doc or "").strip().splitlines()[0]) for r in reversed(revs)]
 
 
+# Alembic's commands run through module-level proxies (`alembic.context`, `op`): two threads
+# of one process migrating at once would clobber each other's. Processes use the store lock.
+_ALEMBIC = threading.Lock()
+
+
 def migrate(engine: Engine) -> list[str]:
     """Bring the store to the newest revision (under the lock); returns the revisions applied."""
     with engine.connect() as conn:
         current = _current(conn)
     if current.revision == head():
         return []
-    with engine.connect() as conn:
+    with _ALEMBIC, engine.connect() as conn:
         _lock(conn)
         current = _current(conn)  # again: another process may have migrated while we waited
         todo = _between(current.effective)
@@ -170,10 +176,11 @@ def upgrade_sql(engine: Engine) -> str:
     cfg = alembic_config(engine.url.render_as_string(hide_password=True))
     buffer = io.StringIO()
     cfg.output_buffer = buffer
-    if current.legacy:
-        command.stamp(cfg, BASELINE, sql=True)
     start = current.effective
-    command.upgrade(cfg, f"{start}:head" if start else "head", sql=True)
+    with _ALEMBIC:
+        if current.legacy:
+            command.stamp(cfg, BASELINE, sql=True)
+        command.upgrade(cfg, f"{start}:head" if start else "head", sql=True)
     return buffer.getvalue()
 
 
