@@ -3,7 +3,9 @@
 Objects are stored exactly as the API returns them (money as Decimal, timestamps as int) and
 are never mutated in place: a change stores a new dict, so an event's snapshot stays as it was.
 Each object's JSON bytes are cached until it changes, and a sorted `(updated_at, id)` index
-answers `updated_after` + `sort=updated_at asc` listings without sorting the table.
+answers `updated_after` + `sort=updated_at asc` listings without sorting the table; a date
+index and one such index per date window (kept up to date by every write) answer date-window
+listings and `sort=date asc` counts the same way, so no request scans the table.
 """
 
 from __future__ import annotations
@@ -204,12 +206,24 @@ def parse_list_query(stream: str, params: Iterable[tuple[str, str]]) -> ListQuer
     )
 
 
+# Date windows whose (updated_at, id) index is kept up to date; the oldest is dropped beyond.
+WINDOW_INDEXES = 32
+
+
 @dataclass
 class _Table:
     clock_field: str = "updated_at"
+    date_field: str | None = None
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     blobs: dict[int, bytes] = field(default_factory=dict)
     index: list[tuple[int, int]] = field(default_factory=list)  # sorted (updated_at, id)
+    # sorted (date, id) of the dated rows, and how many rows have no date (date_field only)
+    dates: list[tuple[int, int]] = field(default_factory=list)
+    undated: int = 0
+    # (start_date, end_date) -> sorted (updated_at, id) of the rows dated in it: a sync's windows
+    windows: OrderedDict[tuple[int | None, int | None], list[tuple[int, int]]] = field(
+        default_factory=OrderedDict
+    )
     version: int = 0
     next_id: int = 1
 
@@ -220,7 +234,17 @@ class _Table:
             self._unindex(old)
         self.rows[oid] = obj
         self.blobs.pop(oid, None)
-        bisect.insort(self.index, (obj[self.clock_field], oid))
+        key = (obj[self.clock_field], oid)
+        bisect.insort(self.index, key)
+        if self.date_field is not None:
+            date = obj.get(self.date_field)
+            if date is None:
+                self.undated += 1
+            else:
+                bisect.insort(self.dates, (date, oid))
+            for (start, end), keys in self.windows.items():
+                if _within(date, start, end):
+                    bisect.insort(keys, key)
         self.version += 1
 
     def remove(self, oid: int) -> dict[str, Any]:
@@ -231,8 +255,30 @@ class _Table:
         return old
 
     def _unindex(self, obj: dict[str, Any]) -> None:
-        pos = bisect.bisect_left(self.index, (obj[self.clock_field], obj["id"]))
-        del self.index[pos]
+        key = (obj[self.clock_field], obj["id"])
+        del self.index[bisect.bisect_left(self.index, key)]
+        if self.date_field is not None:
+            date = obj.get(self.date_field)
+            if date is None:
+                self.undated -= 1
+            else:
+                del self.dates[bisect.bisect_left(self.dates, (date, obj["id"]))]
+            for (start, end), keys in self.windows.items():
+                if _within(date, start, end):
+                    del keys[bisect.bisect_left(keys, key)]
+
+    def window(self, start: int | None, end: int | None) -> list[tuple[int, int]]:
+        """Sorted (updated_at, id) of the rows dated in [start, end]: built once, then kept."""
+        keys = self.windows.get((start, end))
+        if keys is None:
+            rows, field_ = self.rows, cast(str, self.date_field)
+            keys = [k for k in self.index if _within(rows[k[1]].get(field_), start, end)]
+            self.windows[(start, end)] = keys
+            if len(self.windows) > WINDOW_INDEXES:
+                self.windows.popitem(last=False)
+        else:
+            self.windows.move_to_end((start, end))
+        return keys
 
     def blob(self, oid: int) -> bytes:
         data = self.blobs.get(oid)
@@ -246,8 +292,19 @@ class _Table:
             self.rows[obj["id"]] = obj
             self.next_id = max(self.next_id, obj["id"] + 1)
         self.index = sorted((o[self.clock_field], o["id"]) for o in self.rows.values())
+        if self.date_field is not None:
+            field_ = self.date_field
+            self.dates = sorted((o[field_], o["id"]) for o in self.rows.values() if o.get(field_) is not None)
+            self.undated = len(self.rows) - len(self.dates)
+        self.windows.clear()
         self.blobs.clear()
         self.version += 1
+
+
+def _within(date: int | None, start: int | None, end: int | None) -> bool:
+    """The list filter's rule: a missing date counts as 0."""
+    value = date or 0
+    return (start is None or value >= start) and (end is None or value <= end)
 
 
 def _clock() -> int:
@@ -260,7 +317,7 @@ class SandboxData:
     def __init__(self, clock: Callable[[], int] = _clock) -> None:
         self.clock = clock
         self.lock = threading.RLock()
-        self.tables = {name: _Table() for name in STREAMS}
+        self.tables = {name: _Table(date_field=DATE_FIELD.get(name)) for name in STREAMS}
         self.tables["events"] = _Table(clock_field="timestamp")
         self.flags: dict[int, dict[str, bool]] = {}  # invoice id -> sent/viewed/voided
         self.tx_by_invoice: dict[int, set[int]] = {}
@@ -358,6 +415,29 @@ class SandboxData:
                 )
                 page_ids = [oid for _, oid in table.index[pos + start : pos + start + q.per_page]]
                 total = len(table.index) - pos
+            elif (
+                q.sort_field == table.clock_field
+                and not q.sort_desc
+                and not (q.filters or q.metadata)
+                and table.date_field is not None
+            ):
+                # A date window of the sync loop: its own index, kept up to date by every write.
+                keys = table.window(q.start_date, q.end_date)
+                pos = 0 if q.updated_after is None else bisect.bisect_right(keys, (q.updated_after, 2**63))
+                page_ids = [oid for _, oid in keys[pos + start : pos + start + q.per_page]]
+                total = len(keys) - pos
+            elif (
+                q.sort_field == table.date_field
+                and not q.sort_desc
+                and not (q.filters or q.metadata)
+                and q.updated_after is None
+                and not table.undated
+            ):
+                # Date-window counts and edges (the planning probes): bisect the date index.
+                low = 0 if q.start_date is None else bisect.bisect_left(table.dates, (q.start_date, -1))
+                high = len(table.dates) if q.end_date is None else bisect.bisect_right(table.dates, (q.end_date, 2**63))
+                page_ids = [oid for _, oid in table.dates[low + start : min(low + start + q.per_page, high)]]
+                total = max(high - low, 0)
             else:
                 ids = self._ordered(stream, table, q)
                 total = len(ids)
