@@ -39,6 +39,7 @@ from syncd.store import Store
 from syncd.store.lease import PULL, WAIT_HINT, holding
 from syncd.streams import STREAMS, Stream
 from syncd.summary import destinations
+from syncd.windows import balanced_edges
 
 log = structlog.get_logger(__name__)
 
@@ -134,35 +135,50 @@ class SyncRun:
 
         return fetch
 
+    def _probe(self, stream: Stream, params: Mapping[str, str]) -> tuple[list[dict[str, Any]], int | None]:
+        """One `per_page=1` request: its record (checked like any page) and its X-Total-Count."""
+        page = self.client.get_page(stream.path, {**params, "per_page": "1"})
+        return check_page(stream.path, page.items, page.server_time, dated=True), page.total
+
     def _edge(self, stream: Stream, params: Mapping[str, str], sort: str) -> list[dict[str, Any]]:
         """The first record of the stream in `sort` order, checked like any page."""
-        page = self.client.get_page(stream.path, {**params, "sort": sort, "per_page": "1"})
-        return check_page(stream.path, page.items, page.server_time, dated=True)
+        return self._probe(stream, {**params, "sort": sort})[0]
 
     def _windows(
         self, stream: Stream, params: Mapping[str, str], count: int
     ) -> list[tuple[str, dict[str, str]]]:
-        """Split a first full pass into date windows that together cover every date."""
+        """Split a first full pass into date windows that together cover every date and hold
+        similar numbers of records (syncd.windows)."""
         if count <= 1 or not stream.windowable:
             return [("", {})]
-        first = self._edge(stream, params, "date asc")
+        first, total = self._probe(stream, {**params, "sort": "date asc"})
         last = self._edge(stream, params, "date desc")
         if not first or not last or first[0].get("date") is None or last[0].get("date") is None:
             return [("", {})]
         low, high = int(first[0]["date"]), int(last[0]["date"])
         if high - low < count:
             return [("", {})]
-        step = (high - low) // count
-        edges = [low + step * i for i in range(1, count)]
+
+        def count_before(date: int) -> int:
+            found = self._probe(stream, {**params, "sort": "date asc", "end_date": str(date - 1)})[1]
+            if found is None:
+                raise SyncdError(f"GET {stream.path}: no X-Total-Count to plan date windows with")
+            return found
+
+        if total is None:
+            step = (high - low) // count
+            edges = [low + step * i for i in range(1, count)]
+        else:
+            edges = balanced_edges(count_before, low, high, total, count)
         windows = []
-        for i in range(count):
+        for i in range(len(edges) + 1):
             scope: dict[str, str] = {}
             if i > 0:
                 scope["start_date"] = str(edges[i - 1])
-            if i < count - 1:
+            if i < len(edges):
                 scope["end_date"] = str(edges[i] - 1)
             windows.append((f"w:{scope.get('start_date', '')}:{scope.get('end_date', '')}", scope))
-        return windows
+        return windows or [("", {})]
 
     def _plan(self, name: str, full: bool) -> list[_Walker]:
         stream = self._stream(name)
