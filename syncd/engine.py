@@ -16,6 +16,7 @@ import contextlib
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from syncd.config import Settings
 from syncd.cursor import CursorWalk, WalkPage
 from syncd.deletions import Deletions
 from syncd.delivery import Delivery, StreamReport, Target, close_targets, open_targets, redeliver
+from syncd.delivery_order import DeliveryOrder
 from syncd.errors import SyncdError
 from syncd.failure import FAILURES, describe
 from syncd.invoiced import InvoicedClient, Page
@@ -238,8 +240,9 @@ class SyncRun:
             for name, error in failed.items():
                 self.report.streams[name].error = error
             walkers = [w for w in walkers if w.stream.name not in failed]
-        # Streams run concurrently. A record that arrives before what it names (an invoice
-        # before its customer) is delivered again when that arrives (references, above).
+        # Streams run concurrently. Pages of a stream that names another (an invoice its
+        # customer) wait while that one is walked (DeliveryOrder); a record that still
+        # arrives before what it names is delivered again when that arrives (references).
         self._walk_all(walkers)
         self._apply_deletions(events_from, walkers)
         self._finish(walkers)
@@ -265,23 +268,34 @@ class SyncRun:
 
     def _drain(self, walkers: Sequence[_Walker], out: queue.Queue[tuple[_Walker, Any]]) -> None:
         pending = len(walkers)
+        order = DeliveryOrder(walkers, self.targets)
         while pending:
-            walker, item = out.get()
-            report = self.report.streams[walker.stream.name]
-            if item is _DONE:
-                walker.done = True
-                pending -= 1
-            elif isinstance(item, BaseException):
-                pending -= 1
-                report.error = report.error or _describe(item)
-                log.error(
-                    "stream.failed",
-                    stream=walker.stream.name,
-                    partition=walker.partition,
-                    error=_describe(item),
-                )
-            elif report.error is None:
-                self._deliver_page(walker, item, report)
+            work = deque(order.take(*out.get()))
+            while work:
+                walker, item = work.popleft()
+                pending -= self._take(walker, item)
+                if walker.done or isinstance(item, BaseException):
+                    order.finished(walker)
+                    work.extend(order.ready())
+
+    def _take(self, walker: _Walker, item: Any) -> int:
+        """Deliver one item of a walk; 1 when it ends the walk."""
+        report = self.report.streams[walker.stream.name]
+        if item is _DONE:
+            walker.done = True
+            return 1
+        if isinstance(item, BaseException):
+            report.error = report.error or _describe(item)
+            log.error(
+                "stream.failed",
+                stream=walker.stream.name,
+                partition=walker.partition,
+                error=_describe(item),
+            )
+            return 1
+        if report.error is None:
+            self._deliver_page(walker, item, report)
+        return 0
 
     def _deliver_page(self, walker: _Walker, page: WalkPage, report: StreamReport) -> None:
         name = walker.stream.name

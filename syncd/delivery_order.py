@@ -1,0 +1,60 @@
+"""The order in which the delivery thread takes the pages of concurrent walks.
+
+An invoice delivered before its customer is mapped and written twice: once without the
+customer, and again when the customer arrives (Delivery.redeliver_dependents). So while a
+stream that others refer to (customers; invoices, for transactions) is still being walked,
+the pages of the streams referring to it are held back, in order, and delivered when it
+ends. A held page's cursor has not moved, so a kill loses nothing. At most HOLD_PAGES pages
+are held (memory): past that, a walk's held pages are delivered at once, as before.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from syncd.delivery import REFERENCES, Target
+
+HOLD_PAGES = 32
+
+
+class DeliveryOrder:
+    """`take(walker, item)` yields the (walker, item) pairs to deliver now, in order."""
+
+    def __init__(self, walkers: Sequence[Any], targets: Sequence[Target]) -> None:
+        self.running = Counter(w.stream.name for w in walkers)
+        self.needs = {
+            name: {REFERENCES[f] for t in targets for f in t.references(name)} - {name} for name in self.running
+        }
+        self.held: dict[int, deque[tuple[Any, Any]]] = {}
+        self.count = 0
+
+    def _waits(self, walker: Any) -> bool:
+        return any(self.running[name] for name in self.needs.get(walker.stream.name, ()))
+
+    def take(self, walker: Any, item: Any) -> Iterator[tuple[Any, Any]]:
+        queue = self.held.get(id(walker))
+        if queue is not None or self._waits(walker):
+            if self.count < HOLD_PAGES:
+                self.held.setdefault(id(walker), deque()).append((walker, item))
+                self.count += 1
+                return
+            yield from self._release(walker)  # too much held: this walk goes on unordered
+        yield walker, item
+
+    def finished(self, walker: Any) -> None:
+        """`walker` ended: walks that waited on its stream may go on (see `ready`)."""
+        self.running[walker.stream.name] -= 1
+
+    def ready(self) -> Iterator[tuple[Any, Any]]:
+        """Held items whose walks no longer wait, in order."""
+        for key in list(self.held):
+            queue = self.held.get(key)
+            if queue and not self._waits(queue[0][0]):
+                yield from self._release(queue[0][0])
+
+    def _release(self, walker: Any) -> Iterator[tuple[Any, Any]]:
+        queue = self.held.pop(id(walker), deque())
+        self.count -= len(queue)
+        yield from queue
