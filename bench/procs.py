@@ -157,6 +157,11 @@ class TapRun:
         return sum(self.records.values())
 
     @property
+    def delivered(self) -> int:
+        """Distinct records delivered: each stream's records written to the CSV connector."""
+        return sum(s.get("delivered", {}).get("csv", 0) for s in self.report.get("streams", {}).values())
+
+    @property
     def requests(self) -> int | None:
         return self.summary.get("requests")
 
@@ -231,6 +236,11 @@ class SyncdRun:
     @property
     def fetched(self) -> int:
         return sum(s.get("fetched", 0) for s in self.report.get("streams", {}).values())
+
+    @property
+    def delivered(self) -> int:
+        """Distinct records delivered: each stream's records written to the CSV connector."""
+        return sum(s.get("delivered", {}).get("csv", 0) for s in self.report.get("streams", {}).values())
 
     @property
     def requests(self) -> int | None:

@@ -9,7 +9,10 @@ Scenarios (each prints a table; nothing is asserted, the numbers are the result)
   throughput  records/s, requests, wall time, peak RSS and CPU of each, at 50 ms latency
   drift       invoices missing or stale after a sync with concurrent edits, and one more
   resume      invoices missing or stale after a kill in the middle of a bulk-edit second
-  429         what each does on HTTP 429 with Retry-After
+  429         what each does on HTTP 429 with Retry-After, and its share of 429s
+  resume-first  syncd only: invoice pages a killed-and-resumed first sync reads vs an uninterrupted one
+
+--syncd-only skips the baseline (when bench/.venv-tap is not set up): its rows are left out.
 
 Everything talks to 127.0.0.1 only: the sandbox (syncd.sandbox) is served on loopback.
 """
@@ -38,7 +41,7 @@ sys.path.insert(0, str(BENCH))
 
 from procs import TapRun, run_syncd, run_tap  # noqa: E402
 
-SCENARIOS = ("throughput", "drift", "resume", "429")
+SCENARIOS = ("throughput", "drift", "resume", "429", "resume-first")
 TAP = "tap-invoiced 0.3.0"
 SYNCD = "syncd"
 
@@ -72,6 +75,11 @@ class Sizes:
     # against a real limit stricter than one request a minute.
     rl_rate: float = 0.5
     tap_sleep_scale: float = 1 / 60  # the tap's 60 s sleeps really last 1 s (asked values recorded)
+    # resumed first sync
+    rf_invoices: int = 10_000
+    rf_bulk_seconds: int = 8  # seconds each holding rf_bulk invoices (bulk edits before the sync)
+    rf_bulk: int = 300
+    syncd_only: bool = False
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -86,6 +94,9 @@ class Sizes:
             bulk=500,
             kill_after_pages=2,
             rl_invoices=400,
+            rf_invoices=2_000,
+            rf_bulk_seconds=4,
+            rf_bulk=150,
         )
 
 
@@ -248,8 +259,12 @@ def throughput(sz: Sizes, work: Path) -> list[str]:
         transactions=sz.transactions,
         latency=sz.latency,
     ) as (url, key):
-        say(f"throughput: {TAP} (budget {sz.tap_budget:.0f} s)")
-        tap = run_tap(url, key, keep=False, budget=sz.tap_budget, workdir=work, log_path=work / "tap-throughput.log")
+        tap = None
+        if not sz.syncd_only:
+            say(f"throughput: {TAP} (budget {sz.tap_budget:.0f} s)")
+            tap = run_tap(
+                url, key, keep=False, budget=sz.tap_budget, workdir=work, log_path=work / "tap-throughput.log"
+            )
         say(f"throughput: {SYNCD}")
         syncd = run_syncd(
             url,
@@ -267,7 +282,21 @@ def throughput(sz: Sizes, work: Path) -> list[str]:
         "records/s = records delivered / wall time of the whole process (start-up included)",
         "the baseline writes Singer messages to a pipe (no loader behind it); syncd maps every record "
         "and writes CSV files and its SQLite checkpoint store",
+        "records = distinct records delivered (syncd: written to the CSV connector; a page's re-read "
+        "boundary second is not counted again); fetched = items in the responses",
     ]
+    syncd_rate = syncd.delivered / syncd.proc.wall if syncd.proc.wall else 0.0
+    if not syncd.ok:
+        notes.append(f"syncd did not finish cleanly: exit {syncd.proc.returncode}, {syncd.report.get('error')}")
+        notes += [f"  syncd stderr: {line}" for line in syncd.proc.stderr_tail[-5:]]
+    syncd_row = [
+        SYNCD, syncd.delivered, syncd.fetched, syncd.requests, syncd.proc.wall, syncd_rate,
+        syncd.proc.peak_rss_mb, syncd.proc.cpu,
+    ]
+    header = ["run", "records", "fetched", "requests", "wall s", "records/s", "peak RSS MiB", "CPU s"]
+    if tap is None:
+        notes.append("baseline not run (--syncd-only)")
+        return [table("Throughput", header, [syncd_row], notes)]
     tap_rate = tap.total / tap.proc.wall if tap.proc.wall else 0.0
     tap_wall = tap.proc.wall
     tap_label = TAP
@@ -281,15 +310,12 @@ def throughput(sz: Sizes, work: Path) -> list[str]:
             )
         else:
             notes.append(f"the baseline ended early: exit {tap.proc.returncode}, {tap.summary.get('error')}")
-    syncd_rate = syncd.fetched / syncd.proc.wall if syncd.proc.wall else 0.0
-    if not syncd.ok:
-        notes.append(f"syncd did not finish cleanly: exit {syncd.proc.returncode}, {syncd.report.get('error')}")
-        notes += [f"  syncd stderr: {line}" for line in syncd.proc.stderr_tail[-5:]]
     rows = [
-        [tap_label, tap.total, tap.requests, tap_wall, tap_rate, tap.proc.peak_rss_mb, tap.proc.cpu],
-        [SYNCD, syncd.fetched, syncd.requests, syncd.proc.wall, syncd_rate, syncd.proc.peak_rss_mb, syncd.proc.cpu],
+        [tap_label, tap.total, tap.total, tap.requests, tap_wall, tap_rate, tap.proc.peak_rss_mb, tap.proc.cpu],
+        syncd_row,
         [
             "ratio syncd / baseline",
+            None,
             None,
             None,
             (syncd.proc.wall / tap_wall) if tap_wall else None,
@@ -299,12 +325,7 @@ def throughput(sz: Sizes, work: Path) -> list[str]:
         ],
     ]
     return [
-        table(
-            "Throughput",
-            ["run", "records", "requests", "wall s", "records/s", "peak RSS MiB", "CPU s"],
-            rows,
-            notes,
-        )
+        table("Throughput", header, rows, notes)
     ]
 
 
@@ -446,32 +467,95 @@ def rate_limit(sz: Sizes, work: Path) -> list[str]:
     config = {"seed": sz.seed, "customers": 20, "invoices": sz.rl_invoices, "transactions": 0,
               "latency": 0.0, "rate_limit": sz.rl_rate, "burst": 1}
     rows = []
-    with sandbox_inproc(**config) as sb:
-        say(f"429: {TAP} against a {sz.rl_rate:g} req/s token bucket")
-        tap = run_tap(sb.url, sb.api_key, sleep_scale=sz.tap_sleep_scale, workdir=work,
-                      log_path=work / "tap-429.log")
-        served = sb.stats.served_429
-        sleeps = tap.summary.get("sleeps", [])
-        asked = sum(sleeps)
-        rows.append([TAP, served, len(sleeps), asked, "ok" if not tap.summary.get("error") else
-                     str(tap.summary.get("error"))[:60], tap.total])
+
+    def share(sb: Any) -> str:
+        return f"{sb.stats.served_429 / sb.stats.total:.0%}" if sb.stats.total else "-"
+
+    if not sz.syncd_only:
+        with sandbox_inproc(**config) as sb:
+            say(f"429: {TAP} against a {sz.rl_rate:g} req/s token bucket")
+            tap = run_tap(sb.url, sb.api_key, sleep_scale=sz.tap_sleep_scale, workdir=work,
+                          log_path=work / "tap-429.log")
+            served = sb.stats.served_429
+            sleeps = tap.summary.get("sleeps", [])
+            asked = sum(sleeps)
+            rows.append([TAP, served, sb.stats.total, share(sb), len(sleeps), asked, "ok" if not tap.summary.get("error") else
+                         str(tap.summary.get("error"))[:60], tap.total])
     with sandbox_inproc(**config) as sb:
         say(f"429: {SYNCD} against a {sz.rl_rate:g} req/s token bucket")
         syncd = run_syncd(sb.url, sb.api_key, store=work / "rl.db", out=work / "rl-out",
                           streams="customers,invoices", retry_attempts=50, log_path=work / "syncd-429.log")
-        rows.append([SYNCD, sb.stats.served_429, None, syncd.proc.wall,
-                     "ok" if syncd.ok else str(syncd.report.get("error"))[:60], syncd.fetched])
+        rows.append([SYNCD, sb.stats.served_429, sb.stats.total, share(sb), None, syncd.proc.wall,
+                     "ok" if syncd.ok else str(syncd.report.get("error"))[:60], syncd.delivered])
     notes = [
         f"{sz.rl_invoices:,} invoices; the sandbox answers 429 with Retry-After (seconds until the next token) "
         f"once its {sz.rl_rate:g} req/s bucket is empty",
         f"baseline: every sleep it asked for is recorded and really slept at 1/{round(1 / sz.tap_sleep_scale)} "
         "of its length; 'seconds waited' is what it asked for in total",
         "syncd: 'seconds waited' is its whole wall time (it sleeps what Retry-After says)",
+        "requests = every request the sandbox received; 429 share = 429s served / requests",
+        *(["baseline not run (--syncd-only)"] if sz.syncd_only else []),
     ]
     return [
         table(
             "HTTP 429 with Retry-After",
-            ["run", "429s served", "sleeps", "seconds waited", "outcome", "records"],
+            ["run", "429s served", "requests", "429 share", "sleeps", "seconds waited", "outcome", "records"],
+            rows,
+            notes,
+        )
+    ]
+
+
+def resume_first(sz: Sizes, work: Path) -> list[str]:
+    """Invoice pages of a first sync killed halfway and resumed, against an uninterrupted one."""
+    config = {"seed": sz.seed, "customers": max(20, sz.rf_invoices // 50), "invoices": sz.rf_invoices,
+              "transactions": 0, "latency": sz.latency}
+
+    def bulk_seconds(sb: Any) -> None:
+        # Bulk edits in the past: rf_bulk_seconds seconds spread over the listing, rf_bulk invoices each.
+        table_ = sb.data.tables["invoices"]
+        rng = random.Random(sz.seed)
+        with sb.data.lock:
+            stamps = sorted(u for u, _ in table_.index)
+            ids = rng.sample(sorted(table_.rows), min(len(table_.rows), sz.rf_bulk * sz.rf_bulk_seconds))
+            for k in range(sz.rf_bulk_seconds):
+                second = stamps[len(stamps) * (k + 1) // (sz.rf_bulk_seconds + 1)]
+                for oid in ids[k * sz.rf_bulk : (k + 1) * sz.rf_bulk]:
+                    table_.put({**table_.rows[oid], "updated_at": second})
+
+    rows = []
+    with sandbox_inproc(**config) as sb:
+        bulk_seconds(sb)
+        say(f"resume-first: {SYNCD}, an uninterrupted first sync")
+        whole = run_syncd(sb.url, sb.api_key, store=work / "rf-whole.db", out=work / "rf-whole-out",
+                          streams="customers,invoices", windows=sz.windows)
+        pages = sb.stats.count("GET", "/invoices")
+        rows.append(["uninterrupted", pages, None, pages, None, whole.ok])
+    with sandbox_inproc(**config) as sb:
+        bulk_seconds(sb)
+        half = pages // 2
+        say(f"resume-first: {SYNCD}, a first sync killed after {half} invoice requests, then resumed")
+        killed = run_syncd(sb.url, sb.api_key, store=work / "rf.db", out=work / "rf-out",
+                           streams="customers,invoices", windows=sz.windows,
+                           kill_when=lambda: sb.stats.count("GET", "/invoices") >= half)
+        before = sb.stats.count("GET", "/invoices")
+        resumed = run_syncd(sb.url, sb.api_key, store=work / "rf.db", out=work / "rf-out",
+                            streams="customers,invoices", windows=sz.windows)
+        total = sb.stats.count("GET", "/invoices")
+        rows.append(["killed + resumed", before, total - before, total, f"{total / pages - 1:+.1%}",
+                     resumed.ok and csv_mismatch(sb, work / "rf-out") == 0])
+        del killed
+    notes = [
+        f"{sz.rf_invoices:,} invoices, {sz.latency * 1000:.0f} ms latency; before the sync, "
+        f"{sz.rf_bulk_seconds} seconds spread over the listing each get {sz.rf_bulk:,} invoices (bulk edits)",
+        "requests = GET /invoices served (pages, window planning and scan checks included); the killed "
+        "run is SIGKILLed once the sandbox served half the uninterrupted run's requests",
+        "target: a resumed first sync reads at most 5 % more than an uninterrupted one",
+    ]
+    return [
+        table(
+            "Resumed first sync",
+            ["run", "requests before kill", "requests after", "invoice requests", "more than whole", "ok"],
             rows,
             notes,
         )
@@ -483,6 +567,7 @@ RUNNERS: dict[str, Callable[[Sizes, Path], list[str]]] = {
     "drift": drift,
     "resume": resume,
     "429": rate_limit,
+    "resume-first": resume_first,
 }
 
 
@@ -495,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, help="syncd's parallel date windows for invoices")
     parser.add_argument("--latency", type=float, help="seconds added to every sandbox response")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, stores, CSV)")
+    parser.add_argument("--syncd-only", action="store_true", help="leave the baseline out (no bench/.venv-tap)")
     args = parser.parse_args(argv)
     sz = Sizes.quick() if args.quick else Sizes()
     if args.invoices is not None:
@@ -505,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         sz.windows = args.windows
     if args.latency is not None:
         sz.latency = args.latency
+    sz.syncd_only = args.syncd_only
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     started = time.monotonic()
     try:
