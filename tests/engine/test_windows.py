@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
@@ -27,7 +28,7 @@ def _skewed(n: int) -> list[int]:
 
 def _counts(dates: list[int], edges: list[int]) -> list[int]:
     cuts = [0, *(bisect.bisect_left(dates, e) for e in edges), len(dates)]
-    return [b - a for a, b in zip(cuts, cuts[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(cuts)]
 
 
 def test_balanced_edges_split_skewed_dates_by_count() -> None:
