@@ -77,8 +77,10 @@ class Sizes:
     tap_sleep_scale: float = 1 / 60  # the tap's 60 s sleeps really last 1 s (asked values recorded)
     # resumed first sync
     rf_invoices: int = 10_000
-    rf_bulk_seconds: int = 8  # seconds each holding rf_bulk invoices (bulk edits before the sync)
-    rf_bulk: int = 300
+    # seconds each holding rf_bulk invoices (bulk edits before the sync): more than a page of
+    # each falls in every date window, so the windows deep-scan them
+    rf_bulk_seconds: int = 4
+    rf_bulk: int = 1_000
     syncd_only: bool = False
 
     @classmethod
@@ -94,9 +96,9 @@ class Sizes:
             bulk=500,
             kill_after_pages=2,
             rl_invoices=400,
-            rf_invoices=2_000,
-            rf_bulk_seconds=4,
-            rf_bulk=150,
+            rf_invoices=3_000,
+            rf_bulk_seconds=2,
+            rf_bulk=600,
         )
 
 
