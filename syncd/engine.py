@@ -172,6 +172,8 @@ class SyncRun:
             edges = [low + step * i for i in range(1, count)]
         else:
             edges = balanced_edges(count_before, low, high, total, count)
+        if not edges:
+            return [("", {})]
         windows = []
         for i in range(len(edges) + 1):
             scope: dict[str, str] = {}
@@ -180,7 +182,7 @@ class SyncRun:
             if i < len(edges):
                 scope["end_date"] = str(edges[i] - 1)
             windows.append((f"w:{scope.get('start_date', '')}:{scope.get('end_date', '')}", scope))
-        return windows or [("", {})]
+        return windows
 
     def _plan(self, name: str, full: bool) -> list[_Walker]:
         stream = self._stream(name)
