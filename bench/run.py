@@ -550,7 +550,7 @@ def resume_first(sz: Sizes, work: Path) -> list[str]:
     notes = [
         f"{sz.rf_invoices:,} invoices, {sz.latency * 1000:.0f} ms latency; before the sync, "
         f"{sz.rf_bulk_seconds} seconds spread over the listing each get {sz.rf_bulk:,} invoices (bulk edits)",
-        "requests = GET /invoices served (pages, window planning and scan checks included); the killed "
+        "requests = GET /invoices served (pages and window planning included); the killed "
         "run is SIGKILLed once the sandbox served half the uninterrupted run's requests",
         "target: a resumed first sync reads at most 5 % more than an uninterrupted one",
     ]
