@@ -342,9 +342,9 @@ class SyncRun:
             before = sum(report.delivered.values())
             try:
                 self.delivery.deliver(name, records, report)
-            except SyncdError as exc:
-                report.error = report.error or str(exc)
-                log.error("delivery.failed", stream=name, error=str(exc))
+            except FAILURES as exc:  # as for a page: the stream stops, the events position stays
+                report.error = report.error or describe(exc)
+                log.error("delivery.failed", stream=name, error=describe(exc))
                 continue
             report.deleted += sum(report.delivered.values()) - before
             applied.append(name)
