@@ -17,6 +17,7 @@ from syncd import reconcile
 from syncd.errors import SyncdError
 from syncd.reconcile import Refusal
 from syncd.store import Store
+from syncd.store.lease import PULL, holding
 
 errors_app = typer.Typer(
     help="Records and payments that were refused: list, show, retry, ignore.",
@@ -40,7 +41,7 @@ def _fail(exc: BaseException) -> None:
     from syncd import log
 
     err.print(f"[bold red]error:[/] {escape(log.redact_text(str(exc)))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    raise typer.Exit(getattr(exc, "exit_code", 2))
 
 
 @contextmanager
@@ -212,7 +213,9 @@ def retry(
     try:
         with _store() as (settings, store):
             chosen = _select(store, ids or [], every, connector)
-            report = reconcile.retry(settings, store, chosen)
+            # Re-delivery writes connector files: only under the pull lease, like a sync.
+            with holding(store.engine, PULL, ttl=settings.daemon.lock_ttl, role="syncd errors retry", hint="try again later"):
+                report = reconcile.retry(settings, store, chosen)
     except SyncdError as exc:
         _fail(exc)
         return

@@ -292,3 +292,24 @@ def test_listing_ignoring_and_payment_moves_on_both_stores(store_url: str) -> No
         assert {r.record for r in list_refusals(store)} == {"7", "8"}  # it changed: counted again
     finally:
         store.close()
+
+
+def test_retry_refuses_while_another_process_holds_the_pull_lease(make_sandbox: Any, tmp_path: Path) -> None:
+    """Re-delivery rewrites connector files: never beside a running sync or daemon pull."""
+    from syncd.store.lease import PULL, Lease
+
+    sandbox = make_sandbox(customers=4, invoices=20, transactions=15)
+    config = _setup(tmp_path, sandbox, None)
+    assert _cli(config, "sync").exit_code == 0
+    first = _errors(config)["errors"][0]["id"]
+    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        lease = Lease(store.engine, ttl=60, name=PULL, role="syncd sync")  # a live holder: this process
+        lease.acquire()
+        refused = _cli(config, "errors", "retry", first)
+        assert refused.exit_code == 4, refused.output
+        assert "pull lease is held by syncd sync" in " ".join(refused.output.split())
+        lease.release()
+        assert _cli(config, "errors", "retry", first).exit_code == 1  # runs now; the mapping still refuses it
+    finally:
+        store.close()
