@@ -30,6 +30,7 @@ import structlog
 from syncd.cursor import SETTLE_SECONDS, CursorWalk
 from syncd.errors import SyncdError
 from syncd.invoiced import InvoicedClient, Page
+from syncd.invoiced.contract import MAX_SKEW, check_page
 from syncd.store import Store
 from syncd.streams import STREAMS
 
@@ -59,8 +60,12 @@ class Found:
     reconciled: set[str] = field(default_factory=set)
 
 
-def parse_event(item: Any, page: int, index: int) -> Event:
-    """One `/events` item, checked; a `SyncdError` naming its position when it breaks the contract."""
+def parse_event(item: Any, page: int, index: int, server_time: int | None = None) -> Event:
+    """One `/events` item, checked; a `SyncdError` naming its position when it breaks the contract.
+
+    A timestamp more than MAX_SKEW after the response's Date is refused like a record's
+    `updated_at`: taken as the events position it would skip every deletion until then.
+    """
 
     def broken(why: str) -> SyncdError:
         return SyncdError(f"GET /events: item {index} of page {page} is not a valid event: {why}")
@@ -70,6 +75,11 @@ def parse_event(item: Any, page: int, index: int) -> Event:
     stamp, kind = item.get("timestamp"), item.get("type")
     if isinstance(stamp, bool) or not isinstance(stamp, int):
         raise broken("timestamp is missing or not an integer")
+    if server_time is not None and stamp > server_time + MAX_SKEW:
+        raise broken(
+            f"timestamp {stamp} is {stamp - server_time} s after the response's Date ({server_time}); "
+            f"at most {MAX_SKEW} s of clock skew is accepted"
+        )
     if not isinstance(kind, str) or "." not in kind:
         raise broken("type is missing or not '<object>.<action>'")
     obj, _, action = kind.partition(".")
@@ -139,7 +149,7 @@ class Deletions:
         """A position at the server's present: an existing event's second when there is one
         (it anchors the next read), else the server's clock."""
         page = self.client.get_page("/events", {"per_page": "1"})
-        events = [parse_event(item, 1, i) for i, item in enumerate(page.items, 1)]
+        events = [parse_event(item, 1, i, page.server_time) for i, item in enumerate(page.items, 1)]
         if events:
             return max(e.timestamp for e in events), True
         return page.server_time or int(time.time()), False
@@ -157,7 +167,7 @@ class Deletions:
         for number, page in enumerate(self.client.iter_pages("/events", params), 1):
             served = served or page.server_time
             for index, item in enumerate(page.items, 1):
-                event = parse_event(item, number, index)
+                event = parse_event(item, number, index, page.server_time)
                 stamps.append(event.timestamp)
                 if event.action == "deleted" and event.object in objects and event.subject_id:
                     found.deleted.setdefault(objects[event.object], set()).add(event.subject_id)
@@ -198,7 +208,11 @@ class Deletions:
         listed: set[str] = set()
 
         def fetch(params: Mapping[str, str], next_url: str | None) -> Page:
-            return self.client.get_page(next_url or stream.path, None if next_url else params)
+            page = self.client.get_page(next_url or stream.path, None if next_url else params)
+            # Checked like any page: one record stamped in the future would end the listing
+            # early, and every stored record after it would be taken for deleted.
+            page.items = check_page(stream.path, page.items, page.server_time)
+            return page
 
         # The whole stream, scope left out: a record that left the scope is not deleted.
         walk = CursorWalk(fetch, {}, 0, self.per_page)

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from syncd.deletions import EVENTS, Deletions
 from syncd.engine import run_sync
+from syncd.errors import SyncdError
 from syncd.invoiced import InvoicedClient
 from syncd.store import Store
 from syncd.store.models import Cursor
@@ -102,6 +103,8 @@ def test_a_malformed_event_fails_the_read_and_moves_no_position(tmp_path: Path) 
         ({**GOOD, "timestamp": "1000"}, "timestamp is missing or not an integer"),
         ({**GOOD, "type": None}, "type is missing"),
         (7, "expected an object, got int"),
+        # Stamped in 2100: as the events position it would skip every deletion until then.
+        ({**GOOD, "timestamp": 4_102_444_800}, "timestamp 4102444800 is 2306325600 s after the response's Date"),
     ]:
         report = _run(tmp_path, [GOOD, GOOD, item], store)
         assert f"item 3 of page 1 is not a valid event: {why}" in report.errors()[0]
@@ -138,3 +141,26 @@ def test_records_stored_before_the_stream_had_an_events_position_are_reconciled(
     with capture_logs() as logs:
         assert run_sync(settings).ok
     assert not [e for e in logs if e["event"] == "events.reconciled"]
+
+
+def test_the_listing_of_ids_is_held_to_the_page_contract(tmp_path: Path) -> None:
+    """One record stamped in the future would end the listing early and make every stored
+    record after it look deleted: the reconciliation fails instead, deleting nothing."""
+    listing = [
+        {"id": 1, "updated_at": 1_000},
+        {"id": 2, "updated_at": 4_102_444_800},  # 2100: past the response's Date
+        {"id": 3, "updated_at": 1_001},
+    ]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, content=json.dumps(listing).encode(), headers={"Date": "Tue, 01 Dec 2026 10:00:00 GMT"}
+        )
+
+    client = InvoicedClient(httpx.Client(base_url="http://fake.test", transport=httpx.MockTransport(handle)))
+    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        with pytest.raises(SyncdError, match="record 2 of 3 breaks the API contract"):
+            Deletions(store, client).reconcile("customers")
+    finally:
+        store.close()
