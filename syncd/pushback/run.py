@@ -56,6 +56,9 @@ def run_push(
             from syncd.engine import connect
 
             client = connect(settings)
+        # The rate-limit budget bounds one run; a daemon's client lives across many (a
+        # push-only daemon would otherwise spend it once and fail every later 429).
+        client.pacer.reset_budget()
         if connectors is None:
             connectors = payment_connectors(settings, store)
         run_id = store.start_run("push")

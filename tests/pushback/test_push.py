@@ -472,3 +472,22 @@ def test_content_changed_while_the_outcome_is_unknown(
         assert amounts == [Decimal("3.00")]
         assert (report.counts["adopted"], report.counts["changed"], report.counts["posted"]) == (0, 0, 1)
     assert _outbox(settings)["FLUX"].state == "posted"
+
+
+def test_each_push_run_starts_a_fresh_rate_limit_budget(sb: Any, tmp_path: Path) -> None:
+    """A daemon's client outlives its runs: the budget spent by one push must not fail the next."""
+    [invoice] = open_invoices(sb, 1)
+    inbox = write_inbox(
+        tmp_path / "payments.csv",
+        [{"external_id": "B1", "invoice": invoice["number"], "amount": "1.00", "currency": "usd"}],
+    )
+    settings = settings_for(sb, f"sqlite:///{tmp_path / 's.db'}", tmp_path, inbox)
+    client = InvoicedClient.connect(sb.url, sb.api_key, policy=RetryPolicy(attempts=8, budget=60), timeout=5)
+    client.pacer.limited = 10 * settings.invoiced.rate_limit_budget  # spent by earlier runs
+    sb.knobs.rate_limit, sb.knobs.burst = 5.0, 1  # lookups and post meet 429s (waits of ~0.2 s)
+    try:
+        report = _push(settings, sb, client=client)
+    finally:
+        sb.knobs.rate_limit = None
+    assert report.ok, report.error
+    assert len(pushed(sb)["B1"]) == 1
