@@ -16,19 +16,19 @@ from syncd.cli import app
 from syncd.plugin import Record
 from syncd.store import Store, content_hash
 from syncd.store.database import _normalise
-from syncd.store.migrate import BASELINE, alembic_config, head
+from syncd.store.migrate import BASELINE, VERSION_TABLE, alembic_config, head, pending, version_table_opts
 
 LEGACY_ROWS = 3
 
 
 def make_legacy_store(url: str) -> None:
     """A store as the syncd before migrations left it: the v1 tables, `schema_version` 1, no
-    `alembic_version`, and data in it (raw records, a cursor, a dead letter, a payment)."""
+    version table, and data in it (raw records, a cursor, a dead letter, a payment)."""
     url = _normalise(url)
     command.upgrade(alembic_config(url), BASELINE)  # the baseline is that schema, table for table
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("DROP TABLE syncd_alembic_version"))
         conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', '1')"))
         for i in range(LEGACY_ROWS):
             conn.execute(
@@ -66,7 +66,8 @@ def test_migrations_build_exactly_the_models_schema(store_url: str) -> None:
     try:
         with store.engine.connect() as conn:
             diff = compare_metadata(
-                MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+                MigrationContext.configure(conn, opts={"compare_type": True, **version_table_opts(None)}),
+                SQLModel.metadata,
             )
         assert diff == []
     finally:
@@ -83,7 +84,7 @@ def test_a_store_of_the_previous_schema_is_stamped_and_upgraded_with_its_data(st
         assert [d.reason for d in store.dead_letters()] == ["bad"]
         assert store.get_meta("schema_version") == "2"  # an older syncd now refuses the store
         with store.engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == head() != BASELINE
+            assert pending(store.engine)[0].revision == head() != BASELINE
             indexes = {ix["name"] for ix in inspect(conn).get_indexes("deadletter")}
             assert "ix_deadletter_last_seen" in indexes  # the second migration ran
             state = conn.execute(
@@ -111,9 +112,10 @@ def test_a_sqlite_store_made_by_the_previous_syncd_is_upgraded(tmp_path: Path) -
         assert [r.status for r in store.recent_runs()] == ["ok"]
         assert store.get_meta("schema_version") == "2"
         with store.engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == head()
+            assert pending(store.engine)[0].revision == head()
             diff = compare_metadata(
-                MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+                MigrationContext.configure(conn, opts={"compare_type": True, **version_table_opts(None)}),
+                SQLModel.metadata,
             )
         assert diff == []  # upgraded to exactly today's schema
         run = store.start_run("sync")
@@ -142,7 +144,7 @@ def test_store_upgrade_dry_run_shows_what_would_run_and_changes_nothing(
     assert "CREATE INDEX ix_deadletter_last_seen ON deadletter (last_seen)" in out
     engine = create_engine(_normalise(store_url))
     with engine.connect() as conn:
-        assert "alembic_version" not in inspect(conn).get_table_names()  # nothing ran
+        assert VERSION_TABLE not in inspect(conn).get_table_names()  # nothing ran
     engine.dispose()
 
     result = runner.invoke(app, ["--config", str(config), "store", "upgrade"])

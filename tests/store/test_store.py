@@ -92,7 +92,7 @@ def test_runs_are_recorded(store_url: str) -> None:
 def test_a_store_from_a_newer_syncd_is_refused(store_url: str) -> None:
     store = Store.open(store_url)
     with store.engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        conn.execute(text("UPDATE syncd_alembic_version SET version_num = '9999'"))
     store.close()
     with pytest.raises(StoreError, match="schema revision 9999, unknown to this syncd"):
         Store.open(store_url)

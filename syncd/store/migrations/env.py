@@ -8,6 +8,7 @@ from sqlalchemy import Connection, create_engine
 from sqlmodel import SQLModel
 
 import syncd.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from syncd.store.migrate import VERSION_TABLE
 
 config = context.config
 
@@ -21,6 +22,9 @@ def _run(connection: Connection | None = None) -> None:
         target_metadata=SQLModel.metadata,
         render_as_batch=True,
         compare_type=True,
+        # The store's schema, fixed by syncd.store.migrate (None: the connection's default).
+        version_table=VERSION_TABLE,
+        version_table_schema=config.attributes.get("version_table_schema"),
     )
     with context.begin_transaction():
         context.run_migrations()
