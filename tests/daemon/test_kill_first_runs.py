@@ -58,7 +58,7 @@ def test_daemon_killed_in_its_first_runs_keeps_outputs_exact(make_sandbox: Any, 
     deleted: list[tuple[str, str]] = []
     kills = 0
     for _ in range(6):
-        kills += kill_after_requests(syncd(config, "daemon"), sandbox, rng.randint(4, 14))
+        kills += kill_after_requests(syncd(config, "daemon"), sandbox, rng.randint(4, 14), store=tmp_path / "s.db")
         _forget_dead_lease(tmp_path / "s.db")
         deleted += delete_stored(sandbox, tmp_path / "s.db", rng)
     assert kills == 6 and len(deleted) >= 4, deleted

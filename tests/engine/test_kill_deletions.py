@@ -25,7 +25,8 @@ def test_sync_killed_before_any_run_finished_keeps_outputs_exact(make_sandbox: A
     deleted: list[tuple[str, str]] = []
     outcomes = []
     for attempt in range(10):
-        outcomes.append(kill_after_requests(syncd(config, "sync"), sandbox, rng.randint(4, 16)))
+        run = syncd(config, "sync")
+        outcomes.append(kill_after_requests(run, sandbox, rng.randint(4, 16), store=tmp_path / "s.db"))
         if attempt % 3 == 1:  # a bulk edit: one second larger than a page (deep scans)
             sandbox.data.touch_many("invoices", [i["id"] for i in rng.sample(sandbox.data.list("invoices"), 8)])
         # Records already delivered are deleted between runs, while the editor deletes some too.
