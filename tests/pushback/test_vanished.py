@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from connectors.ledger import LedgerConnector, LedgerSettings
 from syncd.config import Settings
@@ -17,6 +18,7 @@ from syncd.errors import RetryableApiError
 from syncd.invoiced import InvoicedClient, RetryPolicy
 from syncd.plugin import Connector, ConnectorContext
 from syncd.pushback import run_push
+from syncd.pushback.command import print_report
 from syncd.pushback.outbox import Outbox, OutboxEntry, retry_payment
 from syncd.pushback.push import PushReport
 from syncd.store import Store
@@ -105,6 +107,10 @@ def test_row_deleted_before_it_was_posted_is_held_even_once_confirmed(
         assert pushed(sb) == {} and report.counts["held"] == 1
         assert (_entry(settings, "PAY-1").reason or "").startswith("changed: review: no longer in its source")
         assert _retry(settings, "PAY-1") == "confirmed"
+    console = Console(record=True, width=400)
+    print_report(report, console)
+    text = console.export_text()  # never posted: no advice about correcting a posted transaction
+    assert "syncd errors ignore PAY-1" in text and "To correct a payment syncd already posted" not in text
     # Put back in its source, the confirmed payment is posted, once.
     write_inbox(inbox, [{**row, "external_id": "PAY-1"}])
     assert _push(settings, sb).counts["posted"] == 1 and len(pushed(sb)["PAY-1"]) == 1
