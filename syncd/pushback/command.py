@@ -11,6 +11,7 @@ from syncd.pushback.push import OUTCOMES, PushReport
 from syncd.pushback.run import run_push
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 3
+GONE = "changed: review: no longer in its source"
 HOLD_HELP = (
     "A held payment waits for you: `syncd errors retry ID` posts it anyway (still validated), "
     "`syncd errors ignore ID` drops it until its content changes."
@@ -66,7 +67,9 @@ def print_report(report: PushReport, console: Console) -> None:
             table.add_row(escape(external_id), escape(origin or "-"), escape(reason))
         console.print(table)
         console.print(HOLD_HELP, highlight=False)
-    if report.counts["changed"] or any(r.startswith("changed: review") for _, _, r in report.held):
+    # A payment held as gone from its source was never posted: its reason says what to do.
+    corrected = [r for _, _, r in report.held if r.startswith("changed: review") and GONE not in r]
+    if report.counts["changed"] or corrected:
         console.print(CORRECT_HELP, highlight=False)
     for path in report.rejects_files:
         console.print(f"rejected rows written to {escape(str(path))}", highlight=False)

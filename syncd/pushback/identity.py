@@ -3,8 +3,10 @@
 A book payment without an `external_id` tag is known by a hash of its date, invoice,
 amount, currency and account, so correcting any of these gives it a new id; a CSV row whose
 id is changed by hand does the same. Seen alone, the edited payment looks new and would be
-posted a second time. So, per source, the payments syncd posted that are no longer read
-(`vanished`) are compared with each new one before it is posted:
+posted a second time. So, per source, the payments syncd posted, or still means to post
+(pending, posting, failed, confirmed: these are only looked up, never posted, while they
+are not read; see push.py), that are no longer read (`vanished`) are compared with each new
+one before it is posted:
 
 - books: same currency and at least two of invoice, amount and date equal (one of them was
   corrected) -> held as `changed: review: ...`;
@@ -20,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from syncd.plugin import ExternalPayment
 from syncd.pushback.duplicates import HOW_TO_ACT, describe_payment
-from syncd.pushback.outbox import OUTBOX, POSTED, OutboxEntry
+from syncd.pushback.outbox import OPEN_STATES, OUTBOX, POSTED, OutboxEntry
 
 BOOKS_SOURCE = "ledger"
 CORRECT_POSTED = (
@@ -30,11 +32,11 @@ CORRECT_POSTED = (
 
 
 def vanished(engine: Engine, source: str, read_ids: Iterable[str]) -> list[OutboxEntry]:
-    """Posted payments of `source` whose ids were not read this time."""
+    """Posted or still open payments of `source` whose ids were not read this time."""
     seen = set(read_ids)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(OUTBOX).where(OUTBOX.c.source == source).where(OUTBOX.c.state == POSTED)
+            select(OUTBOX).where(OUTBOX.c.source == source).where(OUTBOX.c.state.in_((POSTED, *OPEN_STATES)))
         ).mappings()
         entries = [OutboxEntry.from_row(r) for r in rows if r["external_id"] not in seen]
     return [e for e in entries if e.payment is not None]
@@ -63,13 +65,14 @@ def vanished_match(payment: ExternalPayment, candidates: Sequence[OutboxEntry]) 
     matches = [e for e in candidates if e.payment is not None and test(payment, e.payment)]
     if not matches:
         return None
-    olds = "; ".join(
-        f"{describe_payment(e.payment)} posted as transaction {e.transaction_id}"
-        for e in matches
-        if e.payment is not None
-    )
+    olds = "; ".join(f"{describe_payment(e.payment)} {_where(e)}" for e in matches if e.payment is not None)
     ext = payment.external_id
-    txs = ", ".join(str(e.transaction_id) for e in matches)
+    txs = ", ".join(str(e.transaction_id) for e in matches if e.state == POSTED)
+    if books and not txs:
+        return (
+            f"changed: review: {olds} no longer matches the books, and {describe_payment(payment)} "
+            f"at {payment.origin} looks like its correction; {HOW_TO_ACT.format(ext=ext)}"
+        )
     if books:
         return (
             f"changed: review: {olds} no longer matches the books, and {describe_payment(payment)} "
@@ -80,3 +83,9 @@ def vanished_match(payment: ExternalPayment, candidates: Sequence[OutboxEntry]) 
         f"possible duplicate: {describe_payment(payment)} at {payment.origin} is the same as {olds}, "
         f"which is no longer in the inbox (was its external_id changed?); {HOW_TO_ACT.format(ext=ext)}"
     )
+
+
+def _where(entry: OutboxEntry) -> str:
+    if entry.state == POSTED:
+        return f"posted as transaction {entry.transaction_id}"
+    return f"(not posted by syncd: {entry.state} when it left its source)"

@@ -4,6 +4,8 @@
     pending -> rejected (reason; re-checked when the payment is read again)
     pending -> held (`possible duplicate: ...` or `changed: review: ...`; waits for the user)
     held -> confirmed (`syncd errors retry`: posted next run without the duplicate check)
+    pending | posting | failed | confirmed -> held (no longer read from its source and not
+        found in Invoiced: never posted from the outbox alone)
     held -> dismissed (`syncd errors ignore`: never posted while its content stays the same)
 
 `posting` is committed before the request is sent: a payment found in `posting` (or
@@ -356,6 +358,20 @@ class Outbox:
     def mark_held(self, external_id: str, reason: str, invoice_id: str | None = None) -> None:
         """Not posted until the user confirms (`syncd errors retry`) or dismisses it (`ignore`)."""
         self._set(external_id, state=HELD, reason=reason, invoice_id=invoice_id, only_open=True)
+
+    def hold_unread(self, external_id: str, fp: str, attempts: int, reason: str) -> bool:
+        """Hold an open payment no longer read from its source; a compare-and-swap like `claim`,
+        so that a payment another run claimed or settled meanwhile is left to that run."""
+        stmt = (
+            update(OUTBOX)
+            .where(OUTBOX.c.external_id == external_id)
+            .where(OUTBOX.c.fingerprint == fp)
+            .where(OUTBOX.c.attempts == attempts)
+            .where(OUTBOX.c.state.in_(OPEN_STATES))
+        )
+        with self.engine.begin() as conn:
+            result = conn.execute(stmt.values(state=HELD, reason=redact_text(reason), updated_at=time.time()))
+            return result.rowcount == 1
 
     def remember_confirmed(self, external_id: str, fp: str) -> None:
         """Keep the user's confirmation of this content in the payload, beyond the `confirmed` state."""

@@ -17,6 +17,12 @@ For each payment read from a source (and each one left open by an earlier run):
 
 A crash anywhere leaves the payment `pending`, `posting` or `failed`; the next run starts
 at step 1, so the lookup decides before anything is sent again.
+
+An open payment (pending, posting, failed, confirmed) that is no longer read from its source
+(its row deleted, its id edited, its book entry corrected) only gets step 1: adopted if
+Invoiced has it, else held as `changed: review: no longer in its source ...` (see
+`_vanished`). Its stored content is never posted: the source no longer says it is owed, and
+its edited version, read under a new id, is posted (or held by `identity.py`) on its own.
 """
 
 from __future__ import annotations
@@ -181,6 +187,7 @@ class _Work:
     entry: OutboxEntry
     payment: ExternalPayment
     newer: ExternalPayment | None = None  # read while the outcome was unknown: settle first, then take it
+    unread: bool = False  # open in the outbox but not read from its source this run: look up only
 
 
 class Pusher:
@@ -236,9 +243,10 @@ class Pusher:
                 if work is not None:
                     queue.append(work)
         self._read_ids = seen
-        for entry in self.outbox.open_entries(exclude=seen):
+        # After a source could not be read, "not read" does not mean "gone": leave them for next run.
+        for entry in [] if self.report.error else self.outbox.open_entries(exclude=seen):
             if entry.payment is not None:
-                queue.append(_Work(entry, entry.payment))
+                queue.append(_Work(entry, entry.payment, unread=True))
         failures, stopped = 0, False
         for i, work in enumerate(queue):
             try:
@@ -322,6 +330,9 @@ class Pusher:
                     if work.newer is not None:
                         self._changed(work.newer, str(found["id"]))
                     return False
+                if work.unread:
+                    self._vanished(work.entry, payment)
+                    return False
                 if work.newer is not None:
                     self.outbox.replace(work.newer, work.entry.fingerprint, work.entry.generation)
                     work = _Work(work.entry, work.newer)
@@ -338,6 +349,20 @@ class Pusher:
                     ) from None
                 self._failed(ext, f"unexpected answer from Invoiced: {exc}")
                 return True
+
+    def _vanished(self, entry: OutboxEntry, payment: ExternalPayment) -> None:
+        """Hold an open payment no longer read from its source and not found in Invoiced."""
+        ext = payment.external_id
+        reason = (
+            f"changed: review: no longer in its source (last read at {payment.origin or entry.source}): "
+            f"{duplicates.describe_payment(payment)}, left {entry.state}, was never posted and no "
+            f"transaction in Invoiced carries it; syncd does not post it. If it is still owed, put it back in its "
+            f"source and run `syncd errors retry {ext}`; else `syncd errors ignore {ext}` drops it"
+        )
+        if not self.outbox.hold_unread(ext, entry.fingerprint, entry.attempts, reason):
+            return  # another run moved it on meanwhile: that run settles it
+        log.warning("push.held", origin=payment.origin, reason=reason)
+        self.report.hold(ext, payment.origin, reason)
 
     def _validate_and_post(self, work: _Work) -> None:
         payment, ext = work.payment, work.payment.external_id
