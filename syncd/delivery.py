@@ -1,7 +1,8 @@
 """Delivery: mapping records through each connector's mapping and handing them over.
 
     Delivery.deliver(stream, records)   save changed raw records; each target gets what it
-                                        does not hold in this version; then the records that
+                                        does not hold in this version; then the raw rows of
+                                        deletions are marked deleted; then the records that
                                         refer to the changed ones
     redeliver(store, targets)           after a mapping change, from the store, no request
 
@@ -108,15 +109,22 @@ class Delivery:
             changed = [
                 r for r in records if known.get(r.id) != hashes[r.id] and not (r.deleted and r.id not in known)
             ]
-            if changed:
-                self.store.save_raw([(r, hashes[r.id]) for r in changed], texts)
-                report.changed += sum(1 for r in changed if not r.deleted)
+            live = [r for r in changed if not r.deleted]
+            if live:
+                self.store.save_raw([(r, hashes[r.id]) for r in live], texts)
+                report.changed += len(live)
         # A deletion of a stored record goes to every target that does not hold the deletion:
         # a kill between a connector's write and `commit_deliveries` leaves rows unrecorded.
         stored = frozenset(rid for rid in known if hashes[rid] == DELETED_HASH)
         for target in self.targets:
             if stream in target.streams():
                 self._deliver_to(target, stream, records, hashes, report, stored)
+        # Marked deleted only once every target has taken the deletion: scope exit and the
+        # events-gap reconciliation judge only live rows, so a failure or kill before this
+        # point leaves the row live and the next run delivers the deletion again.
+        gone = [r for r in changed if r.deleted]
+        if gone:
+            self.store.save_raw([(r, hashes[r.id]) for r in gone], texts)
         if changed:
             self.redeliver_dependents(stream, [r.id for r in changed])
 

@@ -232,8 +232,9 @@ class SyncRun:
         for name in streams:
             try:
                 walkers.extend(self._plan(name, full))
-            except SyncdError as exc:
-                self.report.streams[name].error = str(exc)
+            except FAILURES as exc:  # a scope exit's deletion can hit a full disk or a broken store
+                self.report.streams[name].error = describe(exc)
+                log.error("stream.failed", stream=name, error=describe(exc))
         events_from: int | None = None
         if walkers:  # a re-delivery-only run asks Invoiced nothing
             # Stored before any page is delivered: a record deleted after we read it must be
@@ -305,11 +306,11 @@ class SyncRun:
         report.fetched += len(page.items)
         try:
             self.delivery.deliver(name, records, report)
+            self.store.set_cursor(name, walker.partition, page.checkpoint)
         except FAILURES as exc:  # ours, a full disk, a broken store: the stream stops, the cursor stays
             report.error = describe(exc)
             log.error("delivery.failed", stream=name, error=report.error)
             return
-        self.store.set_cursor(name, walker.partition, page.checkpoint)
         self.progress.advance(
             name,
             len(page.items) if page.new is None else page.new,
@@ -360,10 +361,15 @@ class SyncRun:
             if report.error is not None or not all(w.done for w in group):
                 continue
             final = min(w.walk.final_checkpoint() for w in group)
-            if len(group) == 1 and group[0].partition == "":
-                self.store.set_cursor(name, "", final)
-            elif not self.scopes.finish(name, group[0].partition, final, report.requests):
-                self.store.finish_partitions(name, final)
+            try:
+                if len(group) == 1 and group[0].partition == "":
+                    self.store.set_cursor(name, "", final)
+                elif not self.scopes.finish(name, group[0].partition, final, report.requests):
+                    self.store.finish_partitions(name, final)
+            except FAILURES as exc:  # a scope exit's deletion or the store: this stream fails, not the run
+                report.error = describe(exc)
+                log.error("stream.failed", stream=name, error=report.error)
+                continue
             log.info("stream.synced", stream=name, cursor=final, **report.as_dict())
 
 

@@ -16,9 +16,10 @@ the configured one:
 
 Equality conditions cannot express a complement ("region != emea"), so a widened scope is
 read whole, once. Records that leave the scope are delivered as deletions to connectors
-with `on_scope_exit = "remove"` (the default) and marked deleted in the raw store, so
-neither a mapping change nor a renamed customer brings them back; connectors with "keep"
-keep the rows they hold, no longer updated.
+with `on_scope_exit = "remove"` (the default) and, once all took them, marked deleted in
+the raw store (a failure before leaves them to the next run's exit), so neither a mapping
+change nor a renamed customer brings them back; connectors with "keep" keep the rows they
+hold, no longer updated.
 
 Whether a stored record is in a scope is decided on its raw JSON: `metadata[k]` against the
 object's `metadata` (a missing key does not match, as in the API), `filter[k]` against the
