@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config import Settings
+from syncd.pushback.outbox import Outbox, OutboxEntry
+from syncd.store import Store
 
 COLUMNS = ["external_id", "invoice", "customer", "amount", "currency", "date", "method", "reference", "notes"]
 KEY = "syncd_external_id"
@@ -99,3 +101,14 @@ def _scalar(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def outbox_entry(settings: Settings, ext: str) -> OutboxEntry:
+    """The outbox entry of external payment `ext` (it must exist)."""
+    store = Store.open(settings.store_url())
+    try:
+        entry = Outbox(store.engine).get(ext)
+    finally:
+        store.close()
+    assert entry is not None
+    return entry

@@ -15,10 +15,10 @@ from syncd.config import Settings
 from syncd.invoiced import InvoicedClient, RetryPolicy
 from syncd.pushback import run_push
 from syncd.pushback.command import exit_code, print_report
-from syncd.pushback.outbox import OUTBOX, Outbox, OutboxEntry
+from syncd.pushback.outbox import OUTBOX, Outbox
 from syncd.pushback.push import PushReport
 from syncd.store import Store
-from tests.pushback.helpers import open_invoices, pushed, settings_for, write_inbox
+from tests.pushback.helpers import open_invoices, outbox_entry, pushed, settings_for, write_inbox
 
 
 @pytest.fixture
@@ -33,16 +33,6 @@ def _push(settings: Settings, sandbox: Any) -> PushReport:
         return run_push(settings, client=client)
     finally:
         client.close()
-
-
-def _entry(settings: Settings, ext: str) -> OutboxEntry:
-    store = Store.open(settings.store_url())
-    try:
-        entry = Outbox(store.engine).get(ext)
-    finally:
-        store.close()
-    assert entry is not None
-    return entry
 
 
 def _set_state(settings: Settings, ext: str, state: str) -> None:
@@ -90,7 +80,7 @@ def test_payment_entered_by_hand_is_held_until_confirmed(sb: Any, store_url: str
     report = _push(settings, sb)
     assert "HAND" not in pushed(sb) and len(_on_invoice(sb, inv)) == 1
     assert report.counts["held"] == 1 and report.counts["posted"] == 0
-    entry = _entry(settings, "HAND")
+    entry = outbox_entry(settings, "HAND")
     assert entry.state == "held" and entry.reason is not None
     assert entry.reason.startswith("possible duplicate: ")
     # Both sides: the external payment and the transaction found in Invoiced.
@@ -107,7 +97,7 @@ def test_payment_entered_by_hand_is_held_until_confirmed(sb: Any, store_url: str
     _set_state(settings, "HAND", "confirmed")  # `syncd errors retry HAND`
     confirmed = _push(settings, sb)
     assert confirmed.counts["posted"] == 1 and confirmed.counts["held"] == 0
-    assert len(pushed(sb)["HAND"]) == 1 and _entry(settings, "HAND").state == "posted"
+    assert len(pushed(sb)["HAND"]) == 1 and outbox_entry(settings, "HAND").state == "posted"
     assert len(_on_invoice(sb, inv)) == 2
 
 
@@ -120,7 +110,7 @@ def test_confirmed_payment_is_still_validated(sb: Any, store_url: str, tmp_path:
     )
     settings = settings_for(sb, store_url, tmp_path, inbox)
     _push(settings, sb)
-    assert "C" not in pushed(sb) and _entry(settings, "C").state == "held"
+    assert "C" not in pushed(sb) and outbox_entry(settings, "C").state == "held"
     sb.data.void_invoice(inv["id"])
     _set_state(settings, "C", "confirmed")
     report = _push(settings, sb)
@@ -137,14 +127,14 @@ def test_dismissed_payment_is_never_posted_until_its_content_changes(
     inbox = write_inbox(tmp_path / "p.csv", [row])
     settings = settings_for(sb, store_url, tmp_path, inbox)
     _push(settings, sb)
-    assert "DIS" not in pushed(sb) and _entry(settings, "DIS").state == "held"
+    assert "DIS" not in pushed(sb) and outbox_entry(settings, "DIS").state == "held"
 
     _set_state(settings, "DIS", "dismissed")  # `syncd errors ignore DIS`
     for _ in range(2):
         report = _push(settings, sb)
         assert report.counts["posted"] == report.counts["held"] == report.counts["rejected"] == 0
         assert report.counts["dismissed"] == 1 and report.ok and exit_code(report) == 0
-        assert _entry(settings, "DIS").state == "dismissed" and "DIS" not in pushed(sb)
+        assert outbox_entry(settings, "DIS").state == "dismissed" and "DIS" not in pushed(sb)
 
     write_inbox(inbox, [{**row, "amount": "21.00"}])  # edited: considered again
     report = _push(settings, sb)
@@ -201,7 +191,7 @@ def test_inbox_row_whose_id_was_changed_is_held_as_possible_duplicate(
     report = _push(settings, sb)
     assert len(_on_invoice(sb, inv)) == 1 and "NEW" not in pushed(sb)
     assert report.counts["held"] == 1 and report.counts["posted"] == 0
-    reason = _entry(settings, "NEW").reason or ""
+    reason = outbox_entry(settings, "NEW").reason or ""
     assert reason.startswith("possible duplicate: ") and "payment OLD" in reason
     assert f"transaction {posted['id']}" in reason and f"{tmp_path / 'p.csv'}:2" in reason
     assert len(_on_invoice(sb, inv)) == 1
@@ -235,12 +225,12 @@ def test_a_confirmed_payment_claimed_before_a_crash_is_not_held_again(
     # A push that confirmed and claimed it, then died before its POST reached Invoiced.
     store = Store.open(settings.store_url())
     try:
-        box, fp = Outbox(store.engine), _entry(settings, "K").fingerprint
+        box, fp = Outbox(store.engine), outbox_entry(settings, "K").fingerprint
         box.remember_confirmed("K", fp)
         assert box.claim("K", fp)
     finally:
         store.close()
-    assert _entry(settings, "K").state == "posting"
+    assert outbox_entry(settings, "K").state == "posting"
     report = _push(settings, sb)
     assert report.counts["posted"] == 1 and report.counts["held"] == 0 and len(pushed(sb)["K"]) == 1
 
@@ -258,4 +248,4 @@ def test_a_confirmed_row_that_became_unreadable_is_not_posted(
     write_inbox(inbox, [{**row, "amount": "9,0.0"}])
     report = _push(settings, sb)
     assert "U" not in pushed(sb) and report.counts["rejected"] == 1
-    assert _entry(settings, "U").state == "rejected"
+    assert outbox_entry(settings, "U").state == "rejected"

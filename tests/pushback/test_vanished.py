@@ -19,10 +19,10 @@ from syncd.invoiced import InvoicedClient, RetryPolicy
 from syncd.plugin import Connector, ConnectorContext
 from syncd.pushback import run_push
 from syncd.pushback.command import print_report
-from syncd.pushback.outbox import Outbox, OutboxEntry, retry_payment
+from syncd.pushback.outbox import retry_payment
 from syncd.pushback.push import PushReport
 from syncd.store import Store
-from tests.pushback.helpers import KEY, open_invoices, pushed, settings_for, write_inbox
+from tests.pushback.helpers import KEY, open_invoices, outbox_entry, pushed, settings_for, write_inbox
 from tests.pushback.test_books_push import ENTRY
 
 
@@ -46,16 +46,6 @@ def _push(settings: Settings, sandbox: Any, *, down: bool = False, connectors: l
         client.close()
 
 
-def _entry(settings: Settings, ext: str) -> OutboxEntry:
-    store = Store.open(settings.store_url())
-    try:
-        entry = Outbox(store.engine).get(ext)
-    finally:
-        store.close()
-    assert entry is not None
-    return entry
-
-
 def _retry(settings: Settings, ext: str) -> str | None:
     """`syncd errors retry ext`."""
     store = Store.open(settings.store_url())
@@ -77,12 +67,12 @@ def test_failed_payment_whose_id_was_corrected_is_not_posted_twice(
     inbox = write_inbox(tmp_path / "inbox.csv", [{**row, "external_id": "PAY-1"}])
     settings = settings_for(sb, store_url, tmp_path, inbox)
     assert _push(settings, sb, down=True).counts["failed"] == 1
-    assert _entry(settings, "PAY-1").state == "failed"
+    assert outbox_entry(settings, "PAY-1").state == "failed"
 
     write_inbox(inbox, [{**row, "external_id": "PAY-001"}])  # the id typo fixed by hand
     report = _push(settings, sb)
     assert pushed(sb) == {} and report.counts["posted"] == 0 and report.counts["held"] == 2
-    old, new = _entry(settings, "PAY-1"), _entry(settings, "PAY-001")
+    old, new = outbox_entry(settings, "PAY-1"), outbox_entry(settings, "PAY-001")
     assert old.state == new.state == "held"
     assert (old.reason or "").startswith("changed: review: no longer in its source")
     assert (new.reason or "").startswith("possible duplicate: ") and "payment PAY-1 " in (new.reason or "")
@@ -91,7 +81,7 @@ def test_failed_payment_whose_id_was_corrected_is_not_posted_twice(
     assert _retry(settings, "PAY-001") == "confirmed"
     report = _push(settings, sb)
     assert report.counts["posted"] == 1
-    assert list(pushed(sb)) == ["PAY-001"] and _entry(settings, "PAY-1").state == "held"
+    assert list(pushed(sb)) == ["PAY-001"] and outbox_entry(settings, "PAY-1").state == "held"
 
 
 def test_row_deleted_before_it_was_posted_is_held_even_once_confirmed(
@@ -105,7 +95,7 @@ def test_row_deleted_before_it_was_posted_is_held_even_once_confirmed(
     for _ in range(2):  # confirming a payment gone from its source does not post it
         report = _push(settings, sb)
         assert pushed(sb) == {} and report.counts["held"] == 1
-        assert (_entry(settings, "PAY-1").reason or "").startswith("changed: review: no longer in its source")
+        assert (outbox_entry(settings, "PAY-1").reason or "").startswith("changed: review: no longer in its source")
         assert _retry(settings, "PAY-1") == "confirmed"
     console = Console(record=True, width=400)
     print_report(report, console)
@@ -131,7 +121,7 @@ def test_payment_gone_from_its_source_but_in_invoiced_is_adopted(
     write_inbox(inbox, [])
     report = _push(settings, sb)
     assert report.counts["adopted"] == 1 and report.counts["held"] == 0
-    entry = _entry(settings, "PAY-1")
+    entry = outbox_entry(settings, "PAY-1")
     assert entry.state == "posted" and entry.transaction_id == str(tx["id"])
     assert len(pushed(sb)["PAY-1"]) == 1
 
