@@ -288,12 +288,12 @@ class SyncRun:
             walker.done = True
             return 1
         if isinstance(item, BaseException):
-            report.error = report.error or _describe(item)
+            report.error = report.error or describe(item)
             log.error(
                 "stream.failed",
                 stream=walker.stream.name,
                 partition=walker.partition,
-                error=_describe(item),
+                error=describe(item),
             )
             return 1
         if report.error is None:
@@ -391,10 +391,6 @@ def _scope_of(partition: str) -> dict[str, str]:
     return scope
 
 
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, SyncdError) else f"{exc.__class__.__name__}: {exc}"
-
-
 def run_sync(
     settings: Settings,
     *,
@@ -461,7 +457,7 @@ def run_sync(
         )
         return report
     except BaseException as exc:
-        store.finish_run(run_id, "failed", {}, _describe(exc))
+        store.finish_run(run_id, "failed", {}, describe(exc))
         raise
     finally:
         if own_client:

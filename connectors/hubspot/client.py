@@ -36,7 +36,7 @@ import httpx
 import structlog
 import tenacity
 
-from connectors.hubspot.pacing import Pacer
+from connectors.hubspot.pacing import Pacer, header_number
 from syncd.errors import ConnectorError
 from syncd.invoiced.retry import StopOverBudget, WaitRetryAfter, backoff
 
@@ -121,13 +121,7 @@ class BatchOutcome:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+    return header_number(response.headers.get("Retry-After"))
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:

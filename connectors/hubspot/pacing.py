@@ -41,10 +41,10 @@ class Pacer:
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Read the window's size and what is left of it from a response's headers."""
-        interval = _number(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds"))
+        interval = header_number(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds"))
         if interval is not None and interval > 0:
             self.interval = interval / 1000
-        remaining = _number(headers.get("X-HubSpot-RateLimit-Remaining"))
+        remaining = header_number(headers.get("X-HubSpot-RateLimit-Remaining"))
         self.remaining = None if remaining is None else int(remaining)
 
     def window_wait(self) -> float:
@@ -58,7 +58,8 @@ class Pacer:
         return max(self.sent[0] + self.interval - now, 0.0)
 
 
-def _number(value: str | None) -> float | None:
+def header_number(value: str | None) -> float | None:
+    """A numeric header value, None when absent or not a number."""
     if value is None:
         return None
     try:
