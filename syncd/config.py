@@ -17,7 +17,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from syncd import log, preflight
@@ -117,16 +126,21 @@ class Settings(BaseSettings):
     # config file's folder when unset. A service points it at /var/lib/syncd (SYNCD_STATE_DIR).
     state_dir: Path | None = None
 
+    # Raw `[accounts.NAME]` tables; syncd.accounts turns each into its own Settings.
+    accounts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Which account these settings are ("default" for a single-account config).
+    account: str = Field("default", exclude=True)
+
     # Where the file was read from; relative paths in it resolve against its folder.
     source: Path | None = Field(None, exclude=True)
 
-    @field_validator("connectors", mode="before")
+    @field_validator("connectors", "accounts", mode="before")
     @classmethod
-    def _connector_tables(cls, value: Any) -> Any:
+    def _connector_tables(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, dict):
             for name, section in value.items():
                 if not isinstance(section, dict):
-                    raise ValueError(f"[connectors.{name}] must be a table")
+                    raise ValueError(f"[{info.field_name}.{name}] must be a table")
         return value
 
     @classmethod
