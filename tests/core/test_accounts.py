@@ -283,3 +283,16 @@ def test_select_account_names_the_accounts_when_it_cannot_choose(tmp_path: Path)
     )
     with pytest.raises(ConfigError, match=r"no account 'gamma' \(accounts: acme, beta\)"):
         select_account(config, "gamma")
+
+
+def test_the_commented_accounts_example_loads_once_uncommented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = (Path(__file__).parents[2] / "config.example.toml").read_text(encoding="utf-8")
+    head, tail = example.split("# [accounts.acme.invoiced]", 1)
+    block = "[accounts.acme.invoiced]" + "\n".join(line.removeprefix("# ") for line in tail.splitlines())
+    monkeypatch.setenv("ACME_INVOICED_KEY", ACME_KEY)
+    monkeypatch.setenv("GLOBEX_INVOICED_KEY", BETA_KEY)
+    accounts = load_accounts(write(tmp_path, head + block + "\n"))
+    assert list(accounts) == ["acme", "globex"]
+    assert not accounts["acme"].streams.transactions.enabled and accounts["globex"].streams.transactions.enabled
+    assert accounts["acme"].connectors["hubspot"]["enabled"] is True
+    assert accounts["globex"].connectors["csv"]["directory"] == "exports"
