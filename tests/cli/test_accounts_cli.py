@@ -176,3 +176,13 @@ def test_a_single_account_config_shows_no_account_heading(make_sandbox: Any, tmp
     assert result.exit_code == 0 and "account " not in result.stdout
     result = run(config, "status", "--account", "acme")
     assert result.exit_code == 2 and "this configuration has no [accounts] tables" in result.stderr
+
+
+def test_status_shows_the_other_accounts_when_one_store_is_unusable(two: tuple[Path, Any, Any], tmp_path: Path) -> None:
+    config, _, _ = two
+    config.write_text(config.read_text() + '[accounts.beta.store]\nurl = "sqlite:////nonexistent/syncd/beta.db"\n')
+    result = run(config, "status")
+    assert result.exit_code == 2
+    acme_part, beta_part = result.stdout.split("account beta")
+    assert "cursors" in acme_part and "push-back outbox" in acme_part
+    assert "error: store.url: checkpoint store sqlite:////nonexistent/syncd/beta.db unusable" in beta_part
