@@ -8,7 +8,6 @@ Create Date: 2026-12-01 21:34:48.357814
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 revision = "0003"
@@ -20,8 +19,8 @@ depends_on = None
 def upgrade() -> None:
     # Nullable: runs recorded before this revision do not know.
     with op.batch_alter_table("run", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("job", sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True))
-        batch_op.add_column(sa.Column("holder", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True))
+        batch_op.add_column(sa.Column("job", sa.String(length=120), nullable=True))
+        batch_op.add_column(sa.Column("holder", sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
