@@ -13,6 +13,7 @@ nothing that is already delivered.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import queue
 import threading
 import time
@@ -257,9 +258,14 @@ class SyncRun:
         if not walkers:
             return
         out: queue.Queue[tuple[_Walker, Any]] = queue.Queue(maxsize=2 * max(1, len(walkers)))
+        # Each fetcher runs in a copy of the caller's context, so its log lines carry what the
+        # caller bound (a worker's account and job, a daemon's job).
         threads = [
             threading.Thread(
-                target=self._run_walk, args=(w, out), name=f"walk-{w.stream.name}{w.partition}", daemon=True
+                target=contextvars.copy_context().run,
+                args=(self._run_walk, w, out),
+                name=f"walk-{w.stream.name}{w.partition}",
+                daemon=True,
             )
             for w in walkers
         ]
@@ -402,13 +408,15 @@ def run_sync(
     stop: threading.Event | None = None,
     mappings: Mapping[str, MappingSet] | None = None,
     wait: bool = False,
+    holder: str | None = None,
 ) -> SyncReport:
     """Run every enabled stream (or `streams`) once; returns what happened.
 
     `mappings` (by connector name) lets a daemon keep using the last valid mapping files;
     `progress` is True for a live view of this run, or a view that outlives it (a daemon's).
     On its own store the run holds the store's pull lease (LeaseHeld, or waits with `wait`);
-    a caller that passes `store` (the daemon) holds it itself.
+    a caller that passes `store` (the daemon) holds it itself. The run is logged as job
+    `pull:<streams>` of `holder` (default `host:pid`).
     """
     enabled = settings.streams.enabled()
     names = [n for n in (list(enabled) if streams is None else streams) if n in enabled]
@@ -439,7 +447,7 @@ def run_sync(
             raise
     own_client = client is None
     client = client or connect(settings)
-    run_id = store.start_run("sync")
+    run_id = store.start_run("sync", job="pull:" + ",".join(names), holder=holder)
     targets: list[Target] = []
     try:
         targets = open_targets(settings, store, mappings)
