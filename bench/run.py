@@ -11,6 +11,8 @@ Scenarios (each prints a table; nothing is asserted, the numbers are the result)
   resume      invoices missing or stale after a kill in the middle of a bulk-edit second
   429         what each does on HTTP 429 with Retry-After, and its share of 429s
   resume-first  syncd only: invoice pages a killed-and-resumed first sync reads vs an uninterrupted one
+  workers     syncd only, only when asked (`--only workers`, needs PostgreSQL): a 20-account
+              backfill by 1, 2 and 4 worker processes, and the scaling factor (bench/workers_bench.py)
 
 --syncd-only skips the baseline (when bench/.venv-tap is not set up): its rows are left out.
 
@@ -42,6 +44,7 @@ sys.path.insert(0, str(BENCH))
 from procs import TapRun, run_syncd, run_tap  # noqa: E402
 
 SCENARIOS = ("throughput", "drift", "resume", "429", "resume-first")
+OPT_IN = ("workers",)  # run only when named: it needs the PostgreSQL server
 TAP = "tap-invoiced 0.3.0"
 SYNCD = "syncd"
 
@@ -564,18 +567,30 @@ def resume_first(sz: Sizes, work: Path) -> list[str]:
     ]
 
 
+def workers_scenario(sz: Sizes, work: Path) -> list[str]:
+    """bench/workers_bench.py's table (its quick sizes under --quick)."""
+    from workers_bench import WorkerSizes, workers
+
+    wsz = WorkerSizes.quick() if sz.invoices < Sizes().invoices else WorkerSizes()
+    if sz.latency != Sizes().latency:
+        wsz.latency = sz.latency
+    return [workers(wsz, work, table)]
+
+
 RUNNERS: dict[str, Callable[[Sizes, Path], list[str]]] = {
     "throughput": throughput,
     "drift": drift,
     "resume": resume,
     "429": rate_limit,
     "resume-first": resume_first,
+    "workers": workers_scenario,
 }
+
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)")
+    parser.add_argument("--only", action="append", choices=SCENARIOS + OPT_IN, help="run only this scenario (repeatable)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run under a minute")
     parser.add_argument("--invoices", type=int, help="invoices in the throughput sandbox")
     parser.add_argument("--tap-budget", type=float, help="seconds the baseline may run in the throughput bench")
