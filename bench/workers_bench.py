@@ -55,8 +55,7 @@ def backfill(sz: WorkerSizes, n: int, work: Path) -> dict[str, Any]:
     from tests.worker.cluster import (
         Cluster,
         account_dir,
-        account_names,
-        fresh_database,
+            fresh_database,
         sandbox_accounts,
         served,
         worker_env,
@@ -77,7 +76,7 @@ def backfill(sz: WorkerSizes, n: int, work: Path) -> dict[str, Any]:
     )
     sandbox.start(host="127.0.0.1", port=0)
     accounts = sandbox_accounts(sandbox)
-    names = account_names(sz.accounts)
+    names = list(sandbox.accounts)  # acct01 ... acct20
     # The data stays still, so what each account's files must hold is computed once.
     want = [expected_csv(a) for a in accounts]
     records = sum(len(a.data.list(s)) for a in accounts for s in ("customers", "invoices", "transactions"))

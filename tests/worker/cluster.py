@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -63,13 +63,9 @@ def pg_available() -> bool:
 
 
 def sandbox_accounts(sandbox: Any) -> list[Any]:
-    """The sandbox's accounts (each with `.data`, `.api_key`, `.stats`, `.knobs`), in order."""
-    accounts = sandbox.accounts
-    return list(accounts.values()) if isinstance(accounts, Mapping) else list(accounts)
-
-
-def account_names(n: int) -> list[str]:
-    return [f"a{i:02d}" for i in range(1, n + 1)]
+    """The sandbox's accounts (each with `.data`, `.api_key`, `.stats`, `.knobs`), in the order
+    of their names (`sandbox.accounts`: acct01 ... by name)."""
+    return list(sandbox.accounts.values())
 
 
 def served(accounts: list[Any]) -> int:
@@ -125,7 +121,6 @@ def write_config(
         f"invoices_every = {every}",
         f"transactions_every = {every}",
         f"pushback_every = {every}",
-        "lock_ttl = 5",
         "health_port = 0",
     ]
     for name in names:
@@ -303,32 +298,38 @@ class Interval:
     holder: str
     start: float
     end: float
-    open: bool  # the run never recorded its end: its process was killed (or stopped) under it
+    cut: bool  # its process was killed (or stopped) under it: it ends when that process did
+
+
+def job_keys(job: str) -> list[str]:
+    """The jobs a run was: `pull:customers,invoices` (a sync of several streams) is a pull of
+    each; `push` is the account's push-back."""
+    kind, _, streams = job.partition(":")
+    return [f"{kind}:{s}" for s in streams.split(",")] if streams else [job]
 
 
 def job_intervals(
     runs: dict[str, list[dict[str, Any]]], job: str, holder: str, end_of: Callable[[str], float | None]
 ) -> list[Interval]:
-    """Each job run as a time interval; a run without an end lasts until its holder ended."""
+    """Each job run as a time interval.
+
+    A run that never recorded its end, or that a later run marked `interrupted`, belongs to a
+    process that died under it: it lasts until that process ended (the kill time recorded
+    here), not until the takeover stamped it, so a takeover while the first process still
+    ran shows as an overlap.
+    """
     out = []
     for account, rows in runs.items():
         for row in rows:
             if not row.get(job):
                 continue
-            ended = row["ended_at"]
-            if ended is None:
-                ended = end_of(str(row[holder]))
-                assert ended is not None, f"{account}: run {row['id']} ({row[job]}) is open, its holder alive"
-            out.append(
-                Interval(
-                    account,
-                    str(row[job]),
-                    str(row[holder]),
-                    float(row["started_at"]),
-                    float(ended),
-                    row["ended_at"] is None,
-                )
-            )
+            end = row["ended_at"]
+            cut = end is None or row["status"] == "interrupted"
+            if cut:
+                end = end_of(str(row[holder]))
+                assert end is not None, f"{account}: run {row['id']} ({row[job]}) is cut, its holder alive"
+            for key in job_keys(str(row[job])):
+                out.append(Interval(account, key, str(row[holder]), float(row["started_at"]), float(end), cut))
     return out
 
 

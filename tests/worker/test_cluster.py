@@ -20,7 +20,6 @@ from tests.pushback.helpers import open_invoices, pushed, write_inbox
 from tests.worker.cluster import (
     Cluster,
     account_dir,
-    account_names,
     csv_differences,
     decimal_column,
     fresh_database,
@@ -88,7 +87,7 @@ def test_killed_workers_lose_nothing_overlap_nothing_and_post_each_payment_once(
     )
     sandbox.start(host="127.0.0.1", port=0)
     accounts = sandbox_accounts(sandbox)
-    names = account_names(ACCOUNTS)
+    names = list(sandbox.accounts)  # acct01 ... acct20: valid [accounts.NAME] names
     assert len(accounts) == ACCOUNTS and len({a.api_key for a in accounts}) == ACCOUNTS
 
     with fresh_database() as database:
@@ -166,7 +165,7 @@ def test_killed_workers_lose_nothing_overlap_nothing_and_post_each_payment_once(
     for name in names:
         assert {iv.job for iv in intervals if iv.account == name} >= JOBS, name
     cut = [
-        iv for iv in intervals if iv.open and any(inc.holds(iv.holder) for inc in cluster.every if inc.killed)
+        iv for iv in intervals if iv.cut and any(inc.holds(iv.holder) for inc in cluster.every if inc.killed)
     ]
     assert cut, "no kill landed while a job ran"
 
