@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from syncd import log, preflight
+from syncd import accounts, log, preflight
 from syncd.config import Settings, load_settings
 from syncd.errors import SyncdError
 from syncd.terminal import Output, configure_logging
@@ -28,15 +30,69 @@ console = Console()
 err = Console(stderr=True)
 
 
+AccountOpt = Annotated[
+    str | None,
+    typer.Option("--account", "-a", help="Only this account ([accounts.NAME]); default: every account."),
+]
+
+
 class State:
     config: Path | None = None
     output = Output()
 
 
-def _settings() -> Settings:
-    settings = load_settings(State.config)
+def _settings(account: str | None = None) -> Settings:
+    """The settings of `--account NAME`, or of the only account (refused when there are several)."""
+    settings = accounts.select_account(State.config, account)
+    accounts.state_folder(settings)
     configure_logging(settings, State.output)
     return settings
+
+
+def _each_account(account: str | None) -> list[Settings]:
+    """`--account NAME`, else every account of the configuration (for most, the only one)."""
+    top = load_settings(State.config)
+    every = accounts.accounts_of(top)
+    return [accounts.pick(top, every, account)] if account is not None else list(every.values())
+
+
+@contextmanager
+def _as_account(settings: Settings, several: bool) -> Iterator[None]:
+    """Set up logging for one account; with several, head its output and name it in every log line."""
+    import structlog
+
+    accounts.state_folder(settings)
+    configure_logging(settings, State.output)
+    if not several:
+        yield
+        return
+    console.print(f"[bold]account {escape(settings.account)}[/]", highlight=False)
+    with structlog.contextvars.bound_contextvars(account=settings.account):
+        yield
+
+
+def _run_accounts(chosen: list[Settings], run: Callable[[Settings], int]) -> None:
+    """Run a command for every chosen account in turn: one failing does not stop the others;
+    the exit status is the highest of theirs. One account: exactly as without accounts."""
+    several = len(chosen) > 1
+    codes: dict[str, int] = {}
+    for settings in chosen:
+        try:
+            with _as_account(settings, several):
+                codes[settings.account] = run(settings)
+        except SyncdError as exc:
+            if not several:
+                _fail(exc)
+            err.print(
+                f"[bold red]error:[/] account {escape(settings.account)}: {escape(log.redact_text(str(exc)))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            codes[settings.account] = getattr(exc, "exit_code", 2)
+    failed = [name for name, code in codes.items() if code]
+    if several and failed:
+        err.print(f"[bold red]{len(failed)} of {len(codes)} accounts failed:[/] {', '.join(failed)}", highlight=False)
+    raise typer.Exit(max(codes.values(), default=0))
 
 
 def _fail(exc: BaseException) -> None:
@@ -68,26 +124,32 @@ def sync(
     wait: Annotated[
         bool, typer.Option("--wait", help="If another sync or a daemon's pull is running, wait for it.")
     ] = False,
+    account: AccountOpt = None,
 ) -> None:
-    """Run every enabled stream once (exit 4 if another sync or the daemon is pulling)."""
+    """Run every enabled stream once, of every account in turn (exit 4 if another sync or the
+    daemon is pulling)."""
     from syncd.engine import run_sync
     from syncd.summary import print_summary
 
-    try:
-        settings = _settings()
+    def one(settings: Settings) -> int:
         preflight.check(settings)
         report = run_sync(settings, streams=stream or None, full=full, progress=State.output.live, wait=wait)
+        print_summary(report, console, logfile=State.output.logfile)
+        _print_behind(report.as_dict())
+        if not report.ok:
+            err.print("[bold red]sync failed:[/] " + escape(log.redact_text("; ".join(report.errors()))), highlight=False, soft_wrap=True)
+            return 1
+        if report.refused_all():
+            err.print("[bold red]every record refused:[/] " + escape("; ".join(report.refused_all())), highlight=False, soft_wrap=True)
+            return 1
+        return 0
+
+    try:
+        chosen = _each_account(account)
     except SyncdError as exc:
         _fail(exc)
         return
-    print_summary(report, console, logfile=State.output.logfile)
-    _print_behind(report.as_dict())
-    if not report.ok:
-        err.print("[bold red]sync failed:[/] " + escape(log.redact_text("; ".join(report.errors()))), highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
-    if report.refused_all():
-        err.print("[bold red]every record refused:[/] " + escape("; ".join(report.refused_all())), highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+    _run_accounts(chosen, one)
 
 
 def _print_behind(report: dict[str, Any]) -> None:
@@ -107,15 +169,21 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0)] = 2.0,
     count: Annotated[int | None, typer.Option(hidden=True, min=1)] = None,
+    account: AccountOpt = None,
 ) -> None:
-    """Show cursors, recent runs, dead letters and the push-back outbox."""
+    """Show cursors, recent runs, dead letters and the push-back outbox, under each account's name."""
     from syncd.status import render_status, watch_status
 
     try:
+        chosen = _each_account(account)
+        for settings in chosen:
+            accounts.state_folder(settings)
+        configure_logging(chosen[0], State.output)
+        view: Settings | list[Settings] = chosen[0] if len(chosen) == 1 else chosen
         if watch:
-            watch_status(_settings(), console, interval=interval, count=count)
-        else:
-            render_status(_settings(), console)
+            watch_status(view, console, interval=interval, count=count)
+        elif render_status(view, console):
+            raise typer.Exit(2)  # an account's store could not be read (shown under its name)
     except SyncdError as exc:
         _fail(exc)
 
@@ -129,17 +197,22 @@ def mappings_check(
             help="Also apply the mappings to the stored records (default: when a SQLite store exists).",
         ),
     ] = None,
+    account: AccountOpt = None,
 ) -> None:
-    """Validate every configured mapping file; exit non-zero on any error."""
-    from syncd import registry
-    from syncd.mapping import check_mapping
-
+    """Validate every configured mapping file (of every account); exit non-zero on any error."""
     try:
-        settings = _settings()
-        specs = registry.configured(settings, only_enabled=False)
+        chosen = _each_account(account)
     except SyncdError as exc:
         _fail(exc)
         return
+    _run_accounts(chosen, lambda settings: _check_mappings(settings, against_store))
+
+
+def _check_mappings(settings: Settings, against_store: bool | None) -> int:
+    from syncd import registry
+    from syncd.mapping import check_mapping
+
+    specs = registry.configured(settings, only_enabled=False)
     problems = 0
     for spec in specs:
         errors = check_mapping(spec.mapping_path, dict(spec.cls.tables) or None, spec.rule)
@@ -157,7 +230,8 @@ def mappings_check(
         problems += _check_against_store(settings, specs, against_store)
     if problems:
         err.print(f"{problems} error(s)", highlight=False)
-        raise typer.Exit(1)
+        return 1
+    return 0
 
 
 def _check_against_store(settings: Settings, specs: list[Any], wanted: bool | None) -> int:
@@ -170,12 +244,8 @@ def _check_against_store(settings: Settings, specs: list[Any], wanted: bool | No
 
     if wanted is False or (wanted is None and not local_store_exists(settings.store_url())):
         return 0
-    try:
-        mappings = registry.load_mappings(specs)
-        store = Store.open(settings.store_url())
-    except SyncdError as exc:
-        _fail(exc)
-        return 0
+    mappings = registry.load_mappings(specs)
+    store = Store.open(settings.store_url())
     failing = 0
     try:
         for spec in specs:
@@ -199,6 +269,7 @@ def mappings_preview(
     connector: str,
     stream: str,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Records to show.")] = 10,
+    account: AccountOpt = None,
 ) -> None:
     """Show mapped output for stored records next to their source values."""
     import difflib
@@ -210,7 +281,7 @@ def mappings_preview(
     from syncd.store import Store
 
     try:
-        settings = _settings()
+        settings = _settings(account)
         if stream not in STREAMS:
             near = difflib.get_close_matches(stream, STREAMS, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
@@ -248,20 +319,25 @@ def push(
     wait: Annotated[
         bool, typer.Option("--wait", help="If another push (or the daemon's) is running, wait for it.")
     ] = False,
+    account: AccountOpt = None,
 ) -> None:
-    """Push external payments to Invoiced once and print a summary (exit 4 if another push runs)."""
+    """Push external payments to Invoiced once, of every account in turn, and print a summary
+    (exit 4 if another push runs)."""
     from syncd.pushback import run_push_command
 
-    try:
-        settings = _settings()
+    def one(settings: Settings) -> int:
         preflight.check(settings)
         code = run_push_command(settings, console, live=State.output.live, wait=wait)
+        if State.output.logfile is not None:
+            console.print(f"log: {escape(str(State.output.logfile))}", style="dim", highlight=False, soft_wrap=True)
+        return code
+
+    try:
+        chosen = _each_account(account)
     except SyncdError as exc:
         _fail(exc)
         return
-    if State.output.logfile is not None:
-        console.print(f"log: {escape(str(State.output.logfile))}", style="dim", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+    _run_accounts(chosen, one)
 
 
 @store_app.command("upgrade")
@@ -269,24 +345,42 @@ def store_upgrade(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the revisions and SQL that would run; change nothing.")
     ] = False,
+    account: AccountOpt = None,
 ) -> None:
-    """Migrate the store's schema to this syncd's newest revision (every command does at start)."""
+    """Migrate the store's schema (of every account) to this syncd's newest revision (every
+    command does at start)."""
     from syncd.store.command import upgrade_report
 
+    def one(settings: Settings) -> int:
+        upgrade_report(settings.store_url(), console, dry_run=dry_run)
+        return 0
+
     try:
-        upgrade_report(_settings().store_url(), console, dry_run=dry_run)
+        chosen = _each_account(account)
     except SyncdError as exc:
         _fail(exc)
+        return
+    _run_accounts(chosen, one)
 
 
 @app.command()
-def daemon() -> None:
-    """Run the long-running service: scheduled pulls, push-back, /healthz and /metrics."""
+def daemon(account: AccountOpt = None) -> None:
+    """Run the long-running service: scheduled pulls, push-back, /healthz and /metrics (of one
+    account: with several, one daemon per account, or `syncd worker` on PostgreSQL)."""
     from syncd.daemon import run_daemon
     from syncd.daemon.service import refuse_start
+    from syncd.errors import ConfigError
 
     try:
-        settings = load_settings(State.config)
+        top = load_settings(State.config)
+        every = accounts.accounts_of(top)
+        if account is None and len(every) > 1:
+            raise ConfigError(
+                f"this configuration has {len(every)} accounts: run syncd daemon --account NAME per account, "
+                "or syncd worker with a PostgreSQL store"
+            )
+        settings = accounts.pick(top, every, account)
+        accounts.state_folder(settings)
         if State.output.live:  # else run_daemon logs JSON, as under systemd
             configure_logging(settings, State.output)
     except SyncdError as exc:

@@ -26,11 +26,19 @@ errors_app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
-# Set by syncd.cli: loads the configuration (honouring --config) and sets up logging.
-load_settings: Callable[[], Any] | None = None
+# Set by syncd.cli: loads the configuration (honouring --config) of an account (None: the
+# only one) and sets up logging.
+load_settings: Callable[[str | None], Any] | None = None
 ROWS_SHOWN = 200  # rows printed after the counts; --limit changes it, --json prints all
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+AccountOpt = Annotated[
+    str | None, typer.Option("--account", "-a", help="The account ([accounts.NAME]) whose errors these are.")
+]
+
+
+class _Chosen:
+    account: str | None = None  # `syncd errors --account NAME <subcommand>` (before the subcommand)
 
 
 def _when(ts: float) -> str:
@@ -45,9 +53,9 @@ def _fail(exc: BaseException) -> None:
 
 
 @contextmanager
-def _store() -> Iterator[tuple[Any, Store]]:
+def _store(account: str | None = None) -> Iterator[tuple[Any, Store]]:
     assert load_settings is not None
-    settings = load_settings()
+    settings = load_settings(account or _Chosen.account)
     store = Store.open(settings.store_url())
     try:
         yield settings, store
@@ -79,8 +87,10 @@ def list_errors(
         int, typer.Option("--limit", "-n", min=0, help="Rows shown after the counts.")
     ] = ROWS_SHOWN,
     as_json: JsonOpt = False,
+    account: AccountOpt = None,
 ) -> None:
     """List refused records and payments: counts by connector, stream and reason, then rows."""
+    _Chosen.account = account
     if ctx.invoked_subcommand is not None:
         return
     try:
@@ -141,10 +151,11 @@ def list_errors(
 def show(
     ids: Annotated[list[str], typer.Argument(help="Error ids (d…, p…) or unique prefixes.")],
     as_json: JsonOpt = False,
+    account: AccountOpt = None,
 ) -> None:
     """Everything known about some errors, with the stored record they concern."""
     try:
-        with _store() as (_, store):
+        with _store(account) as (_, store):
             found = reconcile.find(store, ids)
             records = {r.id: _source(store, r) for r in found}
     except SyncdError as exc:
@@ -204,6 +215,7 @@ def retry(
         str | None, typer.Option("--connector", "-c", help="Every error of this connector.")
     ] = None,
     as_json: JsonOpt = False,
+    account: AccountOpt = None,
 ) -> None:
     """Deliver refused records again from the store (no request to Invoiced); re-queue payments.
 
@@ -211,7 +223,7 @@ def retry(
     outbox and a held one is confirmed: the next `syncd push` sends them.
     """
     try:
-        with _store() as (settings, store):
+        with _store(account) as (settings, store):
             chosen = _select(store, ids or [], every, connector)
             # Re-delivery writes connector files: only under the pull lease, like a sync.
             with holding(store.engine, PULL, ttl=settings.daemon.lock_ttl, role="syncd errors retry", hint="try again later"):
@@ -253,10 +265,11 @@ def retry(
 def ignore(
     ids: Annotated[list[str], typer.Argument(help="Error ids or unique prefixes.")],
     as_json: JsonOpt = False,
+    account: AccountOpt = None,
 ) -> None:
     """Leave errors out of the counts and /healthz until their record changes (payments: dismissed)."""
     try:
-        with _store() as (_, store):
+        with _store(account) as (_, store):
             done = reconcile.ignore(store, reconcile.find(store, ids))
     except SyncdError as exc:
         _fail(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -14,6 +14,7 @@ from rich.text import Text
 from sqlalchemy import func, select
 
 from syncd.config import Settings
+from syncd.errors import SyncdError
 from syncd.log import redact_text
 from syncd.scope import cursor_scope
 from syncd.store import Store, loads, redact_url
@@ -50,13 +51,37 @@ def render_error_counts(store: Store, console: Console | _Collect) -> None:
         console.print("details, retry and ignore: syncd errors", highlight=False)
 
 
-def render_status(settings: Settings, console: Console) -> None:
-    """Print the state of the checkpoint store. Credentials are never shown."""
-    console.print(status_view(settings))
+def render_status(settings: Settings | Sequence[Settings], console: Console) -> list[str]:
+    """Print the state of the checkpoint store (of each account); the accounts whose store
+    could not be read. Credentials are never shown."""
+    failed: list[str] = []
+    console.print(_view(settings, failed))
+    return failed
+
+
+def accounts_view(accounts: Sequence[Settings], failed: list[str] | None = None) -> Group:
+    """The status of several accounts, each under its name (one account: as ever, no heading).
+    An account whose store cannot be read shows its error, and its name goes into `failed`."""
+    if len(accounts) == 1:
+        return status_view(accounts[0])
+    parts: list[RenderableType] = []
+    for settings in accounts:
+        parts.append(Text(f"account {settings.account}", style="bold"))
+        try:
+            parts.append(status_view(settings))
+        except SyncdError as exc:  # one account's store down: still show the others
+            parts.append(Text(f"error: {redact_text(str(exc))}", style="red"))
+            if failed is not None:
+                failed.append(settings.account)
+    return Group(*parts)
+
+
+def _view(settings: Settings | Sequence[Settings], failed: list[str] | None = None) -> Group:
+    return status_view(settings) if isinstance(settings, Settings) else accounts_view(settings, failed)
 
 
 def watch_status(
-    settings: Settings,
+    settings: Settings | Sequence[Settings],
     console: Console,
     *,
     interval: float = 2.0,
@@ -68,7 +93,7 @@ def watch_status(
     try:
         with Live(console=console, auto_refresh=False) as live:
             while True:
-                live.update(status_view(settings), refresh=True)
+                live.update(_view(settings), refresh=True)
                 frames += 1
                 if count is not None and frames >= count:
                     break

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd import preflight, registry
+from syncd.accounts import DEFAULT, select_account
 from syncd.config import DEFAULT_CONFIG, Settings, load_settings
+from syncd.errors import ConfigError
 from syncd.mapping import MappingSet
 
 # (mtime_ns, size, inode) or None when missing: an editor's rename-over counts as a change.
@@ -42,9 +44,18 @@ def build(settings: Settings, config_path: Path | str | None) -> Loaded:
     return Loaded(settings, mappings, tuple(dict.fromkeys(files)))
 
 
-def load(config_path: Path | str | None) -> Loaded:
-    """Read the configuration file and everything it refers to."""
-    return build(load_settings(config_path), config_path)
+def load(config_path: Path | str | None, account: str = DEFAULT) -> Loaded:
+    """Read the configuration file and everything it refers to (of `account`: an account
+    daemon reloads its own table; a config that gained or lost accounts is refused)."""
+    if account == DEFAULT:
+        settings = load_settings(config_path)
+        if settings.accounts:
+            raise ConfigError(
+                "now names [accounts]: restart as syncd daemon --account NAME, one per account",
+                path=str(config_file(config_path)),
+            )
+        return build(settings, config_path)
+    return build(select_account(config_path, account), config_path)
 
 
 def stamp(path: Path) -> FileStamp:

@@ -591,7 +591,7 @@ class Daemon:
         """Load the config and mappings again; on any error keep the current ones."""
         changed = [str(p) for p in files]
         try:
-            new = reload_mod.load(self.config_path)
+            new = reload_mod.load(self.config_path, self.settings.account)
         except SyncdError as exc:
             message = str(exc)
             self.reload_warning = (

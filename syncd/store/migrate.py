@@ -14,8 +14,9 @@ version table) is stamped `0001_initial` and upgraded from there. Afterwards
 instead of writing into a schema it does not know.
 
 On PostgreSQL the store lives in one schema (`store_schema`: the first of the search_path,
-which must exist); its tables, and Alembic's version table, are looked up there only, never
-through the search_path, where another store's or another application's would be found.
+which must exist, or be an account's, created on first use); its tables, and Alembic's
+version table, are looked up there only, never through the search_path, where another
+store's or another application's would be found.
 Alembic's version table is `syncd_alembic_version`, so that an application keeping its own
 `alembic_version` in the same schema does not clash with syncd.
 
@@ -91,8 +92,16 @@ def version_table_opts(schema: str | None) -> dict[str, str | None]:
     return {"version_table": VERSION_TABLE, "version_table_schema": schema}
 
 
-def _schema(engine: Engine, conn: Connection) -> str | None:
-    return store_schema(conn, engine.url.render_as_string(hide_password=True))
+def _schema(engine: Engine, conn: Connection, *, create: bool = True) -> str | None:
+    return store_schema(conn, engine.url.render_as_string(hide_password=True), create=create)
+
+
+def _missing(conn: Connection, schema: str | None) -> bool:
+    """An account's schema not created yet (`pending` and `upgrade_sql` only look)."""
+    if schema is None:
+        return False
+    found = conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first()
+    return found is None
 
 
 def _current(conn: Connection, schema: str | None) -> StoreRevision:
@@ -138,7 +147,8 @@ def _lock(conn: Connection) -> None:
 def pending(engine: Engine) -> tuple[StoreRevision, list[tuple[str, str]]]:
     """The store's revision and the (revision, description) still to apply, oldest first."""
     with engine.connect() as conn:
-        current = _current(conn, _schema(engine, conn))
+        schema = _schema(engine, conn, create=False)
+        current = StoreRevision(None) if _missing(conn, schema) else _current(conn, schema)
     return current, _between(current.effective)
 
 
@@ -193,7 +203,8 @@ def upgrade_sql(engine: Engine) -> str:
     if not todo:
         return ""
     with engine.connect() as conn:
-        schema = _schema(engine, conn)
+        schema = _schema(engine, conn, create=False)
+        missing = _missing(conn, schema)
     cfg = alembic_config(engine.url.render_as_string(hide_password=True))
     cfg.attributes["version_table_schema"] = schema
     buffer = io.StringIO()
@@ -203,6 +214,8 @@ def upgrade_sql(engine: Engine) -> str:
         if current.legacy:
             command.stamp(cfg, BASELINE, sql=True)
         command.upgrade(cfg, f"{start}:head" if start else "head", sql=True)
+    if missing:  # an account's schema, which `migrate` creates first
+        return f'CREATE SCHEMA IF NOT EXISTS "{schema}";\n\n' + buffer.getvalue()
     return buffer.getvalue()
 
 

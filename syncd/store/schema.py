@@ -5,13 +5,25 @@ schema chosen by the URL's `search_path` (`?options=-csearch_path=tenant,shared`
 are created in the first schema of the search_path that exists (`current_schema()`), but a
 table that is only looked up by name would be found in any schema of the path: another
 store's. So the store's schema is fixed once, and its tables are inspected there only.
+
+A missing first schema is refused, with one exception: the schema of an account
+(`[accounts.NAME]`, syncd.accounts) is created on first use. Its URL says so itself, with
+the custom setting `-csyncd.create_schema=syncd_NAME` beside the search_path, so that
+whatever process opens the store (a sync, a daemon, a worker) may create it, and a
+search_path written by hand never is: a typo there must not start an empty store.
 """
 
 from __future__ import annotations
 
+import structlog
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
 from syncd.errors import StoreError
+
+# A custom PostgreSQL setting (any dotted name is allowed in a connection's options).
+CREATE_SCHEMA = "syncd.create_schema"
+log = structlog.get_logger(__name__)
 
 
 def first_in_search_path(search_path: str) -> str | None:
@@ -40,17 +52,27 @@ def first_in_search_path(search_path: str) -> str | None:
     return "".join(name) or None
 
 
-def store_schema(conn: Connection, where: str) -> str | None:
+def store_schema(conn: Connection, where: str, *, create: bool = True) -> str | None:
     """The schema the store's tables live in: None on SQLite (its one database); on PostgreSQL
     `current_schema()`, refused when the first schema the search_path names does not exist
-    (its tables would silently land in, and be read from, the next one: another store's).
+    (its tables would silently land in, and be read from, the next one: another store's),
+    unless the URL allows creating it (an account's schema; see the module docstring).
+    With `create` false such a schema is named but left uncreated (a dry run).
     `where` names the store in the error (a URL without its password)."""
     if conn.dialect.name != "postgresql":
         return None
-    current, search_path, database = conn.execute(
-        text("SELECT current_schema(), current_setting('search_path'), current_database()")
+    current, search_path, database, creatable = conn.execute(
+        text(
+            "SELECT current_schema(), current_setting('search_path'), current_database(), "
+            f"current_setting('{CREATE_SCHEMA}', true)"
+        )
     ).one()
     first = first_in_search_path(search_path)
+    if first is not None and first == creatable and first != current:
+        if not create:
+            return first
+        _create(conn, first)
+        current = conn.execute(text("SELECT current_schema()")).scalar()
     # "$user" is the session user's schema if there is one, else skipped (PostgreSQL's default).
     if first is not None and first not in ("$user", current):
         raise StoreError(
@@ -62,3 +84,17 @@ def store_schema(conn: Connection, where: str) -> str | None:
             f"store.url: no schema of the search_path ({search_path}) of {where} exists in database {database}"
         )
     return str(current)
+
+
+def _create(conn: Connection, schema: str) -> None:
+    """CREATE SCHEMA IF NOT EXISTS, committed; another process creating it at the same moment
+    is no error (IF NOT EXISTS alone does not cover a creation not yet committed: the second
+    one then fails on pg_namespace's unique index once the first commits)."""
+    quoted = conn.dialect.identifier_preparer.quote_identifier(schema)
+    try:
+        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
+        conn.commit()
+    except IntegrityError:
+        conn.rollback()  # the other one's is there now
+        return
+    log.info("store.schema_created", schema=schema)
