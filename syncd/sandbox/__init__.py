@@ -6,6 +6,13 @@
     sb.knobs.p429 = 0.2         # faults can be turned on and off while it serves
     sb.stop()
 
+Several accounts on one port, each found by its API key, with its own data (seeded with
+seed + i), fault knobs, rate limit, idempotency memory and stats:
+
+    sb = Sandbox(SandboxConfig(seed=7, accounts=20))
+    for name, account in sb.accounts.items():   # acct01 ... acct20
+        account.api_key, account.data, account.knobs, account.stats
+
 Where the API reference is silent, the sandbox decides as follows (and tests pin it):
 
 - seeded records have no events (their history predates the sandbox); every change made
@@ -21,6 +28,15 @@ Where the API reference is silent, the sandbox decides as follows (and tests pin
 from syncd.sandbox.config import Knobs, SandboxConfig, Stats
 from syncd.sandbox.data import ListQuery, SandboxData
 from syncd.sandbox.model import ApiProblem
-from syncd.sandbox.server import Sandbox
+from syncd.sandbox.server import Account, Sandbox
 
-__all__ = ["ApiProblem", "Knobs", "ListQuery", "Sandbox", "SandboxConfig", "SandboxData", "Stats"]
+__all__ = [
+    "Account",
+    "ApiProblem",
+    "Knobs",
+    "ListQuery",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxData",
+    "Stats",
+]

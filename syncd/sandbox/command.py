@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -57,7 +59,23 @@ def sandbox(
         ),
     ] = True,
     api_key: Annotated[
-        str | None, typer.Option(help="API key to accept (default: derived from the seed).")
+        str | None, typer.Option(help="API key of the first account (default: derived from the seed).")
+    ] = None,
+    accounts: Annotated[
+        int,
+        typer.Option(
+            help="Accounts to serve, each with its own key, data (seed + i), faults and rate limit.", min=1
+        ),
+    ] = 1,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(help="Write the accounts' keys here as SANDBOX_ACCTnn_KEY=... lines (mode 600)."),
+    ] = None,
+    toml: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a syncd.toml here naming every account (keys read from --env-file's variables)."
+        ),
     ] = None,
 ) -> None:
     """Serve a local Invoiced-compatible API, seeded with realistic data, until SIGINT/SIGTERM."""
@@ -78,11 +96,51 @@ def sandbox(
         events_retention=events_retention,
         honour_idempotency=honour_idempotency,
         api_key=api_key,
+        accounts=accounts,
     )
-    serve(config, host, port)
+    serve(config, host, port, env_file=env_file, toml=toml)
 
 
-def serve(config: SandboxConfig, host: str, port: int) -> None:
+def key_variable(name: str) -> str:
+    """The environment variable that carries account `name`'s key in the written files."""
+    return f"SANDBOX_{name.upper()}_KEY"
+
+
+def env_lines(app: Sandbox) -> str:
+    """`SANDBOX_ACCT01_KEY=...` per account: for `set -a; . FILE`, systemd or compose."""
+    return "".join(f"{key_variable(a.name)}={a.api_key}\n" for a in app.accounts.values())
+
+
+def config_toml(app: Sandbox) -> str:
+    """A ready multi-account syncd.toml for this sandbox; the keys stay in the environment."""
+    lines = [
+        f"# Written by `syncd sandbox --accounts {len(app.accounts)}`: one [accounts.NAME] table per",
+        "# sandbox account. Each key is read from the variable named by api_key_env (--env-file).",
+        "[invoiced]",
+        f'base_url = "{app.url}"',
+        "",
+        "[store]",
+        'url = "sqlite:///syncd.db"',
+    ]
+    for account in app.accounts.values():
+        lines += ["", f"[accounts.{account.name}.invoiced]", f'api_key_env = "{key_variable(account.name)}"']
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(path, mode)  # an existing file keeps its mode through O_CREAT
+    except OSError as exc:
+        typer.echo(f"syncd sandbox: cannot write {path}: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+
+
+def serve(
+    config: SandboxConfig, host: str, port: int, *, env_file: Path | None = None, toml: Path | None = None
+) -> None:
     """Seed, listen, print the banner (flushed), and block until SIGINT or SIGTERM."""
     log.configure(level="info")  # to stderr: stdout carries only the banner
     stop = threading.Event()
@@ -91,12 +149,21 @@ def serve(config: SandboxConfig, host: str, port: int) -> None:
         stop.set()
 
     app = Sandbox(config)
-    app.data.warm()
+    for account in app.accounts.values():
+        account.data.warm()
     try:
         app.start(host=host, port=port)
     except OSError as exc:
         typer.echo(f"syncd sandbox: cannot listen on {host}:{port}: {exc.strerror}", err=True)
         raise typer.Exit(1) from None
+    try:
+        if env_file is not None:
+            _write(env_file, env_lines(app), 0o600)
+        if toml is not None:
+            _write(toml, config_toml(app), 0o644)
+    except typer.Exit:
+        app.stop()
+        raise
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         sys.stdout.write(banner(app) + "\n")

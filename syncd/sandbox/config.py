@@ -29,13 +29,18 @@ class SandboxConfig:
     edit_rate: float = 0.0  # background edits per second
     events_retention: float | None = None  # seconds events are kept (None: forever)
     honour_idempotency: bool = True  # False: every POST is applied, Idempotency-Key or not
-    api_key: str | None = None  # None: a deterministic key derived from the seed
+    api_key: str | None = None  # None: a deterministic key derived from the seed (the first account's)
+    accounts: int = 1  # Invoiced accounts served, each with its own key, data, knobs and limits
 
-    def key(self) -> str:
-        """The API key clients must send (generated from the seed unless given)."""
-        if self.api_key:
+    def key(self, index: int = 0) -> str:
+        """The API key of account `index` (0: the first), derived from its seed unless given."""
+        if index == 0 and self.api_key:
             return self.api_key
-        return "sk_sandbox_" + hashlib.sha256(f"syncd-sandbox-{self.seed}".encode()).hexdigest()[:24]
+        return "sk_sandbox_" + hashlib.sha256(f"syncd-sandbox-{self.seed + index}".encode()).hexdigest()[:24]
+
+    def account_name(self, index: int) -> str:
+        """acct01, acct02, ...: valid `[accounts.NAME]` names, sorted as they are numbered."""
+        return f"acct{index + 1:0{max(2, len(str(self.accounts)))}d}"
 
 
 @dataclass
@@ -73,10 +78,14 @@ class Knobs:
 
 
 class Stats:
-    """What the sandbox served: per (method, path) counts and fault totals. Thread-safe."""
+    """What the sandbox served: per (method, path) counts and fault totals. Thread-safe.
 
-    def __init__(self) -> None:
+    An account's stats pass every count on to `parent`, the sandbox's totals.
+    """
+
+    def __init__(self, parent: Stats | None = None) -> None:
         self._lock = threading.Lock()
+        self._parent = parent
         self.reset()
 
     def reset(self) -> None:
@@ -94,11 +103,15 @@ class Stats:
         with self._lock:
             self._counts[(method, path)] += 1
             self.total += 1
+        if self._parent is not None:
+            self._parent.request(method, path)
 
     def add(self, name: str, n: int = 1) -> None:
         """Add to one of the totals (served_429, served_500, dropped, edits)."""
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
+        if self._parent is not None:
+            self._parent.add(name, n)
 
     def count(self, method: str, path: str) -> int:
         """Requests received for e.g. ("GET", "/invoices")."""

@@ -176,11 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         split = urlsplit(self.path)
         path = "/" + "/".join(p for p in split.path.split("/") if p)
-        app.stats.request(method, path)
         try:
             status, headers, body = app.respond(method, path, split.query, self.headers, raw, self._origin())
         except _Drop:
-            app.stats.add("dropped")
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -220,73 +218,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-class Sandbox:
-    """A local Invoiced-compatible API; `start()` serves it from a background thread."""
+class Account:
+    """One Invoiced account of the sandbox: its data and key, and its own fault knobs, rate-limit
+    bucket, idempotency memory, strict-paging memory and request stats (Invoiced rate-limits
+    per account, so one account's burst never spends another's tokens)."""
 
-    def __init__(self, config: SandboxConfig | None = None, data: SandboxData | None = None) -> None:
-        self.config = config or SandboxConfig()
-        cfg = self.config
-        self.data = data or SandboxData.seeded(cfg.seed, cfg.customers, cfg.invoices, cfg.transactions)
-        self.api_key = cfg.key()
-        self.knobs = Knobs.from_config(cfg)
-        self.stats = Stats()
-        self.url = ""
-        self.sleep: Callable[[float], None] = time.sleep  # the latency knob's sleep (tests record it)
+    def __init__(
+        self, name: str, api_key: str, seed: int, config: SandboxConfig, data: SandboxData, totals: Stats
+    ) -> None:
+        self.name = name
+        self.api_key = api_key
+        self.seed = seed
+        self.data = data
+        self.knobs = Knobs.from_config(config)
+        self.stats = Stats(parent=totals)
         self._bucket = TokenBucket(self.knobs)
-        self._rng = random.Random(cfg.seed ^ 0x5EED)
+        self._rng = random.Random(seed ^ 0x5EED)
         self._rng_lock = threading.Lock()
         self._pages: dict[tuple[Any, ...], float] = {}
         self._pages_lock = threading.Lock()
-        self._idempotent: dict[tuple[str, str], tuple[str, str, int, dict[str, str], bytes]] = {}
-        self._server: _Server | None = None
-        self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
+        self._idempotent: dict[str, tuple[str, str, int, dict[str, str], bytes]] = {}
+        self._edit_rng = random.Random(seed * 31 + 1)  # the background editor's
+        self._edit_carry = 0.0
 
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on host:port (0 = a free port) from background threads; returns the base URL."""
-        if self._server is not None:
-            return self.url
-        self._server = _Server((host, port), self)
-        shown = host if host not in ("", "0.0.0.0") else "127.0.0.1"  # noqa: S104 - comparing, not binding
-        self.url = f"http://{shown}:{self._server.server_port}"
-        self._stopping.clear()
-        serve = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-http", daemon=True
-        )
-        edits = threading.Thread(target=self._edit_loop, name="sandbox-edits", daemon=True)
-        self._threads = [serve, edits]
-        for thread in self._threads:
-            thread.start()
-        log.info("sandbox.started", url=self.url)
-        return self.url
-
-    def stop(self) -> None:
-        """Stop serving and close every open connection."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        with server.conn_lock:
-            for conn in list(server.connections):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        log.info("sandbox.stopped", url=self.url)
-
-    def __enter__(self) -> Sandbox:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- one request -----------------------------------------------------------------------------
+    def __repr__(self) -> str:  # never the key
+        return f"<sandbox account {self.name}>"
 
     def _chance(self, p: float) -> bool:
         if p <= 0:
@@ -297,17 +253,11 @@ class Sandbox:
     def respond(
         self, method: str, path: str, query: str, headers: Any, raw: bytes, origin: str
     ) -> tuple[int, dict[str, str], bytes | None]:
-        """Answer one request: (status, extra headers, body). Raises _Drop to close unanswered."""
+        """Answer one authenticated request: (status, extra headers, body). Raises _Drop."""
         knobs = self.knobs
-        if knobs.latency > 0:
-            self.sleep(knobs.latency)
-        key = self._authenticate(headers.get("Authorization"))
-        if key is None:
-            problem = ApiProblem(
-                401, "invalid API key: use HTTP Basic with the API key as user name and an empty password"
-            )
-            return 401, {"WWW-Authenticate": 'Basic realm="Invoiced"'}, dumps(problem.body())
+        self.stats.request(method, path)
         if self._chance(knobs.p_drop):
+            self.stats.add("dropped")
             raise _Drop
         wait = self._bucket.take()
         if wait is not None:
@@ -328,36 +278,25 @@ class Sandbox:
         idem = headers.get("Idempotency-Key") if honoured else None
         try:
             if idem:
-                status, extra, body = self._idempotent_write(
-                    key, idem, method, path, query, headers, raw, origin
-                )
+                status, extra, body = self._idempotent_write(idem, method, path, query, headers, raw, origin)
             else:
-                status, extra, body = self._route(key, method, path, query, headers, raw, origin)
+                status, extra, body = self._route(method, path, query, headers, raw, origin)
         except ApiProblem as problem:
             return problem.status, {}, dumps(problem.body())
         except Exception:  # a sandbox bug must still answer with the documented body
             log.exception("sandbox.internal_error", method=method, path=path)
             return 500, {}, dumps(ApiProblem(500, "internal sandbox error", type="api").body())
         if method in ("POST", "PATCH", "DELETE") and 200 <= status < 300 and self._chance(knobs.p_drop_after):
+            self.stats.add("dropped")
             raise _Drop
         return status, extra, body
 
-    def _authenticate(self, header: str | None) -> str | None:
-        if not header or not header.startswith("Basic "):
-            return None
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        user, colon, password = decoded.partition(":")
-        return user if colon and user == self.api_key and password == "" else None
-
     def _idempotent_write(
-        self, key: str, idem: str, method: str, path: str, query: str, headers: Any, raw: bytes, origin: str
+        self, idem: str, method: str, path: str, query: str, headers: Any, raw: bytes, origin: str
     ) -> tuple[int, dict[str, str], bytes | None]:
         # The data lock spans look-up, apply and remember, so two concurrent repeats apply once.
         with self.data.lock:
-            seen = self._idempotent.get((key, idem))
+            seen = self._idempotent.get(idem)
             if seen is not None:
                 if (seen[0], seen[1]) != (method, path):
                     raise bad(
@@ -365,14 +304,14 @@ class Sandbox:
                     )
                 return seen[2], {**seen[3], "Idempotent-Replayed": "true"}, seen[4]
             try:
-                status, extra, body = self._route(key, method, path, query, headers, raw, origin)
+                status, extra, body = self._route(method, path, query, headers, raw, origin)
             except ApiProblem as problem:
                 status, extra, body = problem.status, {}, dumps(problem.body())
-            self._idempotent[(key, idem)] = (method, path, status, extra, body or b"")
+            self._idempotent[idem] = (method, path, status, extra, body or b"")
             return status, extra, body
 
     def _route(
-        self, key: str, method: str, path: str, query: str, headers: Any, raw: bytes, origin: str
+        self, method: str, path: str, query: str, headers: Any, raw: bytes, origin: str
     ) -> tuple[int, dict[str, str], bytes | None]:
         parts = path.strip("/").split("/") if path != "/" else []
         stream = parts[0] if parts else ""
@@ -381,7 +320,7 @@ class Sandbox:
         params = parse_qsl(query, keep_blank_values=True)
         if len(parts) == 1:
             if method == "GET":
-                return self._list(key, stream, path, params, origin)
+                return self._list(stream, path, params, origin)
             if method == "POST" and stream != "events":
                 fields, form = parse_body(headers.get("Content-Type", ""), raw)
                 return 201, {}, dumps(self.data.create(stream, fields, form=form))
@@ -403,34 +342,32 @@ class Sandbox:
         raise ApiProblem(405, f"{method} is not allowed on {path}")
 
     def _list(
-        self, key: str, stream: str, path: str, params: list[tuple[str, str]], origin: str
+        self, stream: str, path: str, params: list[tuple[str, str]], origin: str
     ) -> tuple[int, dict[str, str], bytes]:
         q = parse_list_query(stream, params)
         if stream == "events" and self.knobs.events_retention is not None:
             # An account keeps its events for a limited time (tests shorten it).
             self.data.drop_events_before(self.data.clock() - self.knobs.events_retention)
         if self.knobs.strict_pages:
-            self._check_sequential(key, path, params, q.page, q.per_page)
+            self._check_sequential(path, params, q.page, q.per_page)
         total, blobs = self.data.query(stream, q)
         if self.knobs.strict_pages:
             with self._pages_lock:
-                self._pages[(key, path, _query_key(params, q.per_page), q.page)] = time.monotonic()
+                self._pages[(path, _query_key(params, q.per_page), q.page)] = time.monotonic()
         headers = {
             "Link": _links(origin + path, params, q.page, q.per_page, total),
             "X-Total-Count": str(total),
         }
         return 200, headers, b"[" + b",".join(blobs) + b"]"
 
-    def _check_sequential(
-        self, key: str, path: str, params: list[tuple[str, str]], page: int, per_page: int
-    ) -> None:
+    def _check_sequential(self, path: str, params: list[tuple[str, str]], page: int, per_page: int) -> None:
         if page <= 1:
             return
         now = time.monotonic()
         with self._pages_lock:
             if len(self._pages) > 10_000:
                 self._pages = {k: t for k, t in self._pages.items() if now - t < STRICT_WINDOW}
-            served = self._pages.get((key, path, _query_key(params, per_page), page - 1))
+            served = self._pages.get((path, _query_key(params, per_page), page - 1))
         if served is None or now - served > STRICT_WINDOW:
             raise bad(
                 "page",
@@ -439,25 +376,22 @@ class Sandbox:
 
     # -- the concurrent editor -----------------------------------------------------------------
 
-    def _edit_loop(self) -> None:
-        rng = random.Random(self.config.seed * 31 + 1)
-        carry = 0.0
-        tick = 0.2
-        while not self._stopping.wait(tick if self.knobs.edit_rate > 0 else 0.05):
-            rate = self.knobs.edit_rate
-            if rate <= 0:
-                carry = 0.0
+    def edit_tick(self, tick: float) -> None:
+        """The background editor's share of one tick: `edit_rate * tick` edits, carried over."""
+        rate = self.knobs.edit_rate
+        if rate <= 0:
+            self._edit_carry = 0.0
+            return
+        self._edit_carry += rate * tick
+        burst, self._edit_carry = int(self._edit_carry), self._edit_carry - int(self._edit_carry)
+        for _ in range(burst):  # a burst: many edits within the same second
+            try:
+                if self._edit_once(self._edit_rng):
+                    self.stats.add("edits")
+            except ApiProblem:
                 continue
-            carry += rate * tick
-            burst, carry = int(carry), carry - int(carry)
-            for _ in range(burst):  # a burst: many edits within the same second
-                try:
-                    if self._edit_once(rng):
-                        self.stats.add("edits")
-                except ApiProblem:
-                    continue
-                except Exception:  # the editor must keep running
-                    log.exception("sandbox.edit_failed")
+            except Exception:  # the editor must keep running
+                log.exception("sandbox.edit_failed", account=self.name)
 
     def edit(self, rng: random.Random) -> bool:
         """One random edit of the kind the background editor makes (tests tie edits to requests)."""
@@ -520,6 +454,146 @@ class Sandbox:
         return False
 
 
+class Sandbox:
+    """A local Invoiced-compatible API; `start()` serves it from a background thread.
+
+    It serves `config.accounts` accounts on one port, each found by its API key (a dict
+    look-up per request). Account i (0-based) is named `acct{i+1:02d}` and is seeded with
+    `seed + i`, so it holds the same data and key as a one-account sandbox of that seed.
+    `data`, `api_key` and `knobs` are the first account's; `stats` counts every request the
+    server received (unknown keys included), `accounts[name].stats` one account's.
+    """
+
+    def __init__(self, config: SandboxConfig | None = None, data: SandboxData | None = None) -> None:
+        self.config = config or SandboxConfig()
+        cfg = self.config
+        if cfg.accounts < 1:
+            raise ValueError("a sandbox serves at least one account")
+        self.stats = Stats()
+        self.accounts: dict[str, Account] = {}
+        for i in range(cfg.accounts):
+            seed = cfg.seed + i
+            own = (data if i == 0 else None) or SandboxData.seeded(
+                seed, cfg.customers, cfg.invoices, cfg.transactions
+            )
+            account = Account(cfg.account_name(i), cfg.key(i), seed, cfg, own, self.stats)
+            self.accounts[account.name] = account
+        self._by_key = {account.api_key: account for account in self.accounts.values()}
+        if len(self._by_key) != len(self.accounts):
+            raise ValueError("two sandbox accounts have the same API key")
+        self._first = next(iter(self.accounts.values()))
+        self.url = ""
+        self.sleep: Callable[[float], None] = time.sleep  # the latency knob's sleep (tests record it)
+        self._server: _Server | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    @property
+    def data(self) -> SandboxData:
+        """The first account's data."""
+        return self._first.data
+
+    @property
+    def api_key(self) -> str:
+        """The first account's API key."""
+        return self._first.api_key
+
+    @property
+    def knobs(self) -> Knobs:
+        """The first account's fault knobs."""
+        return self._first.knobs
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on host:port (0 = a free port) from background threads; returns the base URL."""
+        if self._server is not None:
+            return self.url
+        self._server = _Server((host, port), self)
+        shown = host if host not in ("", "0.0.0.0") else "127.0.0.1"  # noqa: S104 - comparing, not binding
+        self.url = f"http://{shown}:{self._server.server_port}"
+        self._stopping.clear()
+        serve = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-http", daemon=True
+        )
+        edits = threading.Thread(target=self._edit_loop, name="sandbox-edits", daemon=True)
+        self._threads = [serve, edits]
+        for thread in self._threads:
+            thread.start()
+        log.info("sandbox.started", url=self.url, accounts=len(self.accounts))
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        with server.conn_lock:
+            for conn in list(server.connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        log.info("sandbox.stopped", url=self.url)
+
+    def __enter__(self) -> Sandbox:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- one request -----------------------------------------------------------------------------
+
+    def respond(
+        self, method: str, path: str, query: str, headers: Any, raw: bytes, origin: str
+    ) -> tuple[int, dict[str, str], bytes | None]:
+        """Answer one request: (status, extra headers, body). Raises _Drop to close unanswered."""
+        account = self._authenticate(headers.get("Authorization"))
+        # Latency comes first, as at a real edge; an unknown key waits the first account's.
+        latency = (account or self._first).knobs.latency
+        if latency > 0:
+            self.sleep(latency)
+        if account is None:
+            self.stats.request(method, path)
+            problem = ApiProblem(
+                401, "invalid API key: use HTTP Basic with the API key as user name and an empty password"
+            )
+            return 401, {"WWW-Authenticate": 'Basic realm="Invoiced"'}, dumps(problem.body())
+        return account.respond(method, path, query, headers, raw, origin)
+
+    def _authenticate(self, header: str | None) -> Account | None:
+        if not header or not header.startswith("Basic "):
+            return None
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, colon, password = decoded.partition(":")
+        return self._by_key.get(user) if colon and password == "" else None
+
+    # -- the concurrent editor -----------------------------------------------------------------
+
+    def _edit_loop(self) -> None:
+        tick = 0.2
+        accounts = list(self.accounts.values())
+
+        def editing() -> bool:
+            return any(account.knobs.edit_rate > 0 for account in accounts)
+
+        while not self._stopping.wait(tick if editing() else 0.05):
+            for account in accounts:
+                account.edit_tick(tick)
+
+    def edit(self, rng: random.Random) -> bool:
+        """One random edit of the first account (see `Account.edit`)."""
+        return self._first.edit(rng)
+
+
 def _object_id(stream: str, text: str) -> int:
     if not text.isdigit() or len(text) > 18:
         raise ApiProblem(404, f"No such {stream[:-1]}: {text[:40]}")
@@ -551,5 +625,13 @@ def _links(base: str, params: list[tuple[str, str]], page: int, per_page: int, t
 
 
 def banner(sandbox: Sandbox) -> str:
-    """The line the foreground server prints once it listens (benchmarks read URL and key from it)."""
-    return f"syncd sandbox: serving {sandbox.url} api_key={sandbox.api_key}"
+    """What the foreground server prints once it listens (benchmarks read URL and keys from it).
+
+    One account: `syncd sandbox: serving URL api_key=KEY`. Several: `syncd sandbox: serving
+    URL accounts=N`, then one `syncd sandbox: account NAME api_key=KEY` line per account.
+    """
+    if len(sandbox.accounts) == 1:
+        return f"syncd sandbox: serving {sandbox.url} api_key={sandbox.api_key}"
+    lines = [f"syncd sandbox: serving {sandbox.url} accounts={len(sandbox.accounts)}"]
+    lines += [f"syncd sandbox: account {a.name} api_key={a.api_key}" for a in sandbox.accounts.values()]
+    return "\n".join(lines)

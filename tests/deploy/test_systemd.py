@@ -6,7 +6,6 @@ under a temporary root; the run must write nothing beside the configuration.
 
 from __future__ import annotations
 
-import configparser
 import os
 import shutil
 import subprocess
@@ -16,17 +15,15 @@ from typing import Any
 
 import pytest
 
+from tests.deploy.units import unit_section
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "syncd.service"
 
 
-def _service() -> dict[str, list[str]]:
-    parser = configparser.ConfigParser(interpolation=None, strict=False, empty_lines_in_values=False)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(UNIT.read_text(encoding="utf-8"))
-    return {
-        key: [v.strip() for v in value.split("\n") if v.strip()] for key, value in parser["Service"].items()
-    }
+def _service(unit: Path = UNIT) -> dict[str, list[str]]:
+    """The [Service] section: every key with all its values, in order (keys may repeat)."""
+    return unit_section(unit, "Service")
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
