@@ -87,7 +87,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.wake = threading.Event()
-        self.metrics = Metrics()
+        self.metrics = Metrics(account=settings.account)
         self.push_outcomes = OutcomeCounter()
         self.jobs: dict[str, Job] = {}
         self.exit_code = EXIT_OK
