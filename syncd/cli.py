@@ -253,7 +253,12 @@ def _check_against_store(settings: Settings, specs: list[Any], wanted: bool | No
             for stream, check in check_against_store(store, mappings[spec.name], own).items():
                 line = f"{spec.mapping_path}: {stream}: {check.failed} of {check.records} stored record(s) would be refused"
                 if not check.failed:
-                    console.print(line.replace(f"{check.failed} of", "none of"), highlight=False, markup=False, soft_wrap=True)
+                    console.print(
+                        line.replace(f"{check.failed} of", "none of"),
+                        highlight=False,
+                        markup=False,
+                        soft_wrap=True,
+                    )
                     continue
                 failing += 1
                 err.print(line + ", first reasons:", highlight=False, markup=False, soft_wrap=True)
@@ -391,10 +396,69 @@ def daemon(account: AccountOpt = None) -> None:
 
 
 @app.command()
+def worker(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Configuration file (default: the global --config).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs run at a time (default [worker] concurrency).", min=1, max=64)
+    ] = None,
+    health_host: Annotated[
+        str | None, typer.Option(help="/healthz address (default [daemon] health_host).")
+    ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(help="/healthz port, 0 for any (default [daemon] health_port).", min=0, max=65535),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="This worker's name in logs and the run log (default: host name).")
+    ] = None,
+) -> None:
+    """Run jobs of every account from the PostgreSQL job queue, beside other workers."""
+    from syncd.worker.command import run_worker
+
+    raise typer.Exit(
+        run_worker(
+            config or State.config,
+            concurrency=concurrency,
+            health_host=health_host,
+            health_port=health_port,
+            name=name,
+        )
+    )
+
+
+@app.command()
+def jobs(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Configuration file (default: the global --config).")
+    ] = None,
+    account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Running, queued, failed and stalled jobs per account (syncd worker)."""
+    from syncd.accounts import accounts_of
+    from syncd.worker.listing import list_jobs, render
+
+    try:
+        top = load_settings(config or State.config)
+        names = list(accounts_of(top))
+        if account is not None and account not in names:
+            raise SyncdError(f"no account {account!r} in this configuration (accounts: {', '.join(names)})")
+        rows = list_jobs(top, account)
+    except SyncdError as exc:
+        _fail(exc)
+        return
+    render(rows, [account] if account else names, console, as_json=as_json)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the CSV files go.")] = Path("out"),
     invoices: Annotated[int, typer.Option(help="Invoices in the sandbox.")] = 2000,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start over: forget an earlier demo's store.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start over: forget an earlier demo's store.")
+    ] = False,
 ) -> None:
     """Start the sandbox, sync it into ./out/, and show what happened."""
     from syncd.demo import run_demo

@@ -6,6 +6,7 @@
     [connectors.NAME]  enabled, mapping, and the connector's own keys
     [pushback]  allow_overpayment, ...
     [daemon]    schedules, health port, lock expiry
+    [worker]    `syncd worker`: concurrency, scheduling tick, stall timeout, job history
 
 Connector sections are validated by each connector's own settings model at load, so a
 typo in `[connectors.csv]` fails before any request, naming the file and the key.
@@ -110,6 +111,17 @@ class DaemonSettings(_Section):
     )
 
 
+class WorkerSettings(_Section):
+    """`syncd worker` (the job engine on PostgreSQL): read from the top level only."""
+
+    concurrency: int = Field(4, ge=1, le=64, description="jobs one worker process runs at a time")
+    tick: int = Field(5, ge=1, le=59, description="seconds between passes that queue the jobs due")
+    stall_timeout: int = Field(
+        30, ge=3, description="seconds without a worker's heartbeat before its jobs go to another"
+    )
+    keep_hours: int = Field(24, ge=1, description="hours finished jobs stay listed by `syncd jobs`")
+
+
 class Settings(BaseSettings):
     """The whole configuration of one syncd installation."""
 
@@ -121,6 +133,7 @@ class Settings(BaseSettings):
     connectors: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"csv": {"enabled": True}})
     pushback: PushbackSettings = Field(default_factory=PushbackSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Where relative state paths (the SQLite store, output files, the inbox) resolve; the
     # config file's folder when unset. A service points it at /var/lib/syncd (SYNCD_STATE_DIR).

@@ -402,13 +402,15 @@ def run_sync(
     stop: threading.Event | None = None,
     mappings: Mapping[str, MappingSet] | None = None,
     wait: bool = False,
+    holder: str | None = None,
 ) -> SyncReport:
     """Run every enabled stream (or `streams`) once; returns what happened.
 
     `mappings` (by connector name) lets a daemon keep using the last valid mapping files;
     `progress` is True for a live view of this run, or a view that outlives it (a daemon's).
     On its own store the run holds the store's pull lease (LeaseHeld, or waits with `wait`);
-    a caller that passes `store` (the daemon) holds it itself.
+    a caller that passes `store` (the daemon) holds it itself. The run is logged as job
+    `pull:<streams>` of `holder` (default `host:pid`).
     """
     enabled = settings.streams.enabled()
     names = [n for n in (list(enabled) if streams is None else streams) if n in enabled]
@@ -439,7 +441,7 @@ def run_sync(
             raise
     own_client = client is None
     client = client or connect(settings)
-    run_id = store.start_run("sync")
+    run_id = store.start_run("sync", job="pull:" + ",".join(names), holder=holder)
     targets: list[Target] = []
     try:
         targets = open_targets(settings, store, mappings)

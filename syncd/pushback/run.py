@@ -36,6 +36,7 @@ def run_push(
     client: InvoicedClient | None = None,
     connectors: Sequence[Connector] | None = None,
     wait: bool = False,
+    holder: str | None = None,
 ) -> PushReport:
     """Push every external payment once; recorded as a `push` run in the store.
 
@@ -61,7 +62,7 @@ def run_push(
         client.pacer.reset_budget()
         if connectors is None:
             connectors = payment_connectors(settings, store)
-        run_id = store.start_run("push")
+        run_id = store.start_run("push", job="push", holder=holder)
         try:
             sources = [(c.context.name, c.external_payments()) for c in connectors]
             report = Pusher(settings.pushback, Outbox(store.engine), client).run(sources)

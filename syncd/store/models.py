@@ -77,10 +77,17 @@ class OutputRow(SQLModel, table=True):
 
 
 class Run(SQLModel, table=True):
-    """One run of a job: a sync, a push, a re-delivery."""
+    """One run of a job: a sync, a push, a re-delivery.
+
+    `job` says what it did (`pull:invoices`, `pull:customers,invoices` for a sync of several
+    streams, `push`, `retry`) and `holder` which process (`host:pid`, a worker's
+    `name@host:pid`), so that overlapping runs of one job can be told from the log.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=40)
+    job: str | None = Field(default=None, max_length=120)
+    holder: str | None = Field(default=None, max_length=200)
     started_at: float
     ended_at: float | None = None
     status: str = Field(default="running", max_length=20)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -460,9 +462,26 @@ class Store:
         return ConnectorOutputs(self, connector)
 
     # -- runs -----------------------------------------------------------------------
-    def start_run(self, kind: str) -> int:
+    def start_run(self, kind: str, job: str | None = None, holder: str | None = None) -> int:
+        """Record a run starting now; called under the lease its kind needs (pull or push).
+
+        Runs of the same lease still marked running belong to a process that was killed
+        (the lease says nobody else is running): they are marked `interrupted` and end now,
+        so the run log never shows a killed run overlapping the one that took over.
+        """
+        lease_kinds = _LEASE_KINDS.get(kind, (kind,))
+        now = time.time()
         with self.engine.begin() as conn:
-            result = conn.execute(RUN.insert().values(kind=kind, started_at=time.time(), counts="{}"))
+            conn.execute(
+                RUN.update()
+                .where(RUN.c.status == "running", RUN.c.kind.in_(lease_kinds))
+                .values(status="interrupted", ended_at=now)
+            )
+            result = conn.execute(
+                RUN.insert().values(
+                    kind=kind, job=job or kind, holder=holder or process_id(), started_at=now, counts="{}"
+                )
+            )
             key = result.inserted_primary_key
             assert key is not None  # an autoincrement insert always returns its key
             return int(key[0])
@@ -486,6 +505,15 @@ class Store:
         with self.engine.connect() as conn:
             stmt = select(RUN).order_by(RUN.c.id.desc()).limit(limit)
             return [Run(**row) for row in conn.execute(stmt).mappings()]
+
+
+# Kinds of run that share a lease: a `retry` re-delivers under the pull lease like a sync.
+_LEASE_KINDS = {"sync": ("sync", "retry"), "retry": ("sync", "retry"), "push": ("push",)}
+
+
+def process_id() -> str:
+    """This process as recorded in the run log: `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class ConnectorOutputs:

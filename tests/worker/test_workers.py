@@ -1,0 +1,104 @@
+"""Two real `syncd worker` processes, two accounts (a sandbox each), one PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemon.helpers import wait_for
+from tests.worker.helpers import (
+    WorkerProcess,
+    create_schemas,
+    env_for,
+    jobs,
+    overlaps,
+    query,
+    runs,
+    synced,
+    write_config,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
+
+ACCOUNTS = ("acme", "globex")
+STREAM_JOBS = {"pull:customers", "pull:invoices", "pull:transactions"}
+
+
+@pytest.fixture
+def cluster(job_db: str, make_sandbox: Any, tmp_path: Path) -> Any:
+    create_schemas(job_db, list(ACCOUNTS))
+    sandboxes = {
+        name: make_sandbox(seed=seed, customers=8, invoices=40, transactions=10)
+        for seed, name in enumerate(ACCOUNTS, 1)
+    }
+    config = write_config(tmp_path, job_db, sandboxes)
+    return sandboxes, config, env_for(sandboxes)
+
+
+def test_two_workers_sync_every_account_once_per_tick_and_never_overlap(
+    job_db: str, cluster: Any, tmp_path: Path
+) -> None:
+    sandboxes, config, env = cluster
+    workers = [WorkerProcess(config, env, f"w{i}") for i in (1, 2)]
+    try:
+        for w in workers:
+            w.started()
+        for name, sb in sandboxes.items():
+            wait_for(lambda name=name, sb=sb: synced(tmp_path, name, sb), 120, f"{name}'s outputs")
+        # Both workers ran jobs, and every stream of every account ran.
+        wait_for(
+            lambda: (
+                len(
+                    {
+                        r["holder"].split("@")[0]
+                        for n in ACCOUNTS
+                        for r in runs(job_db, n)
+                        if r["status"] == "ok"
+                    }
+                )
+                == 2
+            ),
+            120,
+            "jobs run by both workers",
+        )
+        for name in ACCOUNTS:
+            wait_for(
+                lambda name=name: (
+                    {r["job"] for r in runs(job_db, name) if r["status"] == "ok"} == STREAM_JOBS
+                ),
+                120,
+                f"every stream of {name}",
+            )
+        for w in workers:
+            status, body = w.get("/healthz")
+            assert (status, body.splitlines()[0]) == (200, "ok")
+            metrics = w.metrics()
+            assert metrics["syncd_up"] == 1
+    finally:
+        for w in workers:
+            w.kill()
+    for name in ACCOUNTS:
+        log = runs(job_db, name)
+        assert {r["job"] for r in log} == STREAM_JOBS
+        assert all(r["holder"].startswith(("w1@", "w2@")) for r in log)
+        assert overlaps(log) == []
+    # Periodic ticks: deferred once per timestamp for the cluster, with two workers deferring.
+    ticks = query(
+        job_db,
+        "SELECT args->>'timestamp' AS ts, count(*) AS n FROM procrastinate_jobs "
+        "WHERE task_name = 'syncd.tick' GROUP BY 1",
+    )
+    assert len(ticks) >= 3
+    assert {t["n"] for t in ticks} == {1}
+    # Pull jobs carry their account's lock and one queueing lock per (account, stream).
+    pulls = query(
+        job_db, "SELECT lock, queueing_lock, args FROM procrastinate_jobs WHERE task_name = 'syncd.pull'"
+    )
+    assert pulls
+    for p in pulls:
+        assert p["lock"] == f"{p['args']['account']}/pull"
+        assert p["queueing_lock"] == f"{p['args']['account']}/pull:{p['args']['stream']}"
+    assert not [j for j in jobs(job_db) if j["status"] == "failed"], json.dumps(jobs(job_db), default=str)
