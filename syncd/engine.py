@@ -13,6 +13,7 @@ nothing that is already delivered.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import queue
 import threading
 import time
@@ -257,9 +258,14 @@ class SyncRun:
         if not walkers:
             return
         out: queue.Queue[tuple[_Walker, Any]] = queue.Queue(maxsize=2 * max(1, len(walkers)))
+        # Each fetcher runs in a copy of the caller's context, so its log lines carry what the
+        # caller bound (a worker's account and job, a daemon's job).
         threads = [
             threading.Thread(
-                target=self._run_walk, args=(w, out), name=f"walk-{w.stream.name}{w.partition}", daemon=True
+                target=contextvars.copy_context().run,
+                args=(self._run_walk, w, out),
+                name=f"walk-{w.stream.name}{w.partition}",
+                daemon=True,
             )
             for w in walkers
         ]

@@ -70,7 +70,7 @@ class Health:
         if error:
             reasons.append(f"job database {redact_url(self.top.store.url)} unreachable: {error}")
         limit = self.top.daemon.failures_degraded
-        for (account, job), track in sorted(self.runner.tracks.items()):
+        for account, job, track in self.runner.failing():
             if track.failures >= limit:
                 reasons.append(f"{account} {job} failed {track.failures} times in a row: {track.last_error}")
         warnings = [self.runner.config_warning] if self.runner.config_warning else []

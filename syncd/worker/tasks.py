@@ -98,6 +98,11 @@ class Runner:
         self._halts: set[threading.Event] = set()
         self._lock = threading.Lock()
 
+    def failing(self) -> list[tuple[str, str, Track]]:
+        """(account, job, track) of every job this process has seen, sorted."""
+        with self._lock:
+            return [(a, j, Track(t.failures, t.last_error)) for (a, j), t in sorted(self.tracks.items())]
+
     # -- configuration ---------------------------------------------------------------
     def accounts(self) -> dict[str, Settings]:
         """Every account of the configuration, read again when its file changed; on an
@@ -317,16 +322,17 @@ class Runner:
             elif outcome == "failed":
                 track.failures += 1
                 track.last_error = error
+            failures = track.failures
         m, labels = self.metrics, {"job": job, "account": account}
         m.inc("syncd_job_runs_total", 1, outcome=outcome, **labels)
         m.set("syncd_job_last_run_timestamp_seconds", round(now, 3), **labels)
         m.set("syncd_job_last_duration_seconds", round(duration, 3), **labels)
-        m.set("syncd_job_consecutive_failures", track.failures, **labels)
+        m.set("syncd_job_consecutive_failures", failures, **labels)
         if outcome == "ok":
             m.set("syncd_job_last_success_timestamp_seconds", round(now, 3), **labels)
         event = {"outcome": outcome, "duration": round(duration, 3), **counts}
         if outcome == "failed":
-            log.warning("job.run", error=error, consecutive_failures=track.failures, **event)
+            log.warning("job.run", error=error, consecutive_failures=failures, **event)
         else:
             log.info("job.run", **({"error": error} if error else {}), **event)
 

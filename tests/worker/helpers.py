@@ -40,6 +40,7 @@ def write_config(
     every: int = 1,
     worker: dict[str, Any] | None = None,
     pushback: bool = False,
+    per_page: int = 100,
 ) -> Path:
     """A multi-account config: account NAME reads `sandboxes[NAME]`, writes CSV to
     tmp/accounts/NAME/out; 1-second schedules; a small stall timeout."""
@@ -54,6 +55,7 @@ def write_config(
         "retry_attempts = 2",
         "retry_budget = 3.0",
         "timeout = 20.0",
+        f"per_page = {per_page}",
         "[streams.invoices]",
         "windows = 1",
         "[streams.transactions]",

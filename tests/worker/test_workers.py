@@ -72,14 +72,22 @@ def test_two_workers_sync_every_account_once_per_tick_and_never_overlap(
                 120,
                 f"every stream of {name}",
             )
+        series = set()
         for w in workers:
             status, body = w.get("/healthz")
             assert (status, body.splitlines()[0]) == (200, "ok")
             metrics = w.metrics()
             assert metrics["syncd_up"] == 1
+            series |= {k for k in metrics if k.startswith("syncd_job_runs_total")}
+        for name in ACCOUNTS:  # labelled by account
+            assert any(f'account="{name}"' in k and 'job="pull:invoices"' in k for k in series), series
     finally:
         for w in workers:
             w.kill()
+    # Every line a job logs names its account (the engine's fetcher threads included).
+    job_lines = [e for w in workers for e in w.events if "job_id" in e]
+    assert {e["event"] for e in job_lines} >= {"job.run"}
+    assert {e.get("account") for e in job_lines} == set(ACCOUNTS)
     for name in ACCOUNTS:
         log = runs(job_db, name)
         assert {r["job"] for r in log} == STREAM_JOBS
