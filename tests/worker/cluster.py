@@ -90,6 +90,8 @@ def write_config(
     every: int = 1,
     pushback: bool = True,
     windows: int = 1,
+    tick: int = 1,
+    stall_timeout: int = 3,
 ) -> Path:
     """syncd.toml for the cluster: top-level sections shared by every account (CSV files in
     each account's `out/`, payments from its `inbox.csv`), one `[accounts.NAME]` table each."""
@@ -122,6 +124,9 @@ def write_config(
         f"transactions_every = {every}",
         f"pushback_every = {every}",
         "health_port = 0",
+        "[worker]",
+        f"tick = {tick}",  # seconds between passes that queue the jobs due
+        f"stall_timeout = {stall_timeout}",  # a killed worker's jobs go to another after this
     ]
     for name in names:
         lines += [f"[accounts.{name}.invoiced]", f'api_key_env = "{key_variable(name)}"']
@@ -277,18 +282,28 @@ def store_runs(database_url: str, names: list[str]) -> dict[str, list[dict[str, 
 
 
 def open_run_holders(engine: Any, names: list[str], job: str, holder: str) -> set[str]:
-    """Holders of runs that have not ended, over every account (while the cluster runs)."""
+    """Holders of runs that have not ended, over every account whose store exists yet."""
     import sqlalchemy
 
-    union = " UNION ALL ".join(
-        f'SELECT "{holder}" AS h FROM "{SCHEMA_PREFIX}{n}".run WHERE ended_at IS NULL AND "{job}" IS NOT NULL'
-        for n in names
-    )
-    try:
-        with engine.connect() as conn:
-            return {str(r[0]) for r in conn.execute(sqlalchemy.text(union)) if r[0]}
-    except sqlalchemy.exc.SQLAlchemyError:  # schemas and tables not created yet
-        return set()
+    schemas = [f"{SCHEMA_PREFIX}{n}" for n in names]
+    with engine.connect() as conn:
+        made = {
+            r[0]
+            for r in conn.execute(
+                sqlalchemy.text(
+                    "SELECT table_schema FROM information_schema.columns "
+                    "WHERE table_name = 'run' AND column_name = :job AND table_schema = ANY(:schemas)"
+                ),
+                {"job": job, "schemas": schemas},
+            )
+        }
+        if not made:
+            return set()
+        union = " UNION ALL ".join(
+            f'SELECT "{holder}" FROM "{schema}".run WHERE ended_at IS NULL AND "{job}" IS NOT NULL'
+            for schema in sorted(made)
+        )
+        return {str(r[0]) for r in conn.execute(sqlalchemy.text(union)) if r[0]}
 
 
 @dataclass
@@ -329,7 +344,9 @@ def job_intervals(
                 end = end_of(str(row[holder]))
                 assert end is not None, f"{account}: run {row['id']} ({row[job]}) is cut, its holder alive"
             for key in job_keys(str(row[job])):
-                out.append(Interval(account, key, str(row[holder]), float(row["started_at"]), float(end), cut))
+                out.append(
+                    Interval(account, key, str(row[holder]), float(row["started_at"]), float(end), cut)
+                )
     return out
 
 
