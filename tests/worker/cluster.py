@@ -306,6 +306,15 @@ def open_run_holders(engine: Any, names: list[str], job: str, holder: str) -> se
         return {str(r[0]) for r in conn.execute(sqlalchemy.text(union)) if r[0]}
 
 
+def connections(engine: Any) -> int:
+    """Connections open to the cluster's database (this one included)."""
+    import sqlalchemy
+
+    with engine.connect() as conn:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        return int(conn.execute(sqlalchemy.text(query)).scalar_one())
+
+
 @dataclass
 class Interval:
     account: str

@@ -21,6 +21,7 @@ from tests.pushback.helpers import open_invoices, pushed, write_inbox
 from tests.worker.cluster import (
     Cluster,
     account_dir,
+    connections,
     csv_differences,
     decimal_column,
     fresh_database,
@@ -71,8 +72,9 @@ def wait_until(
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}\n{cluster.tails()}")
 
 
-def busy_slots(cluster: Cluster, engine: Any, names: list[str]) -> list[int]:
-    """Slots whose live worker holds a run that has not ended."""
+def busy_slots(cluster: Cluster, engine: Any, names: list[str], peak: list[int]) -> list[int]:
+    """Slots whose live worker holds a run that has not ended (and the peak of connections)."""
+    peak[0] = max(peak[0], connections(engine))
     holders = open_run_holders(engine, names, JOB, HOLDER)
     return sorted(slot for slot, inc in cluster.live.items() if any(inc.holds(h) for h in holders))
 
@@ -123,6 +125,7 @@ def test_killed_workers_lose_nothing_overlap_nothing_and_post_each_payment_once(
 
         cluster = Cluster(config, worker_env(accounts, names), WORKERS, concurrency=2)
         engine = sqlalchemy.create_engine(database)
+        peak = [0]  # connections to the database, most seen at once
         kills: list[str] = []  # incarnations killed in a job
         try:
             cluster.start_all()
@@ -134,13 +137,14 @@ def test_killed_workers_lose_nothing_overlap_nothing_and_post_each_payment_once(
                 # The victim: a worker in the middle of a job (a run of its in the log that has
                 # not ended); at the very end of the backfill there may be none for a while.
                 busy = wait_until(
-                    lambda: busy_slots(cluster, engine, names), 60, "a worker in a job", cluster
+                    lambda: busy_slots(cluster, engine, names, peak), 60, "a worker in a job", cluster
                 )
                 slot = rng.choice(busy)
                 kills.append(cluster.kill(slot).name)
                 cluster.start(slot)
 
             def settled() -> bool | list[str]:
+                peak[0] = max(peak[0], connections(engine))
                 behind = []
                 for name, account in zip(names, accounts, strict=True):
                     missing = set(_ids(paid[name], name)) - set(pushed(account))
@@ -162,6 +166,10 @@ def test_killed_workers_lose_nothing_overlap_nothing_and_post_each_payment_once(
             sandbox.stop()
 
     assert len(kills) == KILLS, kills
+    # Connections do not grow with the accounts: a worker holds its job queue's pool and the
+    # stores of the jobs it runs, not an idle pool per account it ever served (that reached
+    # PostgreSQL's max_connections, 100, at 20 accounts and 3 workers).
+    assert peak[0] <= WORKERS * 16, f"{peak[0]} connections to the database at once"
     assert set(codes.values()) == {0}, f"workers stopped with {codes}\n{cluster.tails()}"
 
     for name, account in zip(names, accounts, strict=True):
