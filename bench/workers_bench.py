@@ -14,6 +14,8 @@ CSV files equal its sandbox data (worker start-up included). Nothing is asserted
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -55,7 +57,7 @@ def backfill(sz: WorkerSizes, n: int, work: Path) -> dict[str, Any]:
     from tests.worker.cluster import (
         Cluster,
         account_dir,
-            fresh_database,
+        fresh_database,
         sandbox_accounts,
         served,
         worker_env,
@@ -93,6 +95,7 @@ def backfill(sz: WorkerSizes, n: int, work: Path) -> dict[str, Any]:
                 pushback=False,
             )
             cluster = Cluster(config, worker_env(accounts, names), n, concurrency=sz.concurrency, logs=folder)
+            before = _children_cpu()
             started = time.monotonic()
             cluster.start_all()
             pending = set(range(sz.accounts))
@@ -112,9 +115,15 @@ def backfill(sz: WorkerSizes, n: int, work: Path) -> dict[str, Any]:
                 wall = time.monotonic() - started
             finally:
                 cluster.stop_all()
+            cpu = _children_cpu() - before  # the workers', reaped by stop_all (shutdown included)
     finally:
         sandbox.stop()
-    return {"workers": n, "wall": wall, "records": records, "requests": served(accounts)}
+    return {"workers": n, "wall": wall, "records": records, "requests": served(accounts), "cpu": cpu}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def workers(sz: WorkerSizes, work: Path, table: Callable[..., str]) -> str:
@@ -133,11 +142,12 @@ def workers(sz: WorkerSizes, work: Path, table: Callable[..., str]) -> str:
                 run["wall"],
                 run["records"] / run["wall"],
                 f"{base / run['wall']:.2f}x",
+                run["cpu"],
             ]
         )
     return table(
         f"{sz.accounts}-account backfill by 1, 2 and 4 workers",
-        ["run", "records", "requests", "wall s", "records/s", "scaling vs 1"],
+        ["run", "records", "requests", "wall s", "records/s", "scaling vs 1", "workers' CPU s"],
         rows,
         [
             f"{sz.accounts} sandbox accounts, each {sz.customers} customers, {sz.invoices} invoices, "
@@ -145,6 +155,8 @@ def workers(sz: WorkerSizes, work: Path, table: Callable[..., str]) -> str:
             f"each worker runs {sz.concurrency} jobs at once (`--concurrency`); a job pulls one stream of one account",
             "wall s: from starting the workers until every account's CSV files equal its data (start-up included)",
             "store: one PostgreSQL database, one schema per account; the sandbox runs in the bench's process",
+            "workers' CPU s: user + system seconds of all worker processes; "
+            f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
         ],
     )
 
