@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from syncd import log
 from syncd.config import Settings, load_settings
@@ -115,6 +116,24 @@ def _refuse_env_only(top: Settings) -> None:
         )
 
 
+class _Merged(Settings):
+    """An account's settings, validated from the merged tables alone. The environment has
+    already been applied, to the top level and to `accounts.NAME` (SYNCD_ACCOUNTS__NAME__...);
+    read again here, a top-level SYNCD_INVOICED__API_KEY or SYNCD_STORE__URL would override
+    every account's own key and store."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
@@ -160,7 +179,7 @@ def _account(top: Settings, name: str, table: dict[str, Any]) -> Settings:
     if "url" not in store:
         store["url"] = account_store_url(top.store.url, name, where=where)
     try:
-        settings = Settings.model_validate({**_merge(base, table), "source": top.source, "account": name})
+        settings = _Merged(**_merge(base, table), source=top.source, account=name)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])

@@ -95,6 +95,11 @@ def _run_accounts(chosen: list[Settings], run: Callable[[Settings], int]) -> Non
     raise typer.Exit(max(codes.values(), default=0))
 
 
+def _of(settings: Settings) -> str:
+    """` (account NAME)` in a message about one account of several; nothing without accounts."""
+    return "" if settings.account == accounts.DEFAULT else f" (account {escape(settings.account)})"
+
+
 def _fail(exc: BaseException) -> None:
     err.print(f"[bold red]error:[/] {escape(log.redact_text(str(exc)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(getattr(exc, "exit_code", 2) if isinstance(exc, SyncdError) else 1)
@@ -137,10 +142,10 @@ def sync(
         print_summary(report, console, logfile=State.output.logfile)
         _print_behind(report.as_dict())
         if not report.ok:
-            err.print("[bold red]sync failed:[/] " + escape(log.redact_text("; ".join(report.errors()))), highlight=False, soft_wrap=True)
+            err.print(f"[bold red]sync failed{_of(settings)}:[/] " + escape(log.redact_text("; ".join(report.errors()))), highlight=False, soft_wrap=True)
             return 1
         if report.refused_all():
-            err.print("[bold red]every record refused:[/] " + escape("; ".join(report.refused_all())), highlight=False, soft_wrap=True)
+            err.print(f"[bold red]every record refused{_of(settings)}:[/] " + escape("; ".join(report.refused_all())), highlight=False, soft_wrap=True)
             return 1
         return 0
 

@@ -78,8 +78,12 @@ def check_store_path(settings: Settings) -> None:
 
     SQLite writes a journal beside the database, so the folder must be writable, not only
     the file. Without this check the daemon would wait `store_unreachable_exit` seconds for
-    a store that can never open (e.g. a relative path under a read-only /etc).
+    a store that can never open (e.g. a relative path under a read-only /etc). An account's
+    own state folder (`<state root>/accounts/NAME`) is made here first.
     """
+    from syncd.accounts import state_folder  # syncd.accounts imports config, which imports us
+
+    state_folder(settings)
     path = sqlite_path(settings)
     if path is None:
         return
