@@ -11,6 +11,10 @@ Scenarios (each prints a table; nothing is asserted, the numbers are the result)
   resume      invoices missing or stale after a kill in the middle of a bulk-edit second
   429         what each does on HTTP 429 with Retry-After, and its share of 429s
   resume-first  syncd only: invoice pages a killed-and-resumed first sync reads vs an uninterrupted one
+  workers     syncd only, only when asked (`--only workers`, needs PostgreSQL): a 20-account
+              backfill by 1, 2 and 4 worker processes, and the scaling factor (bench/workers_bench.py)
+  shared-pace   syncd only: 1 and 3 processes of one account, each pacing alone or sharing the
+                pace through a PostgreSQL store: share of 429s and % of the rate limit used
 
 --syncd-only skips the baseline (when bench/.venv-tap is not set up): its rows are left out.
 
@@ -41,7 +45,8 @@ sys.path.insert(0, str(BENCH))
 
 from procs import TapRun, run_syncd, run_tap  # noqa: E402
 
-SCENARIOS = ("throughput", "drift", "resume", "429", "resume-first")
+SCENARIOS = ("throughput", "drift", "resume", "429", "resume-first", "shared-pace")
+OPT_IN = ("workers",)  # run only when named: it needs the PostgreSQL server
 TAP = "tap-invoiced 0.3.0"
 SYNCD = "syncd"
 
@@ -81,6 +86,9 @@ class Sizes:
     # each falls in every date window, so the windows deep-scan them
     rf_bulk_seconds: int = 4
     rf_bulk: int = 1_000
+    # shared pace: every process walks all three streams (per_page 10) against one bucket
+    sp_invoices: int = 1_500
+    sp_rate: float = 10.0
     syncd_only: bool = False
 
     @classmethod
@@ -99,6 +107,7 @@ class Sizes:
             rf_invoices=3_000,
             rf_bulk_seconds=2,
             rf_bulk=600,
+            sp_invoices=300,
         )
 
 
@@ -564,18 +573,81 @@ def resume_first(sz: Sizes, work: Path) -> list[str]:
     ]
 
 
+def workers_scenario(sz: Sizes, work: Path) -> list[str]:
+    """bench/workers_bench.py's table (its quick sizes under --quick)."""
+    from workers_bench import WorkerSizes, workers
+
+    wsz = WorkerSizes.quick() if sz.invoices < Sizes().invoices else WorkerSizes()
+    if sz.latency != Sizes().latency:
+        wsz.latency = sz.latency
+    return [workers(wsz, work, table)]
+
+
+def shared_pace(sz: Sizes, work: Path) -> list[str]:
+    """Processes of one account against one token bucket: paced alone, or sharing one pace."""
+    import os
+    import uuid
+
+    import sqlalchemy
+
+    from tests.invoiced.pace_walker import run_walkers
+
+    pg = os.environ.get("SYNCD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    admin = sqlalchemy.create_engine(pg)
+    try:
+        with admin.connect():
+            pass
+    except sqlalchemy.exc.OperationalError as exc:
+        say(f"shared-pace: skipped, PostgreSQL not reachable ({type(exc).__name__})")
+        return []
+    config = {"seed": sz.seed, "customers": 100, "invoices": sz.sp_invoices, "transactions": 150,
+              "latency": 0.0, "rate_limit": sz.sp_rate, "burst": int(sz.sp_rate)}
+    rows = []
+    for processes, shared in ((1, False), (1, True), (3, False), (3, True)):
+        schema = f"bench_{uuid.uuid4().hex[:10]}"  # a fresh store: every run learns its pace anew
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            with sandbox_inproc(**config) as sb:
+                mode = "shared" if shared else "alone"
+                say(f"shared-pace: {processes} process(es), {mode}")
+                store = f"{pg}?options=-csearch_path%3D{schema}" if shared else None
+                results = run_walkers(sb.url, sb.api_key, processes, store,
+                                      ["customers", "invoices", "transactions"], per_page=10)
+                span = max(r["walk"][1] for r in results) - min(r["walk"][0] for r in results)
+                answered = sb.stats.total - sb.stats.served_429
+                rows.append([processes, mode, sb.stats.total, sb.stats.served_429,
+                             f"{sb.stats.served_429 / sb.stats.total:.1%}",
+                             f"{answered / span / sz.sp_rate:.0%}", round(span, 1)])
+        finally:
+            with admin.begin() as conn:
+                conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+    notes = [
+        f"token bucket {sz.sp_rate:g} req/s, burst {int(sz.sp_rate)}; each process walks customers, "
+        f"{sz.sp_invoices:,} invoices and transactions (per_page 10), one thread per stream",
+        "alone: each process's own pacer (before #16); shared: one pace in the store's `pace` row",
+        "% of bound = answered requests / walk span / rate limit",
+    ]
+    return [table("One account, several processes: shared pace",
+                  ["processes", "pacing", "requests", "429s", "429 share", "% of bound", "seconds"], rows, notes)]
+
+
 RUNNERS: dict[str, Callable[[Sizes, Path], list[str]]] = {
     "throughput": throughput,
     "drift": drift,
     "resume": resume,
     "429": rate_limit,
     "resume-first": resume_first,
+    "workers": workers_scenario,
+    "shared-pace": shared_pace,
 }
+
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)")
+    parser.add_argument("--only", action="append", choices=SCENARIOS + OPT_IN, help="run only this scenario (repeatable)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run under a minute")
     parser.add_argument("--invoices", type=int, help="invoices in the throughput sandbox")
     parser.add_argument("--tap-budget", type=float, help="seconds the baseline may run in the throughput bench")

@@ -22,9 +22,15 @@ setup() {
 }
 
 services() {
-    # The PostgreSQL store tests use the machine's server; start it when it is down.
+    # The PostgreSQL store tests and the worker cluster test (tests/worker: real `syncd worker`
+    # processes, each test in a database of its own) use the machine's server; start it when it
+    # is down and wait until it accepts connections, so those tests do not find it starting.
     if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
         pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+        for _ in $(seq 1 30); do
+            pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null && break
+            sleep 1
+        done
     fi
     # hledger and ledger-cli check the ledger journals; tmux runs `syncd sync` in a real terminal (tests/cli/test_tmux.py).
     if { ! command -v hledger || ! command -v ledger || ! command -v tmux; } >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

@@ -40,6 +40,7 @@ from syncd.progress import Progress
 from syncd.scope import ScopeKeeper
 from syncd.store import Store
 from syncd.store.lease import PULL, WAIT_HINT, holding
+from syncd.store.pacing import share_pacing
 from syncd.streams import STREAMS, Stream
 from syncd.summary import destinations
 from syncd.windows import balanced_edges
@@ -447,6 +448,7 @@ def run_sync(
             raise
     own_client = client is None
     client = client or connect(settings)
+    share_pacing(client, store.engine)
     run_id = store.start_run("sync", job="pull:" + ",".join(names), holder=holder)
     targets: list[Target] = []
     try:
@@ -474,7 +476,8 @@ def run_sync(
 
 
 def connect(settings: Settings) -> InvoicedClient:
-    """An Invoiced client from the configuration."""
+    """An Invoiced client from the configuration; it shares the account's pace with the
+    account's other processes once a run attaches its store (`share_pacing`)."""
     from syncd.invoiced import RetryPolicy
 
     conf = settings.invoiced
@@ -484,13 +487,15 @@ def connect(settings: Settings) -> InvoicedClient:
         rate_limit_budget=conf.rate_limit_budget,
         request_deadline=conf.request_deadline,
     )
-    return InvoicedClient.connect(
+    client = InvoicedClient.connect(
         conf.base_url,
         conf.api_key.get_secret_value(),
         timeout=conf.timeout,
         policy=policy,
         max_connections=conf.max_connections,
     )
+    client.pace_key = settings.account
+    return client
 
 
 def iter_records(store: Store, stream: str, limit: int) -> Iterator[Record]:

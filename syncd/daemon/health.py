@@ -9,13 +9,13 @@ from typing import Any
 
 import structlog
 
+from syncd.daemon.metrics import CONTENT_TYPE as METRICS_TYPE
 from syncd.log import redact_text
 
 log = structlog.get_logger(__name__)
 
 # () -> (healthy, reasons when degraded, warnings shown even when healthy)
 HealthCheck = Callable[[], tuple[bool, list[str], list[str]]]
-METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Handler(BaseHTTPRequestHandler):

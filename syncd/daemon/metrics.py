@@ -1,113 +1,164 @@
-"""A tiny thread-safe metrics registry rendered in the Prometheus text format (0.0.4).
+"""The daemon's and workers' metrics: prometheus-client, one registry per `Metrics`.
 
-Only what the daemon needs: counters and gauges with labels, a fixed catalogue of
-names (so a typo fails loudly), and a bounded label space (streams, connectors, jobs,
-outcomes), so memory stays flat however long the daemon runs.
+Each `Metrics` owns a `CollectorRegistry` (never the library's global one), so tests and
+several daemons in one process keep apart. The catalogue below is fixed: a name not in it
+fails loudly, and each metric has fixed label names, so the label space stays bounded
+(accounts, streams, connectors, jobs, outcomes) and memory flat however long a process runs.
+
+Every per-account metric carries an `account` label: the `account` given to the call, else
+the one the `Metrics` was made for ("default" for a single-account configuration). Labels
+are names from the configuration, never a credential.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator
+from typing import NamedTuple
 
-Labels = tuple[tuple[str, str], ...]
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
 Number = int | float
+# What /metrics answers with: generate_latest writes the text format 0.0.4.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+ACCOUNT = "account"
 
-# name -> (type, help)
-CATALOGUE: dict[str, tuple[str, str]] = {
-    "syncd_up": ("gauge", "1 while the daemon runs."),
-    "syncd_healthy": ("gauge", "1 when /healthz says ok, 0 when degraded."),
-    "syncd_start_time_seconds": ("gauge", "When the daemon started (unix time)."),
-    "syncd_records_pulled_total": ("counter", "Records fetched from Invoiced, per stream."),
-    "syncd_records_changed_total": ("counter", "Fetched records whose content changed, per stream."),
-    "syncd_records_deleted_total": ("counter", "Deletions delivered, per stream."),
-    "syncd_records_delivered_total": ("counter", "Records delivered, per stream and connector."),
-    "syncd_records_rejected_total": ("counter", "Records refused (dead-lettered), per stream and connector."),
-    "syncd_records_redelivered_total": (
-        "counter",
-        "Records re-delivered after a mapping change, per connector.",
+
+class Spec(NamedTuple):
+    kind: str  # "counter" or "gauge"
+    help: str
+    labels: tuple[str, ...] = ()  # besides `account` when `per_account`
+    per_account: bool = True
+
+
+# name -> spec. Counter names end in _total as exposed (prometheus-client adds the suffix).
+CATALOGUE: dict[str, Spec] = {
+    "syncd_up": Spec("gauge", "1 while the daemon runs.", per_account=False),
+    "syncd_healthy": Spec("gauge", "1 when /healthz says ok, 0 when degraded.", per_account=False),
+    "syncd_start_time_seconds": Spec("gauge", "When the daemon started (unix time).", per_account=False),
+    "syncd_records_pulled_total": Spec("counter", "Records fetched from Invoiced, per stream.", ("stream",)),
+    "syncd_records_changed_total": Spec(
+        "counter", "Fetched records whose content changed, per stream.", ("stream",)
     ),
-    "syncd_job_runs_total": ("counter", "Job runs, per job and outcome (ok, failed, stopped)."),
-    "syncd_job_last_success_timestamp_seconds": ("gauge", "When each job last succeeded (unix time)."),
-    "syncd_job_last_run_timestamp_seconds": ("gauge", "When each job last ended (unix time)."),
-    "syncd_job_last_duration_seconds": ("gauge", "How long each job's last run took."),
-    "syncd_job_consecutive_failures": ("gauge", "Failed runs in a row, per job."),
-    "syncd_job_backoff_seconds": ("gauge", "Current back-off before a failing job runs again."),
-    "syncd_cursor_timestamp_seconds": (
-        "gauge",
-        "Each stream's cursor: records updated before it are synced.",
+    "syncd_records_deleted_total": Spec("counter", "Deletions delivered, per stream.", ("stream",)),
+    "syncd_records_delivered_total": Spec(
+        "counter", "Records delivered, per stream and connector.", ("stream", "connector")
     ),
-    "syncd_cursor_age_seconds": ("gauge", "Seconds since each stream's cursor was last checkpointed."),
-    "syncd_api_requests_total": ("counter", "HTTP requests sent to Invoiced."),
-    "syncd_api_retries_total": ("counter", "Requests retried by the client."),
-    "syncd_api_throttled_total": ("counter", "429 Too Many Requests answers."),
-    "syncd_api_server_errors_total": ("counter", "5xx answers."),
-    "syncd_api_transport_errors_total": ("counter", "Network failures (refused, reset, timeout)."),
-    "syncd_pushback_payments_total": ("counter", "Push-back payments, per outcome."),
-    "syncd_dead_letters": ("gauge", "Records currently in the dead-letter table."),
-    "syncd_errors": ("gauge", "Refused records and payments not ignored (`syncd errors`)."),
-    "syncd_config_reloads_total": ("counter", "Configuration reloads, per outcome (ok, refused)."),
-    "syncd_config_last_reload_ok": (
-        "gauge",
-        "0 when the last reload was refused (the old config is in use).",
+    "syncd_records_rejected_total": Spec(
+        "counter", "Records refused (dead-lettered), per stream and connector.", ("stream", "connector")
     ),
-    "syncd_store_up": ("gauge", "1 when the last lease renewal reached the checkpoint store."),
+    "syncd_records_redelivered_total": Spec(
+        "counter", "Records re-delivered after a mapping change, per connector.", ("connector",)
+    ),
+    "syncd_job_runs_total": Spec(
+        "counter", "Job runs, per job and outcome (ok, failed, stopped).", ("job", "outcome")
+    ),
+    "syncd_job_last_success_timestamp_seconds": Spec(
+        "gauge", "When each job last succeeded (unix time).", ("job",)
+    ),
+    "syncd_job_last_run_timestamp_seconds": Spec("gauge", "When each job last ended (unix time).", ("job",)),
+    "syncd_job_last_duration_seconds": Spec("gauge", "How long each job's last run took.", ("job",)),
+    "syncd_job_consecutive_failures": Spec("gauge", "Failed runs in a row, per job.", ("job",)),
+    "syncd_job_backoff_seconds": Spec("gauge", "Current back-off before a failing job runs again.", ("job",)),
+    "syncd_cursor_timestamp_seconds": Spec(
+        "gauge", "Each stream's cursor: records updated before it are synced.", ("stream",)
+    ),
+    "syncd_cursor_age_seconds": Spec(
+        "gauge", "Seconds since each stream's cursor was last checkpointed.", ("stream",)
+    ),
+    "syncd_api_requests_total": Spec("counter", "HTTP requests sent to Invoiced."),
+    "syncd_api_retries_total": Spec("counter", "Requests retried by the client."),
+    "syncd_api_throttled_total": Spec("counter", "429 Too Many Requests answers."),
+    "syncd_api_server_errors_total": Spec("counter", "5xx answers."),
+    "syncd_api_transport_errors_total": Spec("counter", "Network failures (refused, reset, timeout)."),
+    "syncd_pushback_payments_total": Spec("counter", "Push-back payments, per outcome.", ("outcome",)),
+    "syncd_dead_letters": Spec("gauge", "Records currently in the dead-letter table."),
+    "syncd_errors": Spec("gauge", "Refused records and payments not ignored (`syncd errors`)."),
+    "syncd_config_reloads_total": Spec(
+        "counter", "Configuration reloads, per outcome (ok, refused).", ("outcome",), per_account=False
+    ),
+    "syncd_config_last_reload_ok": Spec(
+        "gauge", "0 when the last reload was refused (the old config is in use).", per_account=False
+    ),
+    "syncd_store_up": Spec("gauge", "1 when the last lease renewal reached the checkpoint store."),
 }
 
 
-def _labels(labels: Mapping[str, str] | None) -> Labels:
-    return tuple(sorted((labels or {}).items()))
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: Number) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return str(value)
-
-
 class Metrics:
-    """Counters and gauges by (name, labels)."""
+    """Counters and gauges by (name, labels), exposed by `render()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, account: str = "default") -> None:
+        """`account`: the label of per-account metrics when a call names none."""
+        self.account = account
+        self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()
-        self._values: dict[str, dict[Labels, Number]] = {name: {} for name in CATALOGUE}
+        self._metrics: dict[str, Counter | Gauge] = {}
+        self._mirrored: dict[tuple[str, tuple[str, ...]], float] = {}
 
-    def _check(self, name: str) -> dict[Labels, Number]:
-        if name not in CATALOGUE:
+    def _series(self, name: str, labels: dict[str, str]) -> tuple[Counter | Gauge, tuple[str, ...]]:
+        spec = CATALOGUE.get(name)
+        if spec is None:
             raise KeyError(f"unknown metric {name!r}")
-        return self._values[name]
+        if spec.per_account:
+            labels.setdefault(ACCOUNT, self.account)
+        names = ((ACCOUNT,) if spec.per_account else ()) + spec.labels
+        if set(labels) != set(names):
+            raise KeyError(
+                f"metric {name!r} takes labels {', '.join(names) or 'none'}, got {', '.join(labels)}"
+            )
+        with self._lock:
+            metric = self._metrics.get(name)
+            if metric is None:
+                # Registered on first use: a metric nothing has recorded is not exported
+                # (an unlabelled gauge would otherwise read 0 before it means anything).
+                kind = Counter if spec.kind == "counter" else Gauge
+                metric = self._metrics[name] = kind(name, spec.help, names, registry=self.registry)
+        return metric, tuple(str(labels[k]) for k in names)
 
     def inc(self, name: str, amount: Number = 1, **labels: str) -> None:
-        """Add to a counter."""
-        with self._lock:
-            series = self._check(name)
-            key = _labels(labels)
-            series[key] = series.get(key, 0) + amount
+        """Add to a counter (or a gauge)."""
+        metric, values = self._series(name, labels)
+        child = metric.labels(*values) if values else metric
+        child.inc(amount)
 
     def set(self, name: str, value: Number, **labels: str) -> None:
-        """Set a gauge (or a counter mirrored from elsewhere)."""
+        """Set a gauge, or mirror a counter kept elsewhere (the client's request counts).
+
+        A mirrored counter moves by the difference from the last value set; a lower value
+        (its source restarted) is taken as the new base, so the counter never goes back.
+        """
+        metric, values = self._series(name, labels)
+        child = metric.labels(*values) if values else metric
+        if isinstance(child, Gauge):
+            child.set(value)
+            return
         with self._lock:
-            self._check(name)[_labels(labels)] = value
+            last = self._mirrored.get((name, values), 0.0)
+            self._mirrored[(name, values)] = float(value)
+            if value > last:
+                child.inc(value - last)
 
     def get(self, name: str, **labels: str) -> Number | None:
-        with self._lock:
-            return self._check(name).get(_labels(labels))
+        """The current value of one series, None when it has none yet."""
+        self._series(name, labels)  # checks the name and fills in the account
+        return self.registry.get_sample_value(name, labels)
 
     def render(self) -> str:
-        """The Prometheus text exposition of every metric that has a value."""
-        lines: list[str] = []
-        with self._lock:
-            for name, (kind, help_text) in CATALOGUE.items():
-                series = self._values[name]
-                if not series:
-                    continue
-                lines.append(f"# HELP {name} {help_text}")
-                lines.append(f"# TYPE {name} {kind}")
-                for labels, value in sorted(series.items()):
-                    tag = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                    lines.append(f"{name}{{{tag}}} {_number(value)}" if tag else f"{name} {_number(value)}")
-        return "\n".join(lines) + "\n"
+        """The Prometheus text exposition (0.0.4) of every series that has a value."""
+        return generate_latest(_WithoutCreated(self.registry)).decode("utf-8")
+
+
+class _WithoutCreated(Collector):
+    """The registry's families without the `_created` series prometheus-client adds to each
+    counter: in the text format they are one more gauge per series, which nothing of syncd's
+    needs (Prometheus detects counter resets by themselves)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family

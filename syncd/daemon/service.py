@@ -38,6 +38,7 @@ from syncd.invoiced import InvoicedClient, RetryPolicy
 from syncd.pushback.metrics import OutcomeCounter
 from syncd.store import Store, redact_url
 from syncd.store.lease import PULL, PUSH, Lease, LeaseHeld, LeaseLost, holding
+from syncd.store.pacing import share_pacing
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +88,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.wake = threading.Event()
-        self.metrics = Metrics()
+        self.metrics = Metrics(account=settings.account)
         self.push_outcomes = OutcomeCounter()
         self.jobs: dict[str, Job] = {}
         self.exit_code = EXIT_OK
@@ -353,13 +354,18 @@ class Daemon:
             rate_limit_budget=conf.rate_limit_budget,
             request_deadline=conf.request_deadline,
         )
-        return InvoicedClient.connect(
+        client = InvoicedClient.connect(
             conf.base_url,
             conf.api_key.get_secret_value(),
             timeout=conf.timeout,
             policy=policy,
             max_connections=conf.max_connections,
         )
+        # One pace with the account's other processes (a manual sync, workers), kept in the store.
+        client.pace_key = settings.account
+        if self.store is not None:
+            share_pacing(client, self.store.engine)
+        return client
 
     def _retire(self, client: InvoicedClient) -> None:
         for key in _API_STATS:

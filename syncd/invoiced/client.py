@@ -122,6 +122,9 @@ class InvoicedClient:
         self.http = http
         self.policy = policy or RetryPolicy()
         self.pacer: Pacer = self.policy.pacer()
+        # The account whose pace this client shares with the account's other processes once
+        # a store is attached (syncd.store.pacing.share_pacing); None: paced on its own.
+        self.pace_key: str | None = None
         self.stats = ClientStats()
         # Told (seconds, reason) before every wait between attempts: a live view shows it.
         self.on_wait: Callable[[float, str], None] | None = None

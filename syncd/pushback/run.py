@@ -14,6 +14,7 @@ from syncd.pushback.outbox import Outbox
 from syncd.pushback.push import Pusher, PushReport
 from syncd.store import Store
 from syncd.store.lease import PUSH, WAIT_HINT, holding
+from syncd.store.pacing import share_pacing
 
 log = structlog.get_logger("syncd.pushback")
 
@@ -57,6 +58,7 @@ def run_push(
             from syncd.engine import connect
 
             client = connect(settings)
+        share_pacing(client, store.engine)
         # The rate-limit budget bounds one run; a daemon's client lives across many (a
         # push-only daemon would otherwise spend it once and fail every later 429).
         client.pacer.reset_budget()

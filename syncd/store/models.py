@@ -142,3 +142,25 @@ class Lock(SQLModel, table=True):
     pid: int
     since: float
     expires_at: float
+
+
+class Pace(SQLModel, table=True):
+    """An account's request pace, shared by every process that calls Invoiced for it.
+
+    Times are seconds since the epoch on the database's clock (syncd/store/pacing.py);
+    0 stands for "never".
+    """
+
+    key: str = Field(primary_key=True, max_length=60)  # the account
+    rate: float | None = None  # requests/s; None: not paced (no 429 yet)
+    next_at: float = 0.0  # the next free slot of the pace
+    paused_until: float = 0.0  # a Retry-After: nobody sends before
+    decreased_at: float = 0.0  # the last time the pace was lowered (a 429 episode began)
+    resumed_at: float = 0.0  # when that episode's pause ended
+    episodes: int = 0
+    # Successes counted over two adjacent windows, to measure the pace the server allows.
+    window_start: float = 0.0
+    window_count: int = 0
+    previous_count: int = 0
+    granted: float = 0.0  # the slot the last reservation took (-1: none); read back by it
+    updated_at: float = 0.0

@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ class Runner:
         self._stamp: reload_mod.FileStamp | None = None
         self._retired: list[Store | InvoicedClient] = []
         self._halts: set[threading.Event] = set()
+        self._jobs_of: Counter[int] = Counter()  # jobs running here, by id() of their store
         self._lock = threading.Lock()
 
     def failing(self) -> list[tuple[str, str, Track]]:
@@ -183,17 +185,27 @@ class Runner:
             for halt in self._halts:
                 halt.set()
 
-    def _halt(self) -> threading.Event:
+    def _halt(self, store: Store) -> threading.Event:
         halt = threading.Event()
         with self._lock:
             if self.stop.is_set():
                 raise Stopped("stopping before the job started")
             self._halts.add(halt)
+            self._jobs_of[id(store)] += 1
         return halt
 
-    def _done(self, halt: threading.Event) -> None:
+    def _done(self, halt: threading.Event, store: Store) -> None:
+        """The job ended. When no other job of its store runs here, the store's pooled
+        connections are closed: a worker serves every account, and an idle pool kept per
+        account in every worker would take accounts x workers connections, past
+        PostgreSQL's max_connections (100 by default) at 20 accounts and 3 workers. A
+        job costs one connect instead."""
         with self._lock:
             self._halts.discard(halt)
+            self._jobs_of[id(store)] -= 1
+            if self._jobs_of[id(store)] <= 0:
+                del self._jobs_of[id(store)]
+                store.engine.dispose()
 
     def close(self) -> None:
         """Close stores and clients (after the jobs ended)."""
@@ -223,7 +235,7 @@ class Runner:
             from syncd.engine import run_sync
 
             started = time.monotonic()
-            halt = self._halt()
+            halt = self._halt(acc.store)
             try:
                 with holding(
                     acc.store.engine,
@@ -248,7 +260,7 @@ class Runner:
                 self._record(account, job, "failed", str(exc), {}, time.monotonic() - started)
                 raise
             finally:
-                self._done(halt)
+                self._done(halt, acc.store)
             result = report.streams.get(stream)
             counts: dict[str, Any] = result.as_dict() if result else {}
             counts.pop("error", None)
@@ -286,7 +298,7 @@ class Runner:
             from syncd.pushback import run_push
 
             started = time.monotonic()
-            halt = self._halt()  # push has no page to stop at: it ends its payments, then the worker
+            halt = self._halt(acc.store)  # push has no page to stop at: it ends its payments, then the worker
             try:
                 with holding(
                     acc.store.engine, PUSH, ttl=settings.daemon.lock_ttl, role=f"syncd worker {self.name}"
@@ -299,7 +311,7 @@ class Runner:
                 self._record(account, "push", "failed", str(exc), {}, time.monotonic() - started)
                 raise
             finally:
-                self._done(halt)
+                self._done(halt, acc.store)
             counts = {str(k): int(v) for k, v in dict(report.counts).items()}
             for outcome, n in acc.outcomes.increments(report).items():
                 self.metrics.inc("syncd_pushback_payments_total", n, outcome=outcome, account=account)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 ROOT = Path(__file__).resolve().parents[2]
 
 MAPPING = """\
@@ -187,14 +189,15 @@ class DaemonProcess:
             return exc.code, exc.read().decode()
 
     def metrics(self) -> dict[str, float]:
-        """Samples of /metrics by their full series name, e.g. `syncd_up` or `x{a="b"}`."""
+        """Samples of /metrics by their full series name, labels sorted, e.g. `syncd_up` or
+        `x{account="default",stream="invoices"}` (read by prometheus_client's parser)."""
         status, body = self.get("/metrics")
         assert status == 200
         samples = {}
-        for line in body.splitlines():
-            if line and not line.startswith("#"):
-                series, value = line.rsplit(" ", 1)
-                samples[series] = float(value)
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                tag = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{tag}}}" if tag else sample.name] = sample.value
         return samples
 
     def signal(self, sig: signal.Signals) -> None:

@@ -78,25 +78,35 @@ def test_daemon_syncs_reloads_survives_an_outage_and_stops_cleanly(make_sandbox:
         assert (status, body.split("\n")[0]) == (200, "ok")
         warning = "warning: 1 refused record(s) or payment(s): see `syncd errors`"
         assert body.split("\n")[1:] in ([""], [warning, ""])
-        delivered = 'syncd_records_delivered_total{connector="csv",stream="customers"}'
+        delivered = 'syncd_records_delivered_total{account="default",connector="csv",stream="customers"}'
         # The file is rendered inside the run; the counters are added when the run returns.
         m = wait_for(
             lambda: (m := daemon.metrics()).get(delivered) == len(expected) + 1 and m, 60, "counters"
         )
-        assert m['syncd_records_pulled_total{stream="customers"}'] >= len(expected) + 1
-        assert m['syncd_records_delivered_total{connector="csv",stream="customers"}'] == len(expected) + 1
-        assert m['syncd_records_delivered_total{connector="csv",stream="invoices"}'] == len(
+        assert m['syncd_records_pulled_total{account="default",stream="customers"}'] >= len(expected) + 1
+        assert (
+            m['syncd_records_delivered_total{account="default",connector="csv",stream="customers"}']
+            == len(expected) + 1
+        )
+        assert m['syncd_records_delivered_total{account="default",connector="csv",stream="invoices"}'] == len(
             sb.data.list("invoices")
         )
-        assert m['syncd_job_last_success_timestamp_seconds{job="transactions"}'] > time.time() - 60
-        assert m["syncd_api_requests_total"] > 0
-        assert m["syncd_dead_letters"] == 0
+        assert (
+            m['syncd_job_last_success_timestamp_seconds{account="default",job="transactions"}']
+            > time.time() - 60
+        )
+        assert m['syncd_api_requests_total{account="default"}'] > 0
+        assert m['syncd_dead_letters{account="default"}'] == 0
         # push-back: one payment posted exactly once, one rejected; outcomes on /metrics
         m = wait_for(
-            lambda: _metrics_with(daemon, 'syncd_pushback_payments_total{outcome="posted"}'), 60, "a post"
+            lambda: _metrics_with(
+                daemon, 'syncd_pushback_payments_total{account="default",outcome="posted"}'
+            ),
+            60,
+            "a post",
         )
-        assert m['syncd_pushback_payments_total{outcome="posted"}'] == 1
-        assert m['syncd_pushback_payments_total{outcome="rejected"}'] >= 1
+        assert m['syncd_pushback_payments_total{account="default",outcome="posted"}'] == 1
+        assert m['syncd_pushback_payments_total{account="default",outcome="rejected"}'] >= 1
         posted = [
             t for t in sb.data.list("transactions") if (t.get("metadata") or {}).get("syncd_external_id")
         ]
@@ -137,7 +147,9 @@ def test_daemon_syncs_reloads_survives_an_outage_and_stops_cleanly(make_sandbox:
         # -- an API outage: back off, degrade, never exit; catch up afterwards ---------------
         outage_started = time.monotonic()
         sb.knobs.p429 = 1.0  # first rate limited ...
-        wait_for(lambda: daemon.metrics().get("syncd_api_throttled_total"), 30, "a 429 counted")
+        wait_for(
+            lambda: daemon.metrics().get('syncd_api_throttled_total{account="default"}'), 30, "a 429 counted"
+        )
         sb.knobs.p429, sb.knobs.p500 = 0.0, 1.0  # ... then down
 
         def degraded() -> tuple[int, str] | None:
@@ -155,10 +167,10 @@ def test_daemon_syncs_reloads_survives_an_outage_and_stops_cleanly(make_sandbox:
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage_started)))
         assert daemon.proc.poll() is None
         m = daemon.metrics()
-        assert m["syncd_api_server_errors_total"] >= 4
-        assert m["syncd_api_retries_total"] >= 1
-        assert m['syncd_job_consecutive_failures{job="customers"}'] >= 2
-        assert m['syncd_job_runs_total{job="customers",outcome="failed"}'] >= 2
+        assert m['syncd_api_server_errors_total{account="default"}'] >= 4
+        assert m['syncd_api_retries_total{account="default"}'] >= 1
+        assert m['syncd_job_consecutive_failures{account="default",job="customers"}'] >= 2
+        assert m['syncd_job_runs_total{account="default",job="customers",outcome="failed"}'] >= 2
         assert m["syncd_healthy"] == 0
         backoffs = [
             e["retry_in"]
@@ -170,7 +182,7 @@ def test_daemon_syncs_reloads_survives_an_outage_and_stops_cleanly(make_sandbox:
         wait_for(lambda: "Made During Outage Inc" in _names(out), 60, "catch-up after the outage")
         wait_for(lambda: daemon.get("/healthz")[0] == 200, 60, "/healthz ok again")
         m = daemon.metrics()
-        assert m['syncd_job_consecutive_failures{job="customers"}'] == 0
+        assert m['syncd_job_consecutive_failures{account="default",job="customers"}'] == 0
         assert m["syncd_healthy"] == 1
 
         # -- SIGTERM: exit 0 within 10 s, lease released ----------------------------------
@@ -195,11 +207,15 @@ def test_sigterm_mid_run_checkpoints_and_exits_zero_within_10_s(make_sandbox: An
     # comes, however fast the machine (a latency made that a race a fast machine could lose).
     gate = RequestGate(sb, counts=lambda _method, path, _query: path == "/invoices")
     gate.allow(2)
-    write_config(config, sb, store=store, out=out, mapping=mapping, daemon={"invoices_every": 60}, timeout=60.0)
+    write_config(
+        config, sb, store=store, out=out, mapping=mapping, daemon={"invoices_every": 60}, timeout=60.0
+    )
     daemon = DaemonProcess(config).started()
     try:
         s = Store.open(store)
-        wait_for(lambda: gate.reached() and s.cursors("invoices").get("", 0) > 0, 60, "a first invoices checkpoint")
+        wait_for(
+            lambda: gate.reached() and s.cursors("invoices").get("", 0) > 0, 60, "a first invoices checkpoint"
+        )
         s.close()
         stopped_at = time.monotonic()
         daemon.signal(signal.SIGTERM)

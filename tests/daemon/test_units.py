@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.config import Settings, load_settings
 from syncd.daemon import Daemon
@@ -29,23 +30,59 @@ def test_backoff_doubles_per_failure_with_jitter_and_a_cap() -> None:
     assert backoff(3600, 3, rand=rand) >= 0.8 * 3600  # but at least one interval
 
 
-def test_metrics_render_prometheus_text_with_escaped_sorted_labels() -> None:
-    m = Metrics()
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_render_prometheus_text_labelled_by_account() -> None:
+    m = Metrics(account="acme")
     m.inc("syncd_records_pulled_total", 5, stream="invoices")
     m.inc("syncd_records_pulled_total", 2, stream="invoices")
+    m.inc("syncd_records_pulled_total", 4, stream="invoices", account="globex")
     m.inc("syncd_records_delivered_total", 3, stream="customers", connector='odd"name')
     m.set("syncd_job_last_duration_seconds", 1.5, job="invoices")
     m.set("syncd_up", 1.0)
+    m.inc("syncd_config_reloads_total", outcome="ok")
     text = m.render()
-    assert "# HELP syncd_records_pulled_total " in text
     assert "# TYPE syncd_records_pulled_total counter\n" in text
-    assert 'syncd_records_pulled_total{stream="invoices"} 7\n' in text
-    assert 'syncd_records_delivered_total{connector="odd\\"name",stream="customers"} 3\n' in text
-    assert 'syncd_job_last_duration_seconds{job="invoices"} 1.5\n' in text
-    assert "\nsyncd_up 1\n" in text
+    assert (
+        'syncd_records_delivered_total{account="acme",connector="odd\\"name",stream="customers"} 3.0\n'
+        in text
+    )
+    samples = _samples(text)
+    assert samples == {
+        ("syncd_records_pulled_total", frozenset({("account", "acme"), ("stream", "invoices")})): 7,
+        ("syncd_records_pulled_total", frozenset({("account", "globex"), ("stream", "invoices")})): 4,
+        (
+            "syncd_records_delivered_total",
+            frozenset({("account", "acme"), ("stream", "customers"), ("connector", 'odd"name')}),
+        ): 3,
+        ("syncd_job_last_duration_seconds", frozenset({("account", "acme"), ("job", "invoices")})): 1.5,
+        ("syncd_up", frozenset()): 1,  # the process's own metrics carry no account
+        ("syncd_config_reloads_total", frozenset({("outcome", "ok")})): 1,
+    }
     assert "syncd_dead_letters" not in text  # nothing recorded, nothing exported
+    assert m.get("syncd_records_pulled_total", stream="invoices") == 7
+    assert m.get("syncd_records_pulled_total", stream="invoices", account="globex") == 4
     with pytest.raises(KeyError):
         m.inc("syncd_typo_total")
+    with pytest.raises(KeyError):  # the label space is fixed per metric
+        m.inc("syncd_records_pulled_total", stream="invoices", api_key="k")
+
+
+def test_metrics_of_two_instances_never_mix_and_a_mirrored_counter_never_goes_back() -> None:
+    a, b = Metrics(), Metrics()
+    a.set("syncd_api_requests_total", 10)
+    a.set("syncd_api_requests_total", 15)
+    b.set("syncd_api_requests_total", 3)
+    assert (a.get("syncd_api_requests_total"), b.get("syncd_api_requests_total")) == (15, 3)
+    a.set("syncd_api_requests_total", 2)  # its source restarted: counted on from there
+    a.set("syncd_api_requests_total", 4)
+    assert a.get("syncd_api_requests_total") == 17
 
 
 def _daemon(**daemon: Any) -> Daemon:

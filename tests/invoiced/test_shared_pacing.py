@@ -1,0 +1,135 @@
+"""One account's pace shared by its processes through the store (syncd/store/pacing.py)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy
+from structlog.testing import capture_logs
+
+from syncd.invoiced import InvoicedClient, RetryPolicy
+from syncd.invoiced.pacing import Pacer
+from syncd.store.database import make_engine
+from syncd.store.pacing import SharedPacer, share_pacing
+from tests.conftest import PG_URL, _pg_available
+from tests.invoiced.pace_walker import run_walkers
+
+
+def _pacer(url: str, **kw: Any) -> SharedPacer:
+    return SharedPacer(make_engine(url), "acme", **kw)
+
+
+def test_a_429_one_process_drew_pauses_and_paces_the_others(store_url: str) -> None:
+    a, b = _pacer(store_url), _pacer(store_url)  # two processes: own engines, own pacers
+    try:
+        for _ in range(5):
+            a.acquire()
+            a.succeeded()
+        a.throttled(a.acquire(), 0.5)  # a 429 with Retry-After: 0.5 for process a
+        assert a.rate is not None and a.episodes == 1
+        slept: list[float] = []
+        b.sleep = lambda s: (slept.append(s), a.sleep(s))[1]  # type: ignore[func-returns-value]
+        b.acquire()  # b never saw that 429, yet waits the pause out and paces as a does
+        assert sum(slept) >= 0.4
+        assert (b.rate, b.episodes) == (a.rate, 1)
+        assert a.shared_calls and b.shared_calls
+    finally:
+        a.engine.dispose()
+        b.engine.dispose()
+
+
+def test_a_second_429_of_the_same_episode_lowers_the_shared_pace_once(store_url: str) -> None:
+    a, b = _pacer(store_url), _pacer(store_url)
+    try:
+        for _ in range(10):
+            a.acquire()
+            a.succeeded()
+        sent_a, sent_b = a.acquire(), b.acquire()  # both in flight when the server runs dry
+        a.throttled(sent_a, 0.0)
+        first = a.rate
+        b.throttled(sent_b, 0.0)  # sent before the decrease: the same episode
+        assert b.rate == first and b.episodes == 1
+    finally:
+        a.engine.dispose()
+        b.engine.dispose()
+
+
+def test_an_unreachable_store_falls_back_to_in_process_pacing_and_says_so_once(tmp_path: Any) -> None:
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'missing' / 'no.db'}")  # cannot be opened
+    pacer = SharedPacer(engine, "acme", retry_after=3600)
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0"}, json={"message": "slow"})])
+
+    def server(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200, json=[{"id": 1}]))
+
+    client = InvoicedClient(httpx.Client(base_url="https://api.test", transport=httpx.MockTransport(server)))
+    client.pacer = pacer
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert client.get_page("/invoices", None).items == [{"id": 1}]
+    assert client.stats.throttled == 1 and pacer.shared_calls == 0
+    assert [e["event"] for e in logs].count("pacing.store_unavailable") == 1
+
+
+def test_only_clients_that_ask_share_and_only_once(store_url: str) -> None:
+    engine = make_engine(store_url)
+    try:
+        mine = InvoicedClient(httpx.Client(base_url="https://api.test"), RetryPolicy())
+        share_pacing(mine, engine)
+        assert type(mine.pacer) is Pacer  # a client made by a test or a caller: left alone
+        mine.pace_key = "acme"
+        share_pacing(mine, engine)
+        shared = mine.pacer
+        share_pacing(mine, engine)
+        assert isinstance(shared, SharedPacer) and mine.pacer is shared and shared.key == "acme"
+        mine.close()
+    finally:
+        engine.dispose()
+
+
+# -- several processes of one account against a rate-limited server -------------------------
+
+STREAMS = ["customers", "invoices", "transactions"]
+PROCESSES = 3
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    if not _pg_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL} (CI must start it)")
+        pytest.skip("PostgreSQL not reachable")
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def _walk(make_sandbox: Any, store_url: str | None) -> tuple[float, int]:
+    """Three processes of one account walk every stream; (share of 429s, requests served)."""
+    sb = make_sandbox(seed=5, customers=100, invoices=600, transactions=150, rate_limit=10, burst=10)
+    results = run_walkers(sb.url, sb.api_key, PROCESSES, store_url, STREAMS, per_page=10)
+    for result in results:  # every record read by every process
+        for stream, ids in result["ids"].items():
+            assert sorted(ids) == sorted(str(r["id"]) for r in sb.data.list(stream)), stream
+    if store_url is not None:
+        assert all(r["shared_calls"] > 0 for r in results)
+    return sb.stats.served_429 / sb.stats.total, sb.stats.total
+
+
+@pytest.mark.postgres
+def test_processes_of_one_account_share_its_rate_limit(make_sandbox: Any, pg_schema_url: str) -> None:
+    shared, requests = _walk(make_sandbox, pg_schema_url)
+    assert shared < 0.05, (shared, requests)
+    # The contrast: the same processes pacing themselves alone (the pacer before sharing).
+    alone, requests_alone = _walk(make_sandbox, None)
+    assert alone > 2 * shared and alone > 0.08, (alone, requests_alone, shared)
