@@ -86,9 +86,7 @@ def test_post_is_retried_when_the_connection_never_opened(make_client, sleeps) -
 
 def test_post_throttled_past_the_rate_limit_budget_is_known_not_applied(make_client) -> None:
     # 429s use no attempt: only the rate-limit budget ends them (3 s of 1 s waits: 4 tries).
-    client = make_client(
-        Script(json_response(429, "{}", {"Retry-After": "1"})), attempts=2, rate_limit_budget=3
-    )
+    client = make_client(Script(json_response(429, "{}", {"Retry-After": "1"})), attempts=2, rate_limit_budget=3)
     with pytest.raises(RetryableApiError) as info:
         client.post("/transactions", PAYMENT)
     assert info.value.outcome_unknown is False  # type: ignore[attr-defined]

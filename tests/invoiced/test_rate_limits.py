@@ -64,9 +64,7 @@ def test_rate_limit_waits_end_at_the_run_budget_with_a_one_line_error(make_clien
 
 def test_every_wait_is_announced_with_seconds_and_reason(make_client, sleeps) -> None:
     client = make_client(
-        Script(
-            throttled("2"), json_response(503, "{}", {"Retry-After": "1.5"}), httpx.ReadTimeout("slow"), OK
-        )
+        Script(throttled("2"), json_response(503, "{}", {"Retry-After": "1.5"}), httpx.ReadTimeout("slow"), OK)
     )
     seen: list[tuple[float, str]] = []
     client.on_wait = lambda seconds, reason: seen.append((seconds, reason))

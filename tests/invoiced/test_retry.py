@@ -129,9 +129,7 @@ def test_budget_bounds_jittered_backoff_too(make_client, sleeps) -> None:
         assert 20.0 - 4.0 < sum(sleeps) <= 20.0
 
 
-def test_retry_after_longer_than_the_rate_limit_budget_raises_at_once_with_the_hint(
-    make_client, sleeps
-) -> None:
+def test_retry_after_longer_than_the_rate_limit_budget_raises_at_once_with_the_hint(make_client, sleeps) -> None:
     script = Script(json_response(429, THROTTLED, {"Retry-After": "600"}))
     client = make_client(script, budget=1.0, rate_limit_budget=60.0)
     with pytest.raises(RetryableApiError) as info:
