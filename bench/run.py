@@ -86,8 +86,8 @@ class Sizes:
     # each falls in every date window, so the windows deep-scan them
     rf_bulk_seconds: int = 4
     rf_bulk: int = 1_000
-    # shared pace: every process walks all three streams (per_page 10) against one bucket
-    sp_invoices: int = 1_500
+    # shared pace: one process walks three streams, or three one each (per_page 10), one bucket
+    sp_records: int = 1_000
     sp_rate: float = 10.0
     syncd_only: bool = False
 
@@ -107,7 +107,7 @@ class Sizes:
             rf_invoices=3_000,
             rf_bulk_seconds=2,
             rf_bulk=600,
-            sp_invoices=300,
+            sp_records=300,
         )
 
 
@@ -600,7 +600,7 @@ def shared_pace(sz: Sizes, work: Path) -> list[str]:
     except sqlalchemy.exc.OperationalError as exc:
         say(f"shared-pace: skipped, PostgreSQL not reachable ({type(exc).__name__})")
         return []
-    config = {"seed": sz.seed, "customers": 100, "invoices": sz.sp_invoices, "transactions": 150,
+    config = {"seed": sz.seed, "customers": sz.sp_records, "invoices": sz.sp_records, "transactions": sz.sp_records,
               "latency": 0.0, "rate_limit": sz.sp_rate, "burst": int(sz.sp_rate)}
     rows = []
     for processes, shared in ((1, False), (1, True), (3, False), (3, True)):
@@ -612,8 +612,9 @@ def shared_pace(sz: Sizes, work: Path) -> list[str]:
                 mode = "shared" if shared else "alone"
                 say(f"shared-pace: {processes} process(es), {mode}")
                 store = f"{pg}?options=-csearch_path%3D{schema}" if shared else None
-                results = run_walkers(sb.url, sb.api_key, processes, store,
-                                      ["customers", "invoices", "transactions"], per_page=10)
+                streams = [["customers", "invoices", "transactions"]] if processes == 1 else [
+                    ["customers"], ["invoices"], ["transactions"]]
+                results = run_walkers(sb.url, sb.api_key, streams, store, per_page=10)
                 span = max(r["walk"][1] for r in results) - min(r["walk"][0] for r in results)
                 answered = sb.stats.total - sb.stats.served_429
                 rows.append([processes, mode, sb.stats.total, sb.stats.served_429,
@@ -624,8 +625,8 @@ def shared_pace(sz: Sizes, work: Path) -> list[str]:
                 conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
     notes = [
-        f"token bucket {sz.sp_rate:g} req/s, burst {int(sz.sp_rate)}; each process walks customers, "
-        f"{sz.sp_invoices:,} invoices and transactions (per_page 10), one thread per stream",
+        f"token bucket {sz.sp_rate:g} req/s, burst {int(sz.sp_rate)}; {sz.sp_records:,} customers, invoices and "
+        "transactions (per_page 10), one thread per stream: 1 process walks all three, 3 one each",
         "alone: each process's own pacer (before #16); shared: one pace in the store's `pace` row",
         "% of bound = answered requests / walk span / rate limit",
     ]

@@ -69,13 +69,13 @@ if __name__ == "__main__":
 def run_walkers(
     base_url: str,
     api_key: str,
-    processes: int,
+    streams: list[list[str]],
     store_url: str | None,
-    streams: list[str],
     per_page: int,
     account: str = "default",
 ) -> list[dict[str, Any]]:
-    """`processes` walkers of one account started together; their results once all are done."""
+    """One walker of one account per entry of `streams` (the streams it walks), started
+    together; their results once all are done."""
     import os
     import subprocess
     from pathlib import Path
@@ -86,13 +86,12 @@ def run_walkers(
         "api_key": api_key,
         "store_url": store_url,
         "account": account,
-        "streams": streams,
         "per_page": per_page,
     }
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.invoiced.pace_walker", json.dumps(spec)],
+            [sys.executable, "-m", "tests.invoiced.pace_walker", json.dumps({**spec, "streams": mine})],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -100,7 +99,7 @@ def run_walkers(
             cwd=root,
             env=env,
         )
-        for _ in range(processes)
+        for mine in streams
     ]
     try:
         for proc in procs:  # every one ready (imported, store migrated) before any starts
