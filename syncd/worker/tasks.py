@@ -169,13 +169,17 @@ class Runner:
             rate_limit_budget=conf.rate_limit_budget,
             request_deadline=conf.request_deadline,
         )
-        return InvoicedClient.connect(
+        client = InvoicedClient.connect(
             conf.base_url,
             conf.api_key.get_secret_value(),
             timeout=conf.timeout,
             policy=policy,
             max_connections=conf.max_connections,
         )
+        # One pace with the account's jobs on other workers: run_sync / run_push share it
+        # through the account's store (syncd.store.pacing).
+        client.pace_key = settings.account
+        return client
 
     # -- stopping --------------------------------------------------------------------
     def request_stop(self) -> None:

@@ -93,6 +93,9 @@ def test_two_workers_sync_every_account_once_per_tick_and_never_overlap(
         assert {r["job"] for r in log} == STREAM_JOBS
         assert all(r["holder"].startswith(("w1@", "w2@")) for r in log)
         assert overlaps(log) == []
+    # Every worker's requests for an account went through that account's one shared pace.
+    for name in ACCOUNTS:
+        assert query(job_db, f"SELECT key FROM syncd_{name}.pace") == [{"key": name}]
     # Periodic ticks: deferred once per timestamp for the cluster, with two workers deferring.
     ticks = query(
         job_db,
