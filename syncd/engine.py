@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from syncd.config import Settings
-from syncd.cursor import CursorWalk, WalkPage
+from syncd.cursor import CursorWalk, Resume, WalkPage
 from syncd.deletions import Deletions
 from syncd.delivery import Delivery, StreamReport, Target, close_targets, open_targets, redeliver
 from syncd.delivery_order import DeliveryOrder
@@ -194,8 +194,17 @@ class SyncRun:
         cursors = plan.own(self.store.cursors(name))
         per_page = self.settings.invoiced.per_page
         fetch = self._fetcher(stream.path)
+        resumes = self.store.resume_points(name)
+
+        def walk(partition: str, scope: Mapping[str, str], begin: int) -> CursorWalk:
+            # A killed run's walk goes on where it stopped, watching what it deep-scanned (syncd.cursor).
+            point = resumes.get(plan.partition(partition))
+            resume = Resume(point[0], point[1]) if point is not None and min(point[1]) == begin else None
+            watched = self.store.raw_updated_at(name, resume.seconds) if resume is not None else None
+            return CursorWalk(fetch, {**params, **scope}, begin, per_page, resume=resume, watched=watched)
+
         if "" in cursors and len(cursors) == 1:
-            return [_Walker(stream, plan.partition(""), CursorWalk(fetch, params, cursors[""], per_page))]
+            return [_Walker(stream, plan.partition(""), walk("", {}, cursors[""]))]
         windows = [(p, _scope_of(p)) for p in cursors if p] or self._windows(
             stream, params, self.settings.streams.enabled()[name].windows
         )
@@ -205,9 +214,7 @@ class SyncRun:
         self.store.set_cursors(name, {plan.partition(p): cursors.get(p, start) for p, _ in windows if p})
         for partition, scope in windows:
             begin = cursors.get(partition, start)
-            walkers.append(
-                _Walker(stream, plan.partition(partition), CursorWalk(fetch, {**params, **scope}, begin, per_page))
-            )
+            walkers.append(_Walker(stream, plan.partition(partition), walk(partition, scope, begin)))
         return walkers
 
     # -- running --------------------------------------------------------------------
@@ -306,7 +313,8 @@ class SyncRun:
         report.fetched += len(page.items)
         try:
             self.delivery.deliver(name, records, report)
-            self.store.set_cursor(name, walker.partition, page.checkpoint)
+            resume = None if page.resume is None else (page.resume.at, page.resume.seconds)
+            self.store.set_cursor(name, walker.partition, page.checkpoint, resume)
         except FAILURES as exc:  # ours, a full disk, a broken store: the stream stops, the cursor stays
             report.error = describe(exc)
             log.error("delivery.failed", stream=name, error=report.error)

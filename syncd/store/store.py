@@ -110,6 +110,11 @@ def ref_id(data: Mapping[str, Any], field: str) -> str | None:
     return str(value)
 
 
+def _resume_key(stream: str, partition: str) -> str:
+    """The Meta key of a cursor's resume point (kept beside the cursor, not in its row)."""
+    return f"resume:{stream}:{partition}"
+
+
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -210,9 +215,42 @@ class Store:
             rows = conn.execute(select(CURSOR)).mappings().all()
         return [Cursor(**row) for row in rows]
 
-    def set_cursor(self, stream: str, partition: str, value: int) -> None:
+    def set_cursor(
+        self, stream: str, partition: str, value: int, resume: tuple[int, Sequence[int]] | None = None
+    ) -> None:
+        """Move one cursor; `resume` (where a killed walk may go on, and the deep-scanned seconds
+        it watches: syncd.cursor.Resume) is stored with it, or any earlier one dropped."""
         with self.engine.begin() as conn:
             self._set_cursor(conn, stream, partition, value)
+            key = _resume_key(stream, partition)
+            if resume is None:
+                conn.exec_driver_sql(f'DELETE FROM "{META.name}" WHERE key = {self._p}', (key,))  # noqa: S608
+            else:
+                text = json.dumps({"at": resume[0], "seconds": sorted(resume[1])})
+                self._upsert_fast(conn, META, ("key", "value"), [(key, text)])
+
+    def resume_points(self, stream: str) -> dict[str, tuple[int, tuple[int, ...]]]:
+        """The resume points stored with a stream's cursors, by partition (see `set_cursor`)."""
+        prefix = _resume_key(stream, "")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(META.c.key, META.c.value).where(META.c.key.startswith(prefix, autoescape=True))
+            ).all()
+        points = {}
+        for key, text in rows:
+            try:
+                data = json.loads(text)
+                points[key[len(prefix) :]] = (int(data["at"]), tuple(int(s) for s in data["seconds"]))
+            except (ValueError, TypeError, KeyError):
+                continue  # unreadable: the walk goes on from its cursor, as without one
+        return points
+
+    def _drop_resume(self, conn: Connection, stream: str, partitions: Sequence[str] | None = None) -> None:
+        """Forget resume points of some partitions of a stream (None: all of them)."""
+        if partitions is None:
+            conn.execute(delete(Meta).where(META.c.key.startswith(_resume_key(stream, ""), autoescape=True)))
+        elif partitions:
+            conn.execute(delete(Meta).where(META.c.key.in_([_resume_key(stream, p) for p in partitions])))
 
     def set_cursors(self, stream: str, values: Mapping[str, int]) -> None:
         """Set several partitions' cursors in one transaction (a plan is stored whole or not at all)."""
@@ -228,6 +266,7 @@ class Store:
         """Set the stream's cursor and drop its window cursors (and set `meta`), atomically."""
         with self.engine.begin() as conn:
             conn.execute(delete(Cursor).where(and_(CURSOR.c.stream == stream, CURSOR.c.partition != "")))
+            self._drop_resume(conn, stream)
             self._set_cursor(conn, stream, "", value)
             if meta:
                 self._upsert(conn, META, [{"key": k, "value": v} for k, v in meta.items()])
@@ -237,11 +276,13 @@ class Store:
         if partitions:
             with self.engine.begin() as conn:
                 conn.execute(delete(Cursor).where(CURSOR.c.stream == stream, CURSOR.c.partition.in_(partitions)))
+                self._drop_resume(conn, stream, partitions)
 
     def reset_stream(self, stream: str) -> None:
         """Forget a stream's cursors (a `--full` run)."""
         with self.engine.begin() as conn:
             conn.execute(delete(Cursor).where(CURSOR.c.stream == stream))
+            self._drop_resume(conn, stream)
 
     # -- raw records ----------------------------------------------------------------
     def raw_hashes(self, stream: str, ids: Sequence[str]) -> dict[str, str]:
@@ -276,6 +317,17 @@ class Store:
         for r, h in records:
             if r.stream in REFERRED_STREAMS and not r.deleted and type(r.data) is dict:
                 self._remember((r.stream, r.id, h), r.data)
+
+    def raw_updated_at(self, stream: str, seconds: Sequence[int]) -> dict[str, int]:
+        """Live stored records of a stream last updated at one of `seconds`: id -> updated_at."""
+        if not seconds:
+            return {}
+        sql = (
+            f'SELECT record_id, updated_at FROM "{RAW.name}" '  # noqa: S608
+            f"WHERE stream = {self._p} AND deleted = {self._p} AND updated_at IN ({self._marks(len(seconds))})"
+        )
+        with self.engine.connect() as conn:
+            return {rid: int(u) for rid, u in conn.exec_driver_sql(sql, (stream, False, *seconds))}
 
     def get_raw(self, stream: str, record_id: str) -> dict[str, Any] | None:
         """One raw record (None when unknown or deleted)."""
