@@ -7,10 +7,11 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import simplejson
 from sqlalchemy import Table, and_, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -75,11 +76,34 @@ def dumps(value: Any) -> str:
 
 # One decoder for the process: simplejson.loads(use_decimal=True) builds a new one per call.
 _DECODER = simplejson.JSONDecoder(parse_float=Decimal)
+# The fast paths: msgspec's C codec, exact (fractions read into Decimal, Decimal written as a
+# number), keys sorted like `dumps`.
+_FAST_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+_FAST_ENCODER = msgspec.json.Encoder(decimal_format="number", order="sorted")
 
 
 def loads(text: str | bytes) -> Any:
     """Inverse of `dumps`: numbers with a fraction come back as Decimal."""
-    return _DECODER.decode(text.decode() if isinstance(text, bytes) else text)
+    try:
+        return _FAST_DECODER.decode(text)
+    except (msgspec.DecodeError, RecursionError):  # NaN, a lone surrogate escape: simplejson reads those
+        return _DECODER.decode(text.decode() if isinstance(text, bytes) else text)
+
+
+def dumps_record(data: Mapping[str, Any]) -> str:
+    """`dumps` of a record decoded from JSON (only JSON's types and Decimal), the same text.
+
+    msgspec writes the same bytes as `dumps` for such values as long as they are printable
+    ASCII (`dumps` escapes everything else); any other record, or one msgspec refuses (NaN,
+    a surrogate), goes through `dumps`. Same text, same content hash, whichever path.
+    """
+    try:
+        raw = _FAST_ENCODER.encode(data)
+    except (TypeError, ValueError, OverflowError):
+        return dumps(data)
+    if not raw.isascii() or b"\x7f" in raw:
+        return dumps(data)
+    return raw.decode("ascii")
 
 
 def content_hash(data: Mapping[str, Any]) -> str:
@@ -292,9 +316,16 @@ class Store:
             return {rid: h for rid, h in self._select_in(conn, sql, (stream,), ids)}
 
     def save_raw(
-        self, records: Sequence[tuple[Record, str]], texts: Mapping[str, str] | None = None
+        self,
+        records: Sequence[tuple[Record, str]],
+        texts: Mapping[str, str] | None = None,
+        due: Collection[str] | None = None,
     ) -> None:
-        """Upsert raw records with their content hashes (`texts`: their `dumps`, when known)."""
+        """Upsert raw records with their content hashes (`texts`: their `dumps`, when known).
+
+        A record others refer to is marked `dependents_due` (see `dependents_due`); with `due`,
+        only the ids in it (those that stored records refer to).
+        """
         texts = texts or {}
         rows = [
             (
@@ -307,7 +338,7 @@ class Store:
                 texts[r.id] if r.id in texts else dumps(r.data),
                 None if r.stream == "customers" else ref_id(r.data, "customer"),
                 ref_id(r.data, "invoice") if r.stream == "transactions" else None,
-                r.stream in REFERRED_STREAMS,
+                r.stream in REFERRED_STREAMS and (due is None or r.id in due),
             )
             for r, h in records
         ]
@@ -340,6 +371,22 @@ class Store:
                 )
             ).first()
         return loads(row[0]) if row else None
+
+    def referred_by_stored(self, stream: str, ids: Sequence[str]) -> set[str]:
+        """The ids among `ids` (of customers or invoices) that a stored live record refers to."""
+        if stream not in REFERRED_STREAMS or not ids:
+            return set()
+        column = "customer_id" if stream == "customers" else "invoice_id"
+        dependents = ("invoices", "transactions") if stream == "customers" else ("transactions",)
+        sql = (
+            f'SELECT DISTINCT {column} FROM "{RAW.name}" '  # noqa: S608
+            f"WHERE stream = {self._p} AND deleted = {self._p} AND {column} IN ({{}})"
+        )
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for dependent in dependents:
+                found.update(rid for (rid,) in self._select_in(conn, sql, (dependent, False), ids))
+        return found
 
     def dependents_due(self, stream: str, limit: int = 1000) -> list[str]:
         """Ids of changed records whose dependents may not have been re-delivered yet."""

@@ -195,3 +195,23 @@ def test_output_rows_are_stored_as_dumps_would_write_them(row: dict[str, object]
     from syncd.store.store import _dumps_row, dumps
 
     assert _dumps_row(row) == dumps(row)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6))
+def test_the_fast_record_encoder_writes_what_dumps_writes(record: dict[str, object]) -> None:
+    """Same text, so the same content hash: stores written before keep their hashes."""
+    from syncd.store.store import dumps, dumps_record, loads
+
+    assert dumps_record(record) == dumps(record)
+    assert loads(dumps_record(record)) == record
