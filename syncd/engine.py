@@ -85,12 +85,22 @@ class SyncReport:
         }
 
 
+# Pages of a walk fetched (or being fetched) and not yet delivered or held: the next page is
+# fetched while one is delivered, and no further ahead, since a kill loses every page not yet
+# delivered (a resumed run reads them again) and a faster fetch would only wait in the queue.
+# A date window of a first pass fetches only once its page is delivered: its sibling windows'
+# fetches overlap the delivery, and a killed first pass loses one page a window, not two.
+LOOKAHEAD = 2
+WINDOW_LOOKAHEAD = 1
+
+
 @dataclass
 class _Walker:
     stream: Stream
     partition: str
     walk: CursorWalk
     done: bool = False
+    ahead: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(LOOKAHEAD))
 
 
 _DONE = object()
@@ -214,13 +224,21 @@ class SyncRun:
         self.store.set_cursors(name, {plan.partition(p): cursors.get(p, start) for p, _ in windows if p})
         for partition, scope in windows:
             begin = cursors.get(partition, start)
-            walkers.append(_Walker(stream, plan.partition(partition), walk(partition, scope, begin)))
+            walker = _Walker(stream, plan.partition(partition), walk(partition, scope, begin))
+            if len(windows) > 1:
+                walker.ahead = threading.Semaphore(WINDOW_LOOKAHEAD)
+            walkers.append(walker)
         return walkers
 
     # -- running --------------------------------------------------------------------
     def _run_walk(self, walker: _Walker, out: queue.Queue[tuple[_Walker, Any]]) -> None:
         try:
-            for page in walker.walk:
+            pages = iter(walker.walk)
+            while True:
+                walker.ahead.acquire()  # a slot for the page about to be fetched; see LOOKAHEAD
+                page = next(pages, None)
+                if page is None:
+                    break
                 out.put((walker, page))
                 if self.stop.is_set():
                     out.put((walker, InterruptedError("stopped")))
@@ -280,10 +298,15 @@ class SyncRun:
         pending = len(walkers)
         order = DeliveryOrder(walkers, self.targets)
         while pending:
-            work = deque(order.take(*out.get()))
+            taken = out.get()
+            work = deque(order.take(*taken))
+            if isinstance(taken[1], WalkPage) and not any(item is taken[1] for _, item in work):
+                taken[0].ahead.release()  # held back (DeliveryOrder): the walk may fetch on
             while work:
                 walker, item = work.popleft()
                 pending -= self._take(walker, item)
+                if item is taken[1] and isinstance(item, WalkPage):
+                    walker.ahead.release()  # delivered: the walk may fetch another
                 if walker.done or isinstance(item, BaseException):
                     order.finished(walker)
                     work.extend(order.ready())

@@ -30,9 +30,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # database back to an earlier consistent state. Cursors are committed after the data
     # they cover, in the same database, so a rollback means re-reading, never losing.
     cur.execute("PRAGMA synchronous=NORMAL")
-    # 32 MiB of page cache (the default is 2 MiB): the B-tree pages of the raw, delivery and
-    # output indexes stay in memory as the store grows, instead of a read() per lookup.
-    cur.execute("PRAGMA cache_size=-32768")
     cur.close()
 
 
