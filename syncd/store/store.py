@@ -60,9 +60,14 @@ _ENCODER = simplejson.JSONEncoder(use_decimal=True, sort_keys=True, separators=(
 _PLAIN = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
+_FLAT = frozenset({str, int, bool, type(None), Decimal})
+
+
 def _dumps_row(row: Mapping[str, Any]) -> str:
-    """`dumps` of an output row, by the faster encoder when it holds no Decimal."""
+    """`dumps` of an output row, by the faster encoders when its values are plain."""
     data = row if type(row) is dict else dict(row)
+    if all(type(v) in _FLAT for v in data.values()):
+        return dumps_record(data)  # msgspec: the same text (a date or such would not be)
     try:
         return _PLAIN.encode(data)
     except TypeError:  # a Decimal (ledger rows): simplejson keeps it an exact number
