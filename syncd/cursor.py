@@ -15,6 +15,14 @@ the rest. The walk watches the scanned ids; if one reappears later with another
 `updated_at`, is deleted, or the listing's total changes during the scan, the scan may
 have skipped something, and the checkpoint stays at that second so the next run reads it
 again. Until the end of the walk the checkpoint never passes a deep-scanned second.
+
+A kill does not send a resumed walk back to that second, though: each page also carries a
+`Resume` point (where the walk stands, and the seconds it deep-scanned without seeing a
+disturbance). Stored beside the checkpoint, it lets the next run go on from where this one
+stopped, watching the records it holds at those seconds exactly as this run would have
+(`CursorWalk(resume=...)`): an edited one seen later, or a deleted one in the events, still
+sends the cursor back to its second when the walk ends. A scan found disturbed is not
+resumed over at all: the resumed walk reads it again at once.
 """
 
 from __future__ import annotations
@@ -34,6 +42,18 @@ class PageLike(Protocol):
     next_url: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a walk can go on after a kill: from `at`, watching its deep scans' `seconds`.
+
+    Every record updated before `at` was yielded; each second in `seconds` (all below `at`)
+    was deep-scanned and not seen disturbed. The walk's checkpoint is `min(seconds)`.
+    """
+
+    at: int
+    seconds: tuple[int, ...]
+
+
 @dataclass(slots=True)
 class WalkPage:
     """Records from one response, and the checkpoint that is safe once they are written."""
@@ -44,6 +64,8 @@ class WalkPage:
     expected: int | None = None
     # Items the walk had not yielded before (a re-read boundary second counts once).
     new: int | None = None
+    # Where a resumed walk may go on once these records are written (None: from `checkpoint`).
+    resume: Resume | None = None
 
 
 @dataclass(slots=True)
@@ -57,6 +79,9 @@ class CursorWalk:
     """Walks one query from cursor `start`; iterate it for pages, then read `final_checkpoint()`.
 
     `fetch(params, next_url)` returns one page: page 1 of the query when `next_url` is None.
+    `resume` (from a page of an earlier, killed walk of the same query, whose checkpoint
+    `start` is) goes on from `resume.at`; `watched` holds the records stored at its seconds
+    (id -> updated_at), which a disturbance of those deep scans would move or delete.
     """
 
     def __init__(
@@ -65,6 +90,9 @@ class CursorWalk:
         params: Mapping[str, str],
         start: int,
         per_page: int = 100,
+        *,
+        resume: Resume | None = None,
+        watched: Mapping[str, int] | None = None,
     ) -> None:
         self._fetch = fetch
         self._params = dict(params)
@@ -79,6 +107,15 @@ class CursorWalk:
         self.expected: int | None = None  # see `_estimate`
         # The newest second yielded and its (id, updated_at): the next page-1 query reads them again.
         self._edge: tuple[int, set[tuple[str, int]]] = (-1, set())
+        if resume is not None and resume.seconds and min(resume.seconds) == start <= resume.at:
+            self.position = resume.at
+            scans = {second: _DeepScan(second) for second in resume.seconds}
+            for rid, updated in (watched or {}).items():
+                scan = scans.get(updated)
+                if scan is not None:
+                    scan.ids.add(rid)
+                    self._watch[rid] = (updated, scan)
+            self._scans.extend(scans[second] for second in sorted(scans))
 
     def _query(self, cursor: int, next_url: str | None) -> PageLike:
         self.requests += 1
@@ -120,7 +157,15 @@ class CursorWalk:
         self._edge = (second, seen)
         self.yielded += new
         expected = None if self.expected is None else max(self.expected, self.yielded)
-        return WalkPage(items, checkpoint, expected, new)
+        return WalkPage(items, checkpoint, expected, new, self._resume(checkpoint))
+
+    def _resume(self, checkpoint: int) -> Resume | None:
+        """The resume point once this page is written: None when it is the checkpoint itself,
+        or when a scan was disturbed (a resumed walk then reads it again at once)."""
+        if self.position <= checkpoint or any(scan.disturbed for scan in self._scans):
+            return None
+        seconds = tuple(sorted(scan.second for scan in self._scans if scan.second < self.position))
+        return Resume(self.position, seconds) if seconds else None
 
     def _observe(self, items: Iterable[dict[str, Any]]) -> None:
         for item in items:

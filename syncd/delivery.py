@@ -26,7 +26,8 @@ from syncd.errors import SyncdError
 from syncd.mapping import MappingSet
 from syncd.plugin import Connector, MappedRecord, PartialRejection, Record
 from syncd.reconcile import warn_rows_behind
-from syncd.store import Store, dumps, ref_id, text_hash
+from syncd.store import Store, ref_id, text_hash
+from syncd.store.store import dumps_record
 from syncd.streams import STREAMS
 
 log = structlog.get_logger(__name__)
@@ -100,18 +101,22 @@ class Delivery:
         if not records:
             return
         # Serialised once: the text gives the content hash and is what the store keeps.
-        texts = {r.id: dumps(r.data) for r in records}
+        texts = {r.id: dumps_record(r.data) for r in records}
         hashes = {r.id: DELETED_HASH if r.deleted else text_hash(texts[r.id]) for r in records}
         changed: list[Record] = []
         known: dict[str, str] = {}
+        # Changed records that stored records refer to: only their dependents are re-delivered
+        # (on a first sync, none yet: no flag to set and clear on every customer and invoice).
+        due: set[str] = set()
         if save:
             known = self.store.raw_hashes(stream, list(hashes))
             changed = [
                 r for r in records if known.get(r.id) != hashes[r.id] and not (r.deleted and r.id not in known)
             ]
+            due = self.store.referred_by_stored(stream, [r.id for r in changed])
             live = [r for r in changed if not r.deleted]
             if live:
-                self.store.save_raw([(r, hashes[r.id]) for r in live], texts)
+                self.store.save_raw([(r, hashes[r.id]) for r in live], texts, due)
                 report.changed += len(live)
         # A deletion of a stored record goes to every target that does not hold the deletion:
         # a kill between a connector's write and `commit_deliveries` leaves rows unrecorded.
@@ -124,9 +129,9 @@ class Delivery:
         # point leaves the row live and the next run delivers the deletion again.
         gone = [r for r in changed if r.deleted]
         if gone:
-            self.store.save_raw([(r, hashes[r.id]) for r in gone], texts)
-        if changed:
-            self.redeliver_dependents(stream, [r.id for r in changed])
+            self.store.save_raw([(r, hashes[r.id]) for r in gone], texts, due)
+        if due:
+            self.redeliver_dependents(stream, [r.id for r in changed if r.id in due])
 
     def catch_up_dependents(self) -> None:
         """Finish re-deliveries of dependents that a killed run left due."""

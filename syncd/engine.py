@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from syncd.config import Settings
-from syncd.cursor import CursorWalk, WalkPage
+from syncd.cursor import CursorWalk, Resume, WalkPage
 from syncd.deletions import Deletions
 from syncd.delivery import Delivery, StreamReport, Target, close_targets, open_targets, redeliver
 from syncd.delivery_order import DeliveryOrder
@@ -87,12 +87,22 @@ class SyncReport:
         }
 
 
+# Pages of a walk fetched (or being fetched) and not yet delivered or held: the next page is
+# fetched while one is delivered, and no further ahead, since a kill loses every page not yet
+# delivered (a resumed run reads them again) and a faster fetch would only wait in the queue.
+# A date window of a first pass fetches only once its page is delivered: its sibling windows'
+# fetches overlap the delivery, and a killed first pass loses one page a window, not two.
+LOOKAHEAD = 2
+WINDOW_LOOKAHEAD = 1
+
+
 @dataclass
 class _Walker:
     stream: Stream
     partition: str
     walk: CursorWalk
     done: bool = False
+    ahead: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(LOOKAHEAD))
 
 
 _DONE = object()
@@ -196,8 +206,17 @@ class SyncRun:
         cursors = plan.own(self.store.cursors(name))
         per_page = self.settings.invoiced.per_page
         fetch = self._fetcher(stream.path)
+        resumes = self.store.resume_points(name)
+
+        def walk(partition: str, scope: Mapping[str, str], begin: int) -> CursorWalk:
+            # A killed run's walk goes on where it stopped, watching what it deep-scanned (syncd.cursor).
+            point = resumes.get(plan.partition(partition))
+            resume = Resume(point[0], point[1]) if point is not None and min(point[1]) == begin else None
+            watched = self.store.raw_updated_at(name, resume.seconds) if resume is not None else None
+            return CursorWalk(fetch, {**params, **scope}, begin, per_page, resume=resume, watched=watched)
+
         if "" in cursors and len(cursors) == 1:
-            return [_Walker(stream, plan.partition(""), CursorWalk(fetch, params, cursors[""], per_page))]
+            return [_Walker(stream, plan.partition(""), walk("", {}, cursors[""]))]
         windows = [(p, _scope_of(p)) for p in cursors if p] or self._windows(
             stream, params, self.settings.streams.enabled()[name].windows
         )
@@ -207,15 +226,21 @@ class SyncRun:
         self.store.set_cursors(name, {plan.partition(p): cursors.get(p, start) for p, _ in windows if p})
         for partition, scope in windows:
             begin = cursors.get(partition, start)
-            walkers.append(
-                _Walker(stream, plan.partition(partition), CursorWalk(fetch, {**params, **scope}, begin, per_page))
-            )
+            walker = _Walker(stream, plan.partition(partition), walk(partition, scope, begin))
+            if len(windows) > 1:
+                walker.ahead = threading.Semaphore(WINDOW_LOOKAHEAD)
+            walkers.append(walker)
         return walkers
 
     # -- running --------------------------------------------------------------------
     def _run_walk(self, walker: _Walker, out: queue.Queue[tuple[_Walker, Any]]) -> None:
         try:
-            for page in walker.walk:
+            pages = iter(walker.walk)
+            while True:
+                walker.ahead.acquire()  # a slot for the page about to be fetched; see LOOKAHEAD
+                page = next(pages, None)
+                if page is None:
+                    break
                 out.put((walker, page))
                 if self.stop.is_set():
                     out.put((walker, InterruptedError("stopped")))
@@ -280,10 +305,15 @@ class SyncRun:
         pending = len(walkers)
         order = DeliveryOrder(walkers, self.targets)
         while pending:
-            work = deque(order.take(*out.get()))
+            taken = out.get()
+            work = deque(order.take(*taken))
+            if isinstance(taken[1], WalkPage) and not any(item is taken[1] for _, item in work):
+                taken[0].ahead.release()  # held back (DeliveryOrder): the walk may fetch on
             while work:
                 walker, item = work.popleft()
                 pending -= self._take(walker, item)
+                if item is taken[1] and isinstance(item, WalkPage):
+                    walker.ahead.release()  # delivered: the walk may fetch another
                 if walker.done or isinstance(item, BaseException):
                     order.finished(walker)
                     work.extend(order.ready())
@@ -313,7 +343,8 @@ class SyncRun:
         report.fetched += len(page.items)
         try:
             self.delivery.deliver(name, records, report)
-            self.store.set_cursor(name, walker.partition, page.checkpoint)
+            resume = None if page.resume is None else (page.resume.at, page.resume.seconds)
+            self.store.set_cursor(name, walker.partition, page.checkpoint, resume)
         except FAILURES as exc:  # ours, a full disk, a broken store: the stream stops, the cursor stays
             report.error = describe(exc)
             log.error("delivery.failed", stream=name, error=report.error)

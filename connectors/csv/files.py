@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -15,6 +16,15 @@ from syncd.files import replaced
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # simplejson.dumps with options builds an encoder per call; this one is what it builds.
 _JSON = simplejson.JSONEncoder(use_decimal=True, sort_keys=True)
+# The standard library's C encoder writes the same text for values without a Decimal, faster.
+_PLAIN_JSON = json.JSONEncoder(sort_keys=True)
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return _PLAIN_JSON.encode(value)
+    except TypeError:  # a Decimal inside: simplejson writes it as an exact number
+        return _JSON.encode(value)
 
 
 def _is_number(text: str) -> bool:
@@ -40,7 +50,7 @@ def cell(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, dict | list):
-        value = _JSON.encode(value)
+        value = _json_text(value)
     text = str(value)
     if text.startswith(_FORMULA_START) and not _is_number(text):
         return "'" + text

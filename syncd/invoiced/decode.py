@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
+import msgspec
 import simplejson
 
 from syncd.log import redact_text
@@ -23,10 +24,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number this client accepts")
 
 
+# msgspec's C parser: fractions straight into Decimal, NaN and Infinity refused, as below.
+_FAST = msgspec.json.Decoder(float_hook=Decimal)
+
+
 def loads(content: bytes) -> Any:
     """Parse a JSON body once; numbers with a fraction become Decimal, never float (nor NaN)."""
     try:
-        return json.loads(content, parse_float=Decimal, parse_constant=_no_constant)
+        try:
+            return _FAST.decode(content)
+        except msgspec.DecodeError:
+            # Whatever msgspec refuses (a BOM, a lone surrogate escape, junk) gets the standard
+            # library's verdict, so a body is accepted or refused exactly as before.
+            return json.loads(content, parse_float=Decimal, parse_constant=_no_constant)
     except RecursionError:
         # A body nested past the parser's stack is junk like a cut one, not a crash.
         raise ValueError("JSON nested too deeply") from None

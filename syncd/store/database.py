@@ -39,7 +39,12 @@ def make_engine(url: str, *, upgrade: bool = True) -> Engine:
     url = _normalise(url)
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            # LIFO: the delivery thread gets back the connection it just used. SQLite keeps a page
+            # cache per connection and drops it when another connection wrote since; handed
+            # round the pool (FIFO), every transaction started with a cold cache.
+            engine = create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_use_lifo=True
+            )
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)

@@ -9,10 +9,11 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import simplejson
 from sqlalchemy import Table, and_, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -61,9 +62,14 @@ _ENCODER = simplejson.JSONEncoder(use_decimal=True, sort_keys=True, separators=(
 _PLAIN = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
+_FLAT = frozenset({str, int, bool, type(None), Decimal})
+
+
 def _dumps_row(row: Mapping[str, Any]) -> str:
-    """`dumps` of an output row, by the faster encoder when it holds no Decimal."""
+    """`dumps` of an output row, by the faster encoders when its values are plain."""
     data = row if type(row) is dict else dict(row)
+    if all(type(v) in _FLAT for v in data.values()):
+        return dumps_record(data)  # msgspec: the same text (a date or such would not be)
     try:
         return _PLAIN.encode(data)
     except TypeError:  # a Decimal (ledger rows): simplejson keeps it an exact number
@@ -77,11 +83,34 @@ def dumps(value: Any) -> str:
 
 # One decoder for the process: simplejson.loads(use_decimal=True) builds a new one per call.
 _DECODER = simplejson.JSONDecoder(parse_float=Decimal)
+# The fast paths: msgspec's C codec, exact (fractions read into Decimal, Decimal written as a
+# number), keys sorted like `dumps`.
+_FAST_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+_FAST_ENCODER = msgspec.json.Encoder(decimal_format="number", order="sorted")
 
 
 def loads(text: str | bytes) -> Any:
     """Inverse of `dumps`: numbers with a fraction come back as Decimal."""
-    return _DECODER.decode(text.decode() if isinstance(text, bytes) else text)
+    try:
+        return _FAST_DECODER.decode(text)
+    except (msgspec.DecodeError, RecursionError):  # NaN, a lone surrogate escape: simplejson reads those
+        return _DECODER.decode(text.decode() if isinstance(text, bytes) else text)
+
+
+def dumps_record(data: Mapping[str, Any]) -> str:
+    """`dumps` of a record decoded from JSON (only JSON's types and Decimal), the same text.
+
+    msgspec writes the same bytes as `dumps` for such values as long as they are printable
+    ASCII (`dumps` escapes everything else); any other record, or one msgspec refuses (NaN,
+    a surrogate), goes through `dumps`. Same text, same content hash, whichever path.
+    """
+    try:
+        raw = _FAST_ENCODER.encode(data)
+    except (TypeError, ValueError, OverflowError):
+        return dumps(data)
+    if not raw.isascii() or b"\x7f" in raw:
+        return dumps(data)
+    return raw.decode("ascii")
 
 
 def content_hash(data: Mapping[str, Any]) -> str:
@@ -110,6 +139,11 @@ def ref_id(data: Mapping[str, Any], field: str) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     return str(value)
+
+
+def _resume_key(stream: str, partition: str) -> str:
+    """The Meta key of a cursor's resume point (kept beside the cursor, not in its row)."""
+    return f"resume:{stream}:{partition}"
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -212,9 +246,42 @@ class Store:
             rows = conn.execute(select(CURSOR)).mappings().all()
         return [Cursor(**row) for row in rows]
 
-    def set_cursor(self, stream: str, partition: str, value: int) -> None:
+    def set_cursor(
+        self, stream: str, partition: str, value: int, resume: tuple[int, Sequence[int]] | None = None
+    ) -> None:
+        """Move one cursor; `resume` (where a killed walk may go on, and the deep-scanned seconds
+        it watches: syncd.cursor.Resume) is stored with it, or any earlier one dropped."""
         with self.engine.begin() as conn:
             self._set_cursor(conn, stream, partition, value)
+            key = _resume_key(stream, partition)
+            if resume is None:
+                conn.exec_driver_sql(f'DELETE FROM "{META.name}" WHERE key = {self._p}', (key,))  # noqa: S608
+            else:
+                text = json.dumps({"at": resume[0], "seconds": sorted(resume[1])})
+                self._upsert_fast(conn, META, ("key", "value"), [(key, text)])
+
+    def resume_points(self, stream: str) -> dict[str, tuple[int, tuple[int, ...]]]:
+        """The resume points stored with a stream's cursors, by partition (see `set_cursor`)."""
+        prefix = _resume_key(stream, "")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(META.c.key, META.c.value).where(META.c.key.startswith(prefix, autoescape=True))
+            ).all()
+        points = {}
+        for key, text in rows:
+            try:
+                data = json.loads(text)
+                points[key[len(prefix) :]] = (int(data["at"]), tuple(int(s) for s in data["seconds"]))
+            except (ValueError, TypeError, KeyError):
+                continue  # unreadable: the walk goes on from its cursor, as without one
+        return points
+
+    def _drop_resume(self, conn: Connection, stream: str, partitions: Sequence[str] | None = None) -> None:
+        """Forget resume points of some partitions of a stream (None: all of them)."""
+        if partitions is None:
+            conn.execute(delete(Meta).where(META.c.key.startswith(_resume_key(stream, ""), autoescape=True)))
+        elif partitions:
+            conn.execute(delete(Meta).where(META.c.key.in_([_resume_key(stream, p) for p in partitions])))
 
     def set_cursors(self, stream: str, values: Mapping[str, int]) -> None:
         """Set several partitions' cursors in one transaction (a plan is stored whole or not at all)."""
@@ -230,6 +297,7 @@ class Store:
         """Set the stream's cursor and drop its window cursors (and set `meta`), atomically."""
         with self.engine.begin() as conn:
             conn.execute(delete(Cursor).where(and_(CURSOR.c.stream == stream, CURSOR.c.partition != "")))
+            self._drop_resume(conn, stream)
             self._set_cursor(conn, stream, "", value)
             if meta:
                 self._upsert(conn, META, [{"key": k, "value": v} for k, v in meta.items()])
@@ -239,11 +307,13 @@ class Store:
         if partitions:
             with self.engine.begin() as conn:
                 conn.execute(delete(Cursor).where(CURSOR.c.stream == stream, CURSOR.c.partition.in_(partitions)))
+                self._drop_resume(conn, stream, partitions)
 
     def reset_stream(self, stream: str) -> None:
         """Forget a stream's cursors (a `--full` run)."""
         with self.engine.begin() as conn:
             conn.execute(delete(Cursor).where(CURSOR.c.stream == stream))
+            self._drop_resume(conn, stream)
 
     # -- raw records ----------------------------------------------------------------
     def raw_hashes(self, stream: str, ids: Sequence[str]) -> dict[str, str]:
@@ -253,9 +323,16 @@ class Store:
             return {rid: h for rid, h in self._select_in(conn, sql, (stream,), ids)}
 
     def save_raw(
-        self, records: Sequence[tuple[Record, str]], texts: Mapping[str, str] | None = None
+        self,
+        records: Sequence[tuple[Record, str]],
+        texts: Mapping[str, str] | None = None,
+        due: Collection[str] | None = None,
     ) -> None:
-        """Upsert raw records with their content hashes (`texts`: their `dumps`, when known)."""
+        """Upsert raw records with their content hashes (`texts`: their `dumps`, when known).
+
+        A record others refer to is marked `dependents_due` (see `dependents_due`); with `due`,
+        only the ids in it (those that stored records refer to).
+        """
         texts = texts or {}
         rows = [
             (
@@ -268,7 +345,7 @@ class Store:
                 texts[r.id] if r.id in texts else dumps(r.data),
                 None if r.stream == "customers" else ref_id(r.data, "customer"),
                 ref_id(r.data, "invoice") if r.stream == "transactions" else None,
-                r.stream in REFERRED_STREAMS,
+                r.stream in REFERRED_STREAMS and (due is None or r.id in due),
             )
             for r, h in records
         ]
@@ -278,6 +355,17 @@ class Store:
         for r, h in records:
             if r.stream in REFERRED_STREAMS and not r.deleted and type(r.data) is dict:
                 self._remember((r.stream, r.id, h), r.data)
+
+    def raw_updated_at(self, stream: str, seconds: Sequence[int]) -> dict[str, int]:
+        """Live stored records of a stream last updated at one of `seconds`: id -> updated_at."""
+        if not seconds:
+            return {}
+        sql = (
+            f'SELECT record_id, updated_at FROM "{RAW.name}" '  # noqa: S608
+            f"WHERE stream = {self._p} AND deleted = {self._p} AND updated_at IN ({self._marks(len(seconds))})"
+        )
+        with self.engine.connect() as conn:
+            return {rid: int(u) for rid, u in conn.exec_driver_sql(sql, (stream, False, *seconds))}
 
     def get_raw(self, stream: str, record_id: str) -> dict[str, Any] | None:
         """One raw record (None when unknown or deleted)."""
@@ -290,6 +378,22 @@ class Store:
                 )
             ).first()
         return loads(row[0]) if row else None
+
+    def referred_by_stored(self, stream: str, ids: Sequence[str]) -> set[str]:
+        """The ids among `ids` (of customers or invoices) that a stored live record refers to."""
+        if stream not in REFERRED_STREAMS or not ids:
+            return set()
+        column = "customer_id" if stream == "customers" else "invoice_id"
+        dependents = ("invoices", "transactions") if stream == "customers" else ("transactions",)
+        sql = (
+            f'SELECT DISTINCT {column} FROM "{RAW.name}" '  # noqa: S608
+            f"WHERE stream = {self._p} AND deleted = {self._p} AND {column} IN ({{}})"
+        )
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for dependent in dependents:
+                found.update(rid for (rid,) in self._select_in(conn, sql, (dependent, False), ids))
+        return found
 
     def dependents_due(self, stream: str, limit: int = 1000) -> list[str]:
         """Ids of changed records whose dependents may not have been re-delivered yet."""

@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.csv.files import cell, texts, write_atomic
 
@@ -97,3 +99,18 @@ def test_rows_stored_as_texts_render_the_same_bytes(tmp_path: Path) -> None:
     assert "extra" not in stored[0] and "note" not in stored[0]  # only header cells, empty ones left out
     write_atomic(tmp_path / "texts.csv", header, stored)
     assert (tmp_path / "texts.csv").read_bytes() == (tmp_path / "raw.csv").read_bytes()
+
+
+_plain = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=15,
+)
+
+
+@given(st.dictionaries(st.text(max_size=6), _plain | st.decimals(allow_nan=False, allow_infinity=False), max_size=5))
+def test_a_json_cell_is_the_text_simplejson_writes(value: dict[str, object]) -> None:
+    """The fast path for dict and list cells leaves the CSV files byte for byte as they were."""
+    import simplejson
+
+    assert cell(value) == cell(simplejson.dumps(value, use_decimal=True, sort_keys=True))

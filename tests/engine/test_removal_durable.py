@@ -115,10 +115,10 @@ def test_a_store_error_moving_a_cursor_fails_the_stream_in_one_line(
     sandbox = make_sandbox(customers=30, invoices=10, transactions=0)
     real = Store.set_cursor
 
-    def set_cursor(self: Store, stream: str, partition: str, value: int) -> None:
+    def set_cursor(self: Store, stream: str, partition: str, value: int, *rest: Any) -> None:
         if stream == "customers":
             raise OperationalError("UPDATE cursor", {}, Exception("database is locked"))
-        real(self, stream, partition, value)
+        real(self, stream, partition, value, *rest)
 
     monkeypatch.setattr(Store, "set_cursor", set_cursor)
     report = run_sync(_settings(sandbox, tmp_path, {}, invoices=True))

@@ -38,6 +38,10 @@ def test_second_sync_without_changes_makes_one_list_request_per_stream_and_write
         assert report.streams[name].requests == 1
         assert report.streams[name].changed == 0
         assert report.streams[name].delivered == {}
+    # One list request per stream and one read of the events, nothing else (no planning probe,
+    # no second events page, no lookup).
+    assert sandbox.stats.count("GET", "/events") == 1
+    assert sandbox.stats.total == 3 + 1
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.csv")} == mtimes
 
 

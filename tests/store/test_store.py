@@ -49,6 +49,32 @@ def test_cursors_partitions_and_finish(store_url: str) -> None:
     store.close()
 
 
+def test_resume_points_live_and_die_with_their_cursors(store_url: str) -> None:
+    store = Store.open(store_url)
+    store.set_cursor("invoices", "w::9", 100, (150, [120, 100]))
+    store.set_cursor("invoices", "w:10:", 100, (130, [100]))
+    store.set_cursor("transactions", "w:10:", 7, (9, [7]))
+    assert store.resume_points("invoices") == {"w::9": (150, (100, 120)), "w:10:": (130, (100,))}
+    store.set_cursor("invoices", "w::9", 120)  # a page without one: the old one is dropped
+    assert store.resume_points("invoices") == {"w:10:": (130, (100,))}
+    store.drop_cursors("invoices", ["w:10:"])
+    assert store.resume_points("invoices") == {}
+    store.set_cursor("invoices", "w::9", 100, (150, [100]))
+    store.finish_partitions("invoices", 200)
+    assert store.resume_points("invoices") == {}
+    store.reset_stream("transactions")
+    assert store.resume_points("transactions") == {}
+    store.save_raw(
+        [
+            (Record("invoices", "1", 100, {"id": 1}), "h1"),
+            (Record("invoices", "2", 101, {"id": 2}), "h2"),
+            (Record("invoices", "3", 100, {"id": 3}, deleted=True), "h3"),
+        ]
+    )
+    assert store.raw_updated_at("invoices", [100, 102]) == {"1": 100}
+    store.close()
+
+
 def test_deliveries_and_dead_letters(store_url: str) -> None:
     store = Store.open(store_url)
     store.commit_deliveries("csv", "invoices", [("1", "h1")], [("2", "bad amount")])
@@ -169,3 +195,23 @@ def test_output_rows_are_stored_as_dumps_would_write_them(row: dict[str, object]
     from syncd.store.store import _dumps_row, dumps
 
     assert _dumps_row(row) == dumps(row)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6))
+def test_the_fast_record_encoder_writes_what_dumps_writes(record: dict[str, object]) -> None:
+    """Same text, so the same content hash: stores written before keep their hashes."""
+    from syncd.store.store import dumps, dumps_record, loads
+
+    assert dumps_record(record) == dumps(record)
+    assert loads(dumps_record(record)) == record
