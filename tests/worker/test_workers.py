@@ -81,6 +81,12 @@ def test_two_workers_sync_every_account_once_per_tick_and_never_overlap(
             series |= {k for k in metrics if k.startswith("syncd_job_runs_total")}
         for name in ACCOUNTS:  # labelled by account
             assert any(f'account="{name}"' in k and 'job="pull:invoices"' in k for k in series), series
+        # Let both workers live through a few ticks (on a fast machine the sync is done in two).
+        wait_for(
+            lambda: len(query(job_db, "SELECT 1 FROM procrastinate_jobs WHERE task_name = 'syncd.tick'")) >= 4,
+            60,
+            "four ticks",
+        )
     finally:
         for w in workers:
             w.kill()
