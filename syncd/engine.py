@@ -506,9 +506,10 @@ def run_sync(
         lease.close()
 
 
-def connect(settings: Settings) -> InvoicedClient:
+def connect(settings: Settings, *, sleep: Callable[[float], None] | None = None) -> InvoicedClient:
     """An Invoiced client from the configuration; it shares the account's pace with the
-    account's other processes once a run attaches its store (`share_pacing`)."""
+    account's other processes once a run attaches its store (`share_pacing`). `sleep`: the
+    retry waits' sleep (a daemon's or worker's ends early on SIGTERM)."""
     from syncd.invoiced import RetryPolicy
 
     conf = settings.invoiced
@@ -517,6 +518,7 @@ def connect(settings: Settings) -> InvoicedClient:
         budget=conf.retry_budget,
         rate_limit_budget=conf.rate_limit_budget,
         request_deadline=conf.request_deadline,
+        sleep=sleep if sleep is not None else time.sleep,
     )
     client = InvoicedClient.connect(
         conf.base_url,

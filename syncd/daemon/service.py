@@ -34,7 +34,7 @@ from syncd.daemon.health import HealthServer
 from syncd.daemon.jobs import Job, backoff, planned_jobs
 from syncd.daemon.metrics import Metrics
 from syncd.errors import StoreError, SyncdError
-from syncd.invoiced import InvoicedClient, RetryPolicy
+from syncd.invoiced import InvoicedClient
 from syncd.pushback.metrics import OutcomeCounter
 from syncd.store import Store, redact_url
 from syncd.store.lease import PULL, PUSH, Lease, LeaseHeld, LeaseLost, holding
@@ -346,23 +346,10 @@ class Daemon:
             raise Interrupted("stopping: retry abandoned")
 
     def _connect(self, settings: Settings) -> InvoicedClient:
-        conf = settings.invoiced
-        policy = RetryPolicy(
-            attempts=conf.retry_attempts,
-            budget=conf.retry_budget,
-            sleep=self._sleep,
-            rate_limit_budget=conf.rate_limit_budget,
-            request_deadline=conf.request_deadline,
-        )
-        client = InvoicedClient.connect(
-            conf.base_url,
-            conf.api_key.get_secret_value(),
-            timeout=conf.timeout,
-            policy=policy,
-            max_connections=conf.max_connections,
-        )
+        from syncd.engine import connect
+
+        client = connect(settings, sleep=self._sleep)
         # One pace with the account's other processes (a manual sync, workers), kept in the store.
-        client.pace_key = settings.account
         if self.store is not None:
             share_pacing(client, self.store.engine)
         return client

@@ -31,7 +31,7 @@ from syncd.config import Settings
 from syncd.daemon import reload as reload_mod
 from syncd.daemon.metrics import Metrics
 from syncd.errors import SyncdError
-from syncd.invoiced import InvoicedClient, RetryPolicy
+from syncd.invoiced import InvoicedClient
 from syncd.pushback.metrics import OutcomeCounter
 from syncd.store import Store
 from syncd.store.lease import PULL, PUSH, LeaseHeld, holding
@@ -161,25 +161,11 @@ class Runner:
             raise Stopped("stopping: retry abandoned")
 
     def _connect(self, settings: Settings) -> InvoicedClient:
-        conf = settings.invoiced
-        policy = RetryPolicy(
-            attempts=conf.retry_attempts,
-            budget=conf.retry_budget,
-            sleep=self._sleep,
-            rate_limit_budget=conf.rate_limit_budget,
-            request_deadline=conf.request_deadline,
-        )
-        client = InvoicedClient.connect(
-            conf.base_url,
-            conf.api_key.get_secret_value(),
-            timeout=conf.timeout,
-            policy=policy,
-            max_connections=conf.max_connections,
-        )
-        # One pace with the account's jobs on other workers: run_sync / run_push share it
-        # through the account's store (syncd.store.pacing).
-        client.pace_key = settings.account
-        return client
+        from syncd.engine import connect
+
+        # Its pace is the account's, shared with the account's jobs on other workers once
+        # run_sync / run_push attach the account's store (syncd.store.pacing).
+        return connect(settings, sleep=self._sleep)
 
     # -- stopping --------------------------------------------------------------------
     def request_stop(self) -> None:
