@@ -29,6 +29,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'syncd.db'}"
         return
+    yield from pg_schema_store()
+
+
+def pg_schema_store() -> Iterator[str]:
+    """A store URL on PostgreSQL in a fresh schema, dropped afterwards (a fixture's body:
+    skips, or fails on CI, when the server is not reachable)."""
     if not _pg_available():
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is not reachable at {PG_URL} (CI must start it)")

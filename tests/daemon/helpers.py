@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -103,11 +103,16 @@ def write_config(
 class DaemonProcess:
     """A daemon subprocess; its JSON log events are collected as they arrive."""
 
-    def __init__(self, config: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
-        env["PYTHONUNBUFFERED"] = "1"
+    STARTED = "daemon.started"  # the event that carries the health port
+
+    def __init__(self, config: Path, args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        """`syncd --config CONFIG daemon`, or `syncd ARGS`; `env`: the default is this
+        process's environment without SYNCD_* variables."""
+        if env is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+            env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "syncd.cli", "--config", str(config), "daemon"],
+            [sys.executable, "-m", "syncd.cli", *(args or ["--config", str(config), "daemon"])],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -175,8 +180,8 @@ class DaemonProcess:
         with self._cond:
             return len(self.events)
 
-    def started(self, timeout: float = 60.0) -> DaemonProcess:
-        event = self.wait_event("daemon.started", timeout)
+    def started(self, timeout: float = 60.0) -> Self:
+        event = self.wait_event(self.STARTED, timeout)
         self.port = int(event["health_port"])
         return self
 

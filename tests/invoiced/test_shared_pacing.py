@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +14,7 @@ from syncd.invoiced import InvoicedClient, RetryPolicy
 from syncd.invoiced.pacing import Pacer
 from syncd.store.database import make_engine
 from syncd.store.pacing import SharedPacer, share_pacing
-from tests.conftest import PG_URL, _pg_available
+from tests.conftest import pg_schema_store
 from tests.invoiced.pace_walker import run_walkers
 
 
@@ -100,18 +98,7 @@ STREAMS = ["customers", "invoices", "transactions"]
 
 @pytest.fixture
 def pg_schema_url() -> Iterator[str]:
-    if not _pg_available():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_URL} (CI must start it)")
-        pytest.skip("PostgreSQL not reachable")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    yield from pg_schema_store()
 
 
 def _walk(make_sandbox: Any, store_url: str | None) -> tuple[float, int]:

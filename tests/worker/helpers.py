@@ -5,16 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from tests.daemon.helpers import ROOT, DaemonProcess, read_csv, write_mapping
+from tests.daemon.helpers import DaemonProcess, read_csv, write_mapping
 
 
 def libpq(url: str) -> str:
@@ -99,45 +96,12 @@ def env_for(sandboxes: dict[str, Any]) -> dict[str, str]:
 class WorkerProcess(DaemonProcess):
     """`syncd worker --config X --health-port 0 --name NAME` as a subprocess."""
 
+    STARTED = "worker.started"
+
     def __init__(self, config: Path, env: dict[str, str], name: str, *extra: str) -> None:
         self.name = name
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "syncd.cli",
-                "worker",
-                "--config",
-                str(config),
-                "--health-port",
-                "0",
-                "--name",
-                name,
-                *extra,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.events: list[dict[str, Any]] = []
-        self.text: list[str] = []
-        self.stderr: list[str] = []
-        self._cond = threading.Condition()
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-        self.port: int | None = None
-
-    def started(self, timeout: float = 60.0) -> WorkerProcess:
-        event = self.wait_event("worker.started", timeout)
-        self.port = int(event["health_port"])
-        return self
+        args = ["worker", "--config", str(config), "--health-port", "0", "--name", name, *extra]
+        super().__init__(config, args, env)
 
 
 def query(url: str, sql: str, *params: Any) -> list[dict[str, Any]]:
