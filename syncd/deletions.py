@@ -211,7 +211,7 @@ class Deletions:
             page = self.client.get_page(next_url or stream.path, None if next_url else params)
             # Checked like any page: one record stamped in the future would end the listing
             # early, and every stored record after it would be taken for deleted.
-            page.items = check_page(stream.path, page.items, page.server_time)
+            page.items = check_page(stream.path, page.items, page.server_time, depth=page.depth)
             return page
 
         # The whole stream, scope left out: a record that left the scope is not deleted.

@@ -144,7 +144,7 @@ class SyncRun:
         def fetch(params: Mapping[str, str], next_url: str | None) -> Page:
             page = self.client.get_page(next_url or path, None if next_url else params)
             # Where pages enter: a page that breaks the contract fails the walk before any of it is used.
-            page.items = check_page(path, page.items, page.server_time)
+            page.items = check_page(path, page.items, page.server_time, depth=page.depth)
             return page
 
         return fetch
@@ -152,7 +152,7 @@ class SyncRun:
     def _probe(self, stream: Stream, params: Mapping[str, str]) -> tuple[list[dict[str, Any]], int | None]:
         """One `per_page=1` request: its record (checked like any page) and its X-Total-Count."""
         page = self.client.get_page(stream.path, {**params, "per_page": "1"})
-        return check_page(stream.path, page.items, page.server_time, dated=True), page.total
+        return check_page(stream.path, page.items, page.server_time, dated=True, depth=page.depth), page.total
 
     def _edge(self, stream: Stream, params: Mapping[str, str], sort: str) -> list[dict[str, Any]]:
         """The first record of the stream in `sort` order, checked like any page."""

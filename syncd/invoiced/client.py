@@ -26,11 +26,13 @@ from tenacity import RetryCallState
 
 from syncd import __version__
 from syncd.errors import ApiError, FatalApiError, RetryableApiError
+from syncd.invoiced.contract import MAX_DEPTH
 from syncd.invoiced.decode import (
     dumps,
     error_fields,
     http_date,
     loads,
+    nesting_depth,
     next_link,
     retry_after,
     safe_url,
@@ -54,6 +56,9 @@ class Page:
     total: int | None  # X-Total-Count
     next_url: str | None  # Link rel="next", absolute
     server_time: int | None  # the response's Date header, unix seconds
+    # How deeply the body nests, read off its bytes (syncd.invoiced.decode.nesting_depth);
+    # None when not measured or deeper than the page contract allows.
+    depth: int | None = None
 
 
 @dataclass(slots=True)
@@ -402,4 +407,5 @@ class InvoicedClient:
             total=total_count(response),
             next_url=next_link(response),
             server_time=http_date(response.headers.get("date")),
+            depth=nesting_depth(response.content, MAX_DEPTH + 1),
         )

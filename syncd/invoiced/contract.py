@@ -62,7 +62,7 @@ def _too_deep(value: Any) -> bool:
     return True
 
 
-def _problem(item: Any, server_time: int | None, dated: bool) -> str | None:
+def _problem(item: Any, server_time: int | None, dated: bool, deep: bool = True) -> str | None:
     if not isinstance(item, dict):
         return f"not a JSON object but {type(item).__name__} {_show(item)}"
     rid = item.get("id")
@@ -85,7 +85,7 @@ def _problem(item: Any, server_time: int | None, dated: bool) -> str | None:
         )
     if dated and item.get("date") is not None and not _is_int(item["date"]):
         return named + f"date {_show(item['date'])} is not a unix time in seconds"
-    if _too_deep(item):
+    if deep and _too_deep(item):
         return named + f"nested deeper than {MAX_DEPTH} levels"
     return None
 
@@ -97,6 +97,7 @@ def check_page(
     *,
     dated: bool = False,
     now: float | None = None,
+    depth: int | None = None,
 ) -> list[dict[str, Any]]:
     """The page's records once every one keeps the contract; else raise ContractError.
 
@@ -104,6 +105,8 @@ def check_page(
     `updated_at` at most MAX_SKEW seconds after `server_time` (the response's Date, when sent),
     which itself is at most MAX_AHEAD after `now` (this machine's clock).
     `dated`: a `date`, when present, is an integer too (the date-window planning reads it).
+    `depth`: the page's nesting depth as read off its bytes (`Page.depth`); when it is within
+    bounds, records are not walked again to find one nested too deeply.
     """
     local = time.time() if now is None else now
     if server_time is not None and server_time > local + MAX_AHEAD:
@@ -112,8 +115,10 @@ def check_page(
             f"its Date header ({server_time}) is {server_time - int(local)} s ahead of this machine's "
             f"clock; at most {MAX_AHEAD} s is accepted",
         )
+    # The page is an array: its records nest one level less than it does.
+    deep = depth is None or depth > MAX_DEPTH + 1
     for position, item in enumerate(items, start=1):
-        problem = _problem(item, server_time, dated)
+        problem = _problem(item, server_time, dated, deep)
         if problem is not None:
             raise ContractError(endpoint, problem, position=position, size=len(items))
     return list(items)
