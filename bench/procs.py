@@ -267,6 +267,7 @@ def run_syncd(
     kill_when: Callable[[], bool] | None = None,
     budget: float | None = None,
     log_path: Path | None = None,
+    ledger: bool = False,
 ) -> SyncdRun:
     """Run one `run_sync` in a child process (bench/syncd_runner.py).
 
@@ -280,6 +281,8 @@ def run_syncd(
         argv += ["--retry-budget", str(retry_budget)]
     if retry_attempts is not None:
         argv += ["--retry-attempts", str(retry_attempts)]
+    if ledger:
+        argv.append("--ledger")
     lines: list[str] = []
 
     def on_line(line: str) -> bool:

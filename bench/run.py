@@ -6,7 +6,9 @@
     .venv/bin/python bench/run.py --only drift --invoices 50000
 
 Scenarios (each prints a table; nothing is asserted, the numbers are the result):
-  throughput  records/s, requests, wall time, peak RSS and CPU of each, at 50 ms latency
+  throughput  records/s, requests, wall time, peak RSS and CPU of each, at 50 ms and 0 ms latency
+  scale       syncd only: CPU per record of the sync at 10k / 100k / 200k invoices, peak RSS,
+              store and output sizes (CSV and ledger connectors)
   drift       invoices missing or stale after a sync with concurrent edits, and one more
   resume      invoices missing or stale after a kill in the middle of a bulk-edit second
   429         what each does on HTTP 429 with Retry-After, and its share of 429s
@@ -45,7 +47,7 @@ sys.path.insert(0, str(BENCH))
 
 from procs import TapRun, run_syncd, run_tap  # noqa: E402
 
-SCENARIOS = ("throughput", "drift", "resume", "429", "resume-first", "shared-pace")
+SCENARIOS = ("throughput", "scale", "drift", "resume", "429", "resume-first", "shared-pace")
 OPT_IN = ("workers",)  # run only when named: it needs the PostgreSQL server
 TAP = "tap-invoiced 0.3.0"
 SYNCD = "syncd"
@@ -60,10 +62,13 @@ class Sizes:
 
     seed: int = 20240601
     latency: float = 0.05
-    # throughput
-    invoices: int = 100_000
-    customers: int = 2_000
-    transactions: int = 20_000
+    # throughput: the issue's data set, at each latency
+    invoices: int = 10_000
+    customers: int = 1_000
+    transactions: int = 5_000
+    latencies: tuple[float, ...] = (0.05, 0.0)
+    # scale: syncd alone, 0 ms latency, CSV + ledger
+    scale_invoices: tuple[int, ...] = (10_000, 100_000, 200_000)
     tap_budget: float = 240.0  # seconds the baseline may run before its rate is extrapolated
     windows: int | None = None  # syncd's streams.invoices.windows (None: its default)
     # drift
@@ -97,6 +102,7 @@ class Sizes:
             invoices=3_000,
             customers=100,
             transactions=500,
+            scale_invoices=(3_000, 10_000),
             tap_budget=30.0,
             drift_invoices=3_000,
             drift_edit_rate=10.0,
@@ -261,14 +267,20 @@ def merge(*runs: TapRun, stream: str = "invoices") -> dict[str, int]:
 
 
 def throughput(sz: Sizes, work: Path) -> list[str]:
-    total_records = sz.customers + sz.invoices
-    say(f"throughput: starting the sandbox process ({sz.invoices:,} invoices, {sz.latency * 1000:.0f} ms latency)")
+    """The issue's data set at each latency: the baseline (customers + invoices, all it has)
+    and syncd (customers, invoices and transactions), their records/s and the ratio."""
+    return [_throughput_at(sz, work, latency) for latency in sz.latencies]
+
+
+def _throughput_at(sz: Sizes, work: Path, latency: float) -> str:
+    ms = f"{latency * 1000:.0f} ms"
+    say(f"throughput: starting the sandbox process ({sz.invoices:,} invoices, {ms} latency)")
     with sandbox_process(
         seed=sz.seed,
         customers=sz.customers,
         invoices=sz.invoices,
         transactions=sz.transactions,
-        latency=sz.latency,
+        latency=latency,
     ) as (url, key):
         tap = None
         if not sz.syncd_only:
@@ -277,56 +289,61 @@ def throughput(sz: Sizes, work: Path) -> list[str]:
                 url, key, keep=False, budget=sz.tap_budget, workdir=work, log_path=work / "tap-throughput.log"
             )
         say(f"throughput: {SYNCD}")
+        tag = f"throughput-{latency * 1000:.0f}ms"
         syncd = run_syncd(
             url,
             key,
-            store=work / "throughput.db",
-            out=work / "throughput-out",
-            streams="customers,invoices",
+            store=work / f"{tag}.db",
+            out=work / f"{tag}-out",
+            streams="customers,invoices,transactions",
             windows=sz.windows,
-            log_path=work / "syncd-throughput.log",
+            log_path=work / f"syncd-{tag}.log",
         )
+    tap_records = sz.customers + sz.invoices
     notes = [
         f"sandbox: {sz.customers:,} customers, {sz.invoices:,} invoices, {sz.transactions:,} transactions, "
-        f"{sz.latency * 1000:.0f} ms added per request, own process; both read customers + invoices "
-        f"({total_records:,} records; the tap has no transactions stream)",
+        f"{ms} added per request, own process; the baseline reads customers + invoices "
+        f"({tap_records:,} records: it has no transactions stream), syncd all three "
+        f"({tap_records + sz.transactions:,})",
         "records/s = records delivered / wall time of the whole process (start-up included)",
         "the baseline writes Singer messages to a pipe (no loader behind it); syncd maps every record "
         "and writes CSV files and its SQLite checkpoint store",
         "records = distinct records delivered (syncd: written to the CSV connector; a page's re-read "
         "boundary second is not counted again); fetched = items in the responses",
-        "CPU = user + system seconds of that process alone (the sandbox has its own); CPU µs/record "
-        "includes start-up (about a second of imports for syncd)",
+        "CPU = user + system seconds of that process alone (the sandbox has its own), start-up included; "
+        "syncd's start-up (imports, set-up before the sync) is its own column",
     ]
     syncd_rate = syncd.delivered / syncd.proc.wall if syncd.proc.wall else 0.0
     if not syncd.ok:
         notes.append(f"syncd did not finish cleanly: exit {syncd.proc.returncode}, {syncd.report.get('error')}")
         notes += [f"  syncd stderr: {line}" for line in syncd.proc.stderr_tail[-5:]]
+    header = ["run", "records", "fetched", "requests", "wall s", "records/s", "peak RSS MiB", "CPU s",
+              "start-up CPU s", "CPU µs/record"]
     syncd_row = [
         SYNCD, syncd.delivered, syncd.fetched, syncd.requests, syncd.proc.wall, syncd_rate,
-        syncd.proc.peak_rss_mb, syncd.proc.cpu, _per_record(syncd.proc.cpu, syncd.delivered),
+        syncd.proc.peak_rss_mb, syncd.proc.cpu, syncd.report.get("cpu_start"),
+        _per_record(syncd.proc.cpu, syncd.delivered),
     ]
-    header = ["run", "records", "fetched", "requests", "wall s", "records/s", "peak RSS MiB", "CPU s",
-              "CPU µs/record"]
+    title = f"Throughput, {ms} latency"
     if tap is None:
         notes.append("baseline not run (--syncd-only)")
-        return [table("Throughput", header, [syncd_row], notes)]
+        return table(title, header, [syncd_row], notes)
     tap_rate = tap.total / tap.proc.wall if tap.proc.wall else 0.0
     tap_wall = tap.proc.wall
     tap_label = TAP
-    if tap.proc.killed == "budget" or tap.total < total_records:
+    if tap.proc.killed == "budget" or tap.total < tap_records:
         if tap.proc.killed == "budget":
-            tap_wall = total_records / tap_rate if tap_rate else float("inf")
+            tap_wall = tap_records / tap_rate if tap_rate else float("inf")
             tap_label = f"{TAP} (extrapolated)"
             notes.append(
                 f"the baseline was stopped at its {sz.tap_budget:.0f} s budget after {tap.total:,} of "
-                f"{total_records:,} records; its wall time is extrapolated at its measured rate"
+                f"{tap_records:,} records; its wall time is extrapolated at its measured rate"
             )
         else:
             notes.append(f"the baseline ended early: exit {tap.proc.returncode}, {tap.summary.get('error')}")
     rows = [
         [tap_label, tap.total, tap.total, tap.requests, tap_wall, tap_rate, tap.proc.peak_rss_mb, tap.proc.cpu,
-         _per_record(tap.proc.cpu, tap.total)],
+         None, _per_record(tap.proc.cpu, tap.total)],
         syncd_row,
         [
             "ratio syncd / baseline",
@@ -338,11 +355,57 @@ def throughput(sz: Sizes, work: Path) -> list[str]:
             syncd.proc.peak_rss_mb / tap.proc.peak_rss_mb if tap.proc.peak_rss_mb else None,
             None,
             None,
+            None,
         ],
     ]
-    return [
-        table("Throughput", header, rows, notes)
+    return table(title, header, rows, notes)
+
+
+def scale(sz: Sizes, work: Path) -> list[str]:
+    """syncd alone, CSV and ledger connectors on, 0 ms latency, at growing sizes: CPU per
+    record of the sync itself (flat is the target), peak RSS, and the store against the
+    outputs it feeds."""
+    rows = []
+    for invoices in sz.scale_invoices:
+        customers, transactions = max(100, invoices // 10), invoices // 2
+        say(f"scale: {invoices:,} invoices, sandbox starting")
+        with sandbox_process(
+            seed=sz.seed, customers=customers, invoices=invoices, transactions=transactions, latency=0.0
+        ) as (url, key):
+            say(f"scale: {invoices:,} invoices, {SYNCD}")
+            tag = f"scale-{invoices}"
+            run = run_syncd(
+                url,
+                key,
+                store=work / f"{tag}.db",
+                out=work / f"{tag}-out",
+                streams="customers,invoices,transactions",
+                windows=sz.windows,
+                log_path=work / f"syncd-{tag}.log",
+                ledger=True,
+            )
+        store_mb = sum(p.stat().st_size for p in work.glob(f"{tag}.db*")) / 2**20
+        out_mb = sum(p.stat().st_size for p in (work / f"{tag}-out").glob("*") if p.is_file()) / 2**20
+        cpu_sync = run.report.get("cpu_sync")
+        rows.append([
+            f"{invoices:,}" + ("" if run.ok else " (failed)"), run.delivered, run.proc.wall,
+            run.delivered / run.proc.wall if run.proc.wall else None, run.report.get("cpu_start"), cpu_sync,
+            _per_record(cpu_sync, run.delivered) if cpu_sync is not None else None,
+            run.proc.peak_rss_mb, store_mb, out_mb, store_mb / out_mb if out_mb else None,
+        ])
+        shutil.rmtree(work / f"{tag}-out", ignore_errors=True)
+        for path in work.glob(f"{tag}.db*"):
+            path.unlink()
+    notes = [
+        "sandbox: invoices as named, customers a tenth of them (at least 100), transactions half; 0 ms latency",
+        "syncd reads all three streams into the CSV and hledger connectors (mappings/csv.toml, ledger.toml)",
+        "sync CPU = user + system seconds of the syncd process (all threads) from the start of the sync "
+        "to its end; start-up CPU (imports, set-up) is its own column",
+        "store = the SQLite file with its WAL; outputs = the CSV files and the journal",
     ]
+    header = ["invoices", "records", "wall s", "records/s", "start-up CPU s", "sync CPU s",
+              "sync CPU µs/record", "peak RSS MiB", "store MiB", "outputs MiB", "store / outputs"]
+    return [table("CPU per record, memory and store size by size", header, rows, notes)]
 
 
 def _per_record(cpu: float, records: int) -> float | None:
@@ -646,6 +709,7 @@ def shared_pace(sz: Sizes, work: Path) -> list[str]:
 
 RUNNERS: dict[str, Callable[[Sizes, Path], list[str]]] = {
     "throughput": throughput,
+    "scale": scale,
     "drift": drift,
     "resume": resume,
     "429": rate_limit,
@@ -661,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=SCENARIOS + OPT_IN, help="run only this scenario (repeatable)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run under a minute")
     parser.add_argument("--invoices", type=int, help="invoices in the throughput sandbox")
+    parser.add_argument("--scale", type=int, action="append", help="invoices of one scale run (repeatable)")
     parser.add_argument("--tap-budget", type=float, help="seconds the baseline may run in the throughput bench")
     parser.add_argument("--windows", type=int, help="syncd's parallel date windows for invoices")
     parser.add_argument("--latency", type=float, help="seconds added to every sandbox response")
@@ -670,12 +735,15 @@ def main(argv: list[str] | None = None) -> int:
     sz = Sizes.quick() if args.quick else Sizes()
     if args.invoices is not None:
         sz.invoices = args.invoices
+    if args.scale:
+        sz.scale_invoices = tuple(args.scale)
     if args.tap_budget is not None:
         sz.tap_budget = args.tap_budget
     if args.windows is not None:
         sz.windows = args.windows
     if args.latency is not None:
         sz.latency = args.latency
+        sz.latencies = (args.latency,)
     sz.syncd_only = args.syncd_only
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     started = time.monotonic()

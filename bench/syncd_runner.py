@@ -1,16 +1,19 @@
 """Run one syncd sync against a local sandbox in this process; used by bench/run.py.
 
     .venv/bin/python bench/syncd_runner.py --url http://127.0.0.1:PORT --api-key KEY \
-        --store /tmp/x.db --out /tmp/out [--streams customers,invoices] [--windows 4]
+        --store /tmp/x.db --out /tmp/out [--streams customers,invoices] [--windows 4] [--ledger]
 
-CSV output through mappings/csv.toml, SQLite store. Prints one line on stdout at the end:
-`SYNCD_RUNNER {report as JSON, "client_requests": N}`.
+CSV output through mappings/csv.toml (and with --ledger an hledger journal in the same
+folder), SQLite store. Prints one line on stdout at the end:
+`SYNCD_RUNNER {report as JSON, "client_requests": N, "cpu_start": s, "cpu_sync": s}`:
+the process's CPU seconds (all threads) spent before the sync (imports, set-up) and in it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -37,14 +40,21 @@ def settings_for(args: argparse.Namespace) -> Settings:
         invoiced["retry_budget"] = args.retry_budget
     if args.retry_attempts is not None:
         invoiced["retry_attempts"] = args.retry_attempts
-    return Settings(
-        invoiced=invoiced,
-        store={"url": f"sqlite:///{args.store}"},
-        streams=streams,
-        connectors={
-            "csv": {"enabled": True, "directory": str(args.out), "mapping": str(ROOT / "mappings" / "csv.toml")}
-        },
-    )
+    connectors: dict[str, Any] = {
+        "csv": {"enabled": True, "directory": str(args.out), "mapping": str(ROOT / "mappings" / "csv.toml")}
+    }
+    if args.ledger:
+        connectors["ledger"] = {
+            "enabled": True,
+            "path": str(args.out / "invoiced.journal"),
+            "mapping": str(ROOT / "mappings" / "ledger.toml"),
+        }
+    return Settings(invoiced=invoiced, store={"url": f"sqlite:///{args.store}"}, streams=streams, connectors=connectors)
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _client_requests(client: Any) -> int | None:
@@ -66,6 +76,7 @@ def main() -> int:
     parser.add_argument("--windows", type=int)
     parser.add_argument("--retry-budget", type=float)
     parser.add_argument("--retry-attempts", type=int)
+    parser.add_argument("--ledger", action="store_true", help="the ledger connector too")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args()
     if not args.url.startswith(("http://127.", "http://localhost")):
@@ -73,7 +84,7 @@ def main() -> int:
     log.configure(level=args.log_level)
     settings = settings_for(args)
     client = connect(settings)
-    started = time.monotonic()
+    started, cpu_start = time.monotonic(), _cpu()
     try:
         report = run_sync(settings, client=client)
         result: dict[str, Any] = report.as_dict()
@@ -82,6 +93,7 @@ def main() -> int:
     finally:
         client.close()
     result["wall"] = round(time.monotonic() - started, 3)
+    result["cpu_start"], result["cpu_sync"] = round(cpu_start, 3), round(_cpu() - cpu_start, 3)
     result["client_requests"] = _client_requests(client)
     if result["client_requests"] is None:
         del result["client_requests"]

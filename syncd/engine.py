@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +106,17 @@ class _Walker:
     ahead: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(LOOKAHEAD))
 
 
+@dataclass
+class _Plan:
+    """A stream's walks (`walkers`), or, for a first pass in date windows, the planning of
+    its windows (`windows`, requests only) and what builds the walks from them (`finish`)."""
+
+    stream: Stream
+    walkers: list[_Walker]
+    windows: Callable[[], list[tuple[str, dict[str, str]]]] | None = None
+    finish: Callable[[list[tuple[str, dict[str, str]]]], list[_Walker]] | None = None
+
+
 _DONE = object()
 
 
@@ -133,6 +145,7 @@ class SyncRun:
         client.pacer.reset_budget()  # the rate-limit budget is per run; the learnt pace is kept
         self.stop = stop or threading.Event()
         self.report = SyncReport()
+        self.events_from: int | None = None  # where this run's read of deletion events starts
 
     # -- planning -------------------------------------------------------------------
     def _stream(self, name: str) -> Stream:
@@ -165,8 +178,10 @@ class SyncRun:
         similar numbers of records (syncd.windows)."""
         if count <= 1 or not stream.windowable:
             return [("", {})]
-        first, total = self._probe(stream, {**params, "sort": "date asc"})
-        last = self._edge(stream, params, "date desc")
+        with ThreadPoolExecutor(1, thread_name_prefix="plan") as pool:  # both ends at once
+            latest = pool.submit(contextvars.copy_context().run, self._edge, stream, params, "date desc")
+            first, total = self._probe(stream, {**params, "sort": "date asc"})
+            last = latest.result()
         if not first or not last or first[0].get("date") is None or last[0].get("date") is None:
             return [("", {})]
         low, high = int(first[0]["date"]), int(last[0]["date"])
@@ -196,7 +211,8 @@ class SyncRun:
             windows.append((f"w:{scope.get('start_date', '')}:{scope.get('end_date', '')}", scope))
         return windows
 
-    def _plan(self, name: str, full: bool) -> list[_Walker]:
+    def _plan(self, name: str, full: bool) -> _Plan:
+        """A stream's walks, or what is left to do once its date windows are planned."""
         stream = self._stream(name)
         params = stream.params()
         if full:
@@ -216,21 +232,66 @@ class SyncRun:
             return CursorWalk(fetch, {**params, **scope}, begin, per_page, resume=resume, watched=watched)
 
         if "" in cursors and len(cursors) == 1:
-            return [_Walker(stream, plan.partition(""), walk("", {}, cursors[""]))]
-        windows = [(p, _scope_of(p)) for p in cursors if p] or self._windows(
-            stream, params, self.settings.streams.enabled()[name].windows
-        )
+            return _Plan(stream, [_Walker(stream, plan.partition(""), walk("", {}, cursors[""]))])
         start = cursors.get("", 0)
-        walkers = []
-        # Stored whole: a plan cut short by a kill would walk only the windows it names.
-        self.store.set_cursors(name, {plan.partition(p): cursors.get(p, start) for p, _ in windows if p})
-        for partition, scope in windows:
-            begin = cursors.get(partition, start)
-            walker = _Walker(stream, plan.partition(partition), walk(partition, scope, begin))
-            if len(windows) > 1:
-                walker.ahead = threading.Semaphore(WINDOW_LOOKAHEAD)
-            walkers.append(walker)
+
+        def finish(windows: list[tuple[str, dict[str, str]]]) -> list[_Walker]:
+            walkers = []
+            # Stored whole: a plan cut short by a kill would walk only the windows it names.
+            self.store.set_cursors(name, {plan.partition(p): cursors.get(p, start) for p, _ in windows if p})
+            for partition, scope in windows:
+                begin = cursors.get(partition, start)
+                walker = _Walker(stream, plan.partition(partition), walk(partition, scope, begin))
+                if len(windows) > 1:
+                    walker.ahead = threading.Semaphore(WINDOW_LOOKAHEAD)
+                walkers.append(walker)
+            return walkers
+
+        stored = [(p, _scope_of(p)) for p in cursors if p]
+        if stored:
+            return _Plan(stream, finish(stored))
+        count = self.settings.streams.enabled()[name].windows
+        return _Plan(stream, [], lambda: self._windows(stream, params, count), finish)
+
+    def _plan_all(self, streams: Sequence[str], full: bool) -> list[_Walker]:
+        """Every stream's walks. The date windows of first passes are planned at once, one
+        thread a stream (each stream's probes depend on one another), while the events
+        position is fixed here: their requests overlap instead of adding up."""
+        plans: list[_Plan] = []
+        for name in streams:
+            try:
+                plans.append(self._plan(name, full))
+            except FAILURES as exc:  # a scope exit's deletion can hit a full disk or a broken store
+                self._fail(name, exc)
+        waiting = [p for p in plans if p.windows is not None]
+        with ThreadPoolExecutor(max(1, len(waiting)), thread_name_prefix="plan") as pool:
+            planned = {
+                p.stream.name: pool.submit(contextvars.copy_context().run, p.windows)
+                for p in waiting
+                if p.windows is not None
+            }
+            names = {p.stream.name for p in plans}
+            self.events_from = None
+            if names:  # a re-delivery-only run asks Invoiced nothing
+                # Stored before any page is delivered: a record deleted after we read it must be
+                # among the deletions this run, or a later one, applies.
+                self.events_from, failed = self.deletions.fix_start(names)
+                for name, error in failed.items():
+                    self.report.streams[name].error = error
+            walkers: list[_Walker] = []
+            for p in plans:
+                name = p.stream.name
+                if self.report.streams[name].error is not None:
+                    continue
+                try:
+                    walkers.extend(p.walkers if p.finish is None else p.finish(planned[name].result()))
+                except FAILURES as exc:
+                    self._fail(name, exc)
         return walkers
+
+    def _fail(self, name: str, exc: BaseException) -> None:
+        self.report.streams[name].error = describe(exc)
+        log.error("stream.failed", stream=name, error=describe(exc))
 
     # -- running --------------------------------------------------------------------
     def _run_walk(self, walker: _Walker, out: queue.Queue[tuple[_Walker, Any]]) -> None:
@@ -255,21 +316,8 @@ class SyncRun:
             self.report.streams[name] = StreamReport()
         self.report.redelivered = redeliver(self.store, self.targets, self.delivery, self.report.redelivery)
         self.delivery.catch_up_dependents()
-        walkers: list[_Walker] = []
-        for name in streams:
-            try:
-                walkers.extend(self._plan(name, full))
-            except FAILURES as exc:  # a scope exit's deletion can hit a full disk or a broken store
-                self.report.streams[name].error = describe(exc)
-                log.error("stream.failed", stream=name, error=describe(exc))
-        events_from: int | None = None
-        if walkers:  # a re-delivery-only run asks Invoiced nothing
-            # Stored before any page is delivered: a record deleted after we read it must be
-            # among the deletions this run, or a later one, applies.
-            events_from, failed = self.deletions.fix_start({w.stream.name for w in walkers})
-            for name, error in failed.items():
-                self.report.streams[name].error = error
-            walkers = [w for w in walkers if w.stream.name not in failed]
+        walkers = self._plan_all(streams, full)
+        events_from = self.events_from
         # Streams run concurrently. Pages of a stream that names another (an invoice its
         # customer) wait while that one is walked (DeliveryOrder); a record that still
         # arrives before what it names is delivered again when that arrives (references).
