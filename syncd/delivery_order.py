@@ -4,8 +4,10 @@ An invoice delivered before its customer is mapped and written twice: once witho
 customer, and again when the customer arrives (Delivery.redeliver_dependents). So while a
 stream that others refer to (customers; invoices, for transactions) is still being walked,
 the pages of the streams referring to it are held back, in order, and delivered when it
-ends. A held page's cursor has not moved, so a kill loses nothing. At most HOLD_PAGES pages
-are held (memory): past that, a walk's held pages are delivered at once, as before.
+ends. A held page's cursor has not moved, so a kill loses nothing. Past HOLD_PAGES held
+pages (memory), a walk whose page is held waits for that page's delivery before it fetches
+another (`over`): it pauses instead of writing its records twice. No wait can close a
+circle: a stream that refers to no other (customers) is never held.
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ class DeliveryOrder:
     def take(self, walker: Any, item: Any) -> Iterator[tuple[Any, Any]]:
         queue = self.held.get(id(walker))
         if queue is not None or self._waits(walker):
-            if self.count < HOLD_PAGES:
-                self.held.setdefault(id(walker), deque()).append((walker, item))
-                self.count += 1
-                return
-            yield from self._release(walker)  # too much held: this walk goes on unordered
+            self.held.setdefault(id(walker), deque()).append((walker, item))
+            self.count += 1
+            return
         yield walker, item
+
+    @property
+    def over(self) -> bool:
+        """More pages held than HOLD_PAGES: a walk whose page was just held must wait."""
+        return self.count > HOLD_PAGES
 
     def finished(self, walker: Any) -> None:
         """`walker` ended: walks that waited on its stream may go on (see `ready`)."""

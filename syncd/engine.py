@@ -352,15 +352,20 @@ class SyncRun:
     def _drain(self, walkers: Sequence[_Walker], out: queue.Queue[tuple[_Walker, Any]]) -> None:
         pending = len(walkers)
         order = DeliveryOrder(walkers, self.targets)
+        owed: set[int] = set()  # held pages whose walks wait for their delivery to fetch on
         while pending:
             taken = out.get()
             work = deque(order.take(*taken))
             if isinstance(taken[1], WalkPage) and not any(item is taken[1] for _, item in work):
-                taken[0].ahead.release()  # held back (DeliveryOrder): the walk may fetch on
+                if order.over:
+                    owed.add(id(taken[1]))  # too much held (DeliveryOrder): this walk pauses
+                else:
+                    taken[0].ahead.release()  # held back (DeliveryOrder): the walk may fetch on
             while work:
                 walker, item = work.popleft()
                 pending -= self._take(walker, item)
-                if item is taken[1] and isinstance(item, WalkPage):
+                if isinstance(item, WalkPage) and (item is taken[1] or id(item) in owed):
+                    owed.discard(id(item))
                     walker.ahead.release()  # delivered: the walk may fetch another
                 if walker.done or isinstance(item, BaseException):
                     order.finished(walker)
