@@ -6,16 +6,21 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from syncd import accounts, log, preflight
-from syncd.config import Settings, load_settings
 from syncd.errors import SyncdError
 from syncd.terminal import Output, configure_logging
+
+# A command imports its own machinery when it runs (the configuration's pydantic-settings,
+# the store's SQLAlchemy, the worker's procrastinate...): `--help`, a mistyped option or
+# `syncd status` do not pay for what `syncd sync` or `syncd worker` need.
+# tests/cli/test_lazy_imports.py checks it.
+if TYPE_CHECKING:
+    from syncd.config import Settings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -43,6 +48,8 @@ class State:
 
 def _settings(account: str | None = None) -> Settings:
     """The settings of `--account NAME`, or of the only account (refused when there are several)."""
+    from syncd import accounts
+
     settings = accounts.select_account(State.config, account)
     accounts.state_folder(settings)
     configure_logging(settings, State.output)
@@ -51,6 +58,9 @@ def _settings(account: str | None = None) -> Settings:
 
 def _each_account(account: str | None) -> list[Settings]:
     """`--account NAME`, else every account of the configuration (for most, the only one)."""
+    from syncd import accounts
+    from syncd.config import load_settings
+
     top = load_settings(State.config)
     every = accounts.accounts_of(top)
     return [accounts.pick(top, every, account)] if account is not None else list(every.values())
@@ -60,6 +70,8 @@ def _each_account(account: str | None) -> list[Settings]:
 def _as_account(settings: Settings, several: bool) -> Iterator[None]:
     """Set up logging for one account; with several, head its output and name it in every log line."""
     import structlog
+
+    from syncd import accounts
 
     accounts.state_folder(settings)
     configure_logging(settings, State.output)
@@ -74,6 +86,8 @@ def _as_account(settings: Settings, several: bool) -> Iterator[None]:
 def _run_accounts(chosen: list[Settings], run: Callable[[Settings], int]) -> None:
     """Run a command for every chosen account in turn: one failing does not stop the others;
     the exit status is the highest of theirs. One account: exactly as without accounts."""
+    from syncd import log
+
     several = len(chosen) > 1
     codes: dict[str, int] = {}
     for settings in chosen:
@@ -97,10 +111,14 @@ def _run_accounts(chosen: list[Settings], run: Callable[[Settings], int]) -> Non
 
 def _of(settings: Settings) -> str:
     """` (account NAME)` in a message about one account of several; nothing without accounts."""
+    from syncd import accounts
+
     return "" if settings.account == accounts.DEFAULT else f" (account {escape(settings.account)})"
 
 
 def _fail(exc: BaseException) -> None:
+    from syncd import log
+
     err.print(f"[bold red]error:[/] {escape(log.redact_text(str(exc)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(getattr(exc, "exit_code", 2) if isinstance(exc, SyncdError) else 1)
 
@@ -133,6 +151,7 @@ def sync(
 ) -> None:
     """Run every enabled stream once, of every account in turn (exit 4 if another sync or the
     daemon is pulling)."""
+    from syncd import log, preflight
     from syncd.engine import run_sync
     from syncd.summary import print_summary
 
@@ -177,6 +196,7 @@ def status(
     account: AccountOpt = None,
 ) -> None:
     """Show cursors, recent runs, dead letters and the push-back outbox, under each account's name."""
+    from syncd import accounts
     from syncd.status import render_status, watch_status
 
     try:
@@ -333,6 +353,7 @@ def push(
 ) -> None:
     """Push external payments to Invoiced once, of every account in turn, and print a summary
     (exit 4 if another push runs)."""
+    from syncd import preflight
     from syncd.pushback import run_push_command
 
     def one(settings: Settings) -> int:
@@ -377,6 +398,8 @@ def store_upgrade(
 def daemon(account: AccountOpt = None) -> None:
     """Run the long-running service: scheduled pulls, push-back, /healthz and /metrics (of one
     account: with several, one daemon per account, or `syncd worker` on PostgreSQL)."""
+    from syncd import accounts
+    from syncd.config import load_settings
     from syncd.daemon import run_daemon
     from syncd.daemon.service import refuse_start
     from syncd.errors import ConfigError
@@ -443,6 +466,7 @@ def jobs(
 ) -> None:
     """Running, queued, failed and stalled jobs per account (syncd worker)."""
     from syncd.accounts import accounts_of
+    from syncd.config import load_settings
     from syncd.worker.listing import list_jobs, render
 
     try:
@@ -497,11 +521,11 @@ _register_sandbox()
 
 def main() -> None:
     """Console-script entry point."""
-    from syncd.failure import describe, store_name
-
     try:
         app()
     except Exception as exc:  # the last resort: a full disk, a damaged store, a bug; never a traceback
+        from syncd.failure import describe, store_name
+
         store = store_name(State.config) if "sqlalchemy" in type(exc).__module__ else None
         line = escape(describe(exc, store=store))
         err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)

@@ -6,18 +6,18 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from syncd import reconcile
 from syncd.errors import SyncdError
-from syncd.reconcile import Refusal
-from syncd.store import Store
-from syncd.store.lease import PULL, holding
+
+if TYPE_CHECKING:  # the store's machinery is imported when a subcommand runs, not for `syncd --help`
+    from syncd.reconcile import Refusal
+    from syncd.store import Store
 
 errors_app = typer.Typer(
     help="Records and payments that were refused: list, show, retry, ignore.",
@@ -54,6 +54,8 @@ def _fail(exc: BaseException) -> None:
 
 @contextmanager
 def _store(account: str | None = None) -> Iterator[tuple[Any, Store]]:
+    from syncd.store import Store
+
     assert load_settings is not None
     settings = load_settings(account or _Chosen.account)
     store = Store.open(settings.store_url())
@@ -93,6 +95,8 @@ def list_errors(
     _Chosen.account = account
     if ctx.invoked_subcommand is not None:
         return
+    from syncd import reconcile
+
     try:
         with _store() as (_, store):
             refusals = reconcile.list_refusals(
@@ -154,6 +158,8 @@ def show(
     account: AccountOpt = None,
 ) -> None:
     """Everything known about some errors, with the stored record they concern."""
+    from syncd import reconcile
+
     try:
         with _store(account) as (_, store):
             found = reconcile.find(store, ids)
@@ -198,6 +204,8 @@ def _source(store: Store, r: Refusal) -> Any:
 
 
 def _select(store: Store, ids: Sequence[str], every: bool, connector: str | None) -> list[Refusal]:
+    from syncd import reconcile
+
     if ids and (every or connector):
         raise SyncdError("give error ids, or --all, or --connector, not several")
     if ids:
@@ -222,6 +230,9 @@ def retry(
     Records go through each connector's current mapping; a rejected payment goes back to the
     outbox and a held one is confirmed: the next `syncd push` sends them.
     """
+    from syncd import reconcile
+    from syncd.store.lease import PULL, holding
+
     try:
         with _store(account) as (settings, store):
             chosen = _select(store, ids or [], every, connector)
@@ -268,6 +279,8 @@ def ignore(
     account: AccountOpt = None,
 ) -> None:
     """Leave errors out of the counts and /healthz until their record changes (payments: dismissed)."""
+    from syncd import reconcile
+
     try:
         with _store(account) as (_, store):
             done = reconcile.ignore(store, reconcile.find(store, ids))

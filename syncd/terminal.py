@@ -6,9 +6,10 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from syncd import log
-from syncd.config import Settings
+if TYPE_CHECKING:  # the CLI imports this module for every command, --help included
+    from syncd.config import Settings
 
 LOG_FILE = "syncd.log"
 
@@ -38,6 +39,8 @@ def configure_logging(settings: Settings, output: Output) -> None:
     Off a terminal (pipes, systemd, containers) the JSON log on stderr is as it always was;
     `-q` keeps only errors, `-v` keeps everything on the terminal and writes no file.
     """
+    from syncd import log
+
     output.logfile = None
     level = settings.log_level
     if not on_terminal():

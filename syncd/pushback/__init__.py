@@ -2,12 +2,26 @@
 
 run_push(settings, store=..., client=..., connectors=...) -> PushReport   (the daemon)
 run_push_command(settings, console) -> exit code                         (`syncd push`)
+
+Its names are imported on first use: `syncd sync` reads the outbox's constants
+(syncd.pushback.outbox) without loading the pusher and its Invoiced client.
 """
 
-from syncd.pushback.command import run_push_command
-from syncd.pushback.push import OUTCOMES, Pusher, PushReport, idempotency_key, transaction_body
-from syncd.pushback.run import payment_connectors, run_push
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from syncd.pushback.command import run_push_command
+    from syncd.pushback.push import OUTCOMES, Pusher, PushReport, idempotency_key, transaction_body
+    from syncd.pushback.run import payment_connectors, run_push
+
+_WHERE = {
+    "run_push_command": "syncd.pushback.command",
+    **{n: "syncd.pushback.push" for n in ("OUTCOMES", "PushReport", "Pusher", "idempotency_key", "transaction_body")},
+    **{n: "syncd.pushback.run" for n in ("payment_connectors", "run_push")},
+}
 __all__ = [
     "OUTCOMES",
     "PushReport",
@@ -18,3 +32,11 @@ __all__ = [
     "run_push_command",
     "transaction_body",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value  # once: later look-ups are plain attribute reads
+    return value

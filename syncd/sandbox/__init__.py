@@ -25,10 +25,25 @@ Where the API reference is silent, the sandbox decides as follows (and tests pin
 - PATCH replaces `items`, `discounts`, `taxes` and `metadata` as a whole.
 """
 
-from syncd.sandbox.config import Knobs, SandboxConfig, Stats
-from syncd.sandbox.data import ListQuery, SandboxData
-from syncd.sandbox.model import ApiProblem
-from syncd.sandbox.server import Account, Sandbox
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from syncd.sandbox.config import Knobs, SandboxConfig, Stats
+    from syncd.sandbox.data import ListQuery, SandboxData
+    from syncd.sandbox.model import ApiProblem
+    from syncd.sandbox.server import Account, Sandbox
+
+# Imported on first use: `syncd --help` lists the sandbox command (syncd.sandbox.command)
+# without loading the server.
+_WHERE = {
+    **{n: "syncd.sandbox.config" for n in ("Knobs", "SandboxConfig", "Stats")},
+    **{n: "syncd.sandbox.data" for n in ("ListQuery", "SandboxData")},
+    "ApiProblem": "syncd.sandbox.model",
+    **{n: "syncd.sandbox.server" for n in ("Account", "Sandbox")},
+}
 
 __all__ = [
     "Account",
@@ -40,3 +55,11 @@ __all__ = [
     "SandboxData",
     "Stats",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value  # once: later look-ups are plain attribute reads
+    return value

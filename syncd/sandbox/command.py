@@ -8,13 +8,14 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from syncd import log
 from syncd.sandbox.config import SandboxConfig
-from syncd.sandbox.server import Sandbox, banner
+
+if TYPE_CHECKING:  # the server is imported when it serves, not for `syncd --help`
+    from syncd.sandbox.server import Sandbox
 
 
 def sandbox(
@@ -142,6 +143,9 @@ def serve(
     config: SandboxConfig, host: str, port: int, *, env_file: Path | None = None, toml: Path | None = None
 ) -> None:
     """Seed, listen, print the banner (flushed), and block until SIGINT or SIGTERM."""
+    from syncd import log
+    from syncd.sandbox.server import Sandbox, banner
+
     log.configure(level="info")  # to stderr: stdout carries only the banner
     stop = threading.Event()
 

@@ -15,15 +15,15 @@ search_path written by hand never is: a typo there must not start an empty store
 
 from __future__ import annotations
 
-import structlog
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import IntegrityError
+from typing import TYPE_CHECKING
 
 from syncd.errors import StoreError
 
+if TYPE_CHECKING:  # imported where used: syncd.accounts reads CREATE_SCHEMA at every start
+    from sqlalchemy import Connection
+
 # A custom PostgreSQL setting (any dotted name is allowed in a connection's options).
 CREATE_SCHEMA = "syncd.create_schema"
-log = structlog.get_logger(__name__)
 
 
 def first_in_search_path(search_path: str) -> str | None:
@@ -61,6 +61,8 @@ def store_schema(conn: Connection, where: str, *, create: bool = True) -> str | 
     `where` names the store in the error (a URL without its password)."""
     if conn.dialect.name != "postgresql":
         return None
+    from sqlalchemy import text
+
     current, search_path, database, creatable = conn.execute(
         text(
             "SELECT current_schema(), current_setting('search_path'), current_database(), "
@@ -90,6 +92,10 @@ def _create(conn: Connection, schema: str) -> None:
     """CREATE SCHEMA IF NOT EXISTS, committed; another process creating it at the same moment
     is no error (IF NOT EXISTS alone does not cover a creation not yet committed: the second
     one then fails on pg_namespace's unique index once the first commits)."""
+    import structlog
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
     quoted = conn.dialect.identifier_preparer.quote_identifier(schema)
     try:
         conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
@@ -97,4 +103,4 @@ def _create(conn: Connection, schema: str) -> None:
     except IntegrityError:
         conn.rollback()  # the other one's is there now
         return
-    log.info("store.schema_created", schema=schema)
+    structlog.get_logger(__name__).info("store.schema_created", schema=schema)
