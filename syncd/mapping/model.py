@@ -1,8 +1,9 @@
 """A compiled mapping: tables of columns, conditions and templates, and `apply`.
 
 `syncd.mapping.loader` builds a `MappingSet` from a file; here is what it runs: each
-path, column, template and condition compiled once into a closure, so that `apply`
-turns one raw record into rows with no interpretation left to do.
+path, column, template and condition compiled once into a closure, and each table's
+columns into one row builder (`syncd.mapping.rowcode`), so that `apply` turns one raw
+record into rows with no interpretation left to do.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import simplejson
 
 from syncd.errors import MappingError
+from syncd.mapping.rowcode import Spec, record_builder, rows_builder
 from syncd.mapping.schema import (
     CompiledPath,
     Resolve,
@@ -254,15 +256,17 @@ class Condition:
         return f"{self.path.text} {self.op} {show_value(self.operand)}"
 
 
-# (column name, compute, key, reads the row): with a key, the column copies that key of the
-# record (or row) as is, which `apply` does inline when it is a dict
-Plan = tuple[str, Callable[[Env], Any], str | None, bool]
-
-
-def _plan(column: Column) -> Plan:
+def _spec(column: Column) -> Spec:
     source = column.source
-    key = source.key if isinstance(source, CompiledPath) and not column.steps else None
-    return (column.name, column.compute, key, column.reads_row)
+    steps = tuple(step.apply for step in column.steps)
+    if isinstance(source, Constant):
+        return Spec(column.name, "value", source.value, steps, column.reads_row)
+    if isinstance(source, Template):
+        return Spec(column.name, "get", source.render, steps, column.reads_row)
+    if source.key is not None:
+        kind = "row_key" if source.relative else "key"
+        return Spec(column.name, kind, source.key, steps, column.reads_row)
+    return Spec(column.name, "get", path_getter(source), steps, column.reads_row)
 
 
 def _rows_reader(path: CompiledPath) -> Callable[[Env], Any]:
@@ -282,17 +286,25 @@ class OutputTable:
     columns: tuple[Column, ...]
     expands: frozenset[str]
     description: str = ""
-    # How `MappingSet.apply` fills rows: a Plan per column, and per column that reads the
-    # current row (the others are equal on every row of a record).
-    plan: tuple[Plan, ...] = field(init=False, repr=False, compare=False)
-    row_plan: tuple[Plan, ...] = field(init=False, repr=False, compare=False)
     # reads the `rows` list (None without rows)
     read_rows: Callable[[Env], Any] | None = field(init=False, repr=False, compare=False)
+    # How `MappingSet.apply` fills a dict record's rows: `record_builder` without rows,
+    # `rows_builder` with them (see syncd.mapping.rowcode).
+    build: Any = field(init=False, repr=False, compare=False)
+    # `rows` as one key of the record (`items`): `apply` reads a dict record's list inline
+    rows_key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "read_rows", _rows_reader(self.rows) if self.rows is not None else None)
-        object.__setattr__(self, "plan", tuple(_plan(c) for c in self.columns))
-        object.__setattr__(self, "row_plan", tuple(_plan(c) for c in self.columns if c.reads_row))
+        specs = [_spec(c) for c in self.columns]
+        if self.rows is None:
+            object.__setattr__(self, "read_rows", None)
+            object.__setattr__(self, "build", record_builder(specs))
+        else:
+            object.__setattr__(self, "read_rows", _rows_reader(self.rows))
+            object.__setattr__(self, "build", rows_builder(specs))
+            steps = self.rows.steps
+            if len(steps) == 1 and steps[0].ref is None:
+                object.__setattr__(self, "rows_key", steps[0].key)
 
     def skipped_by(self, env: Env) -> Condition | None:
         """The first record-level condition that skips this record, if any."""
@@ -386,63 +398,66 @@ class MappingSet:
                 for table, _ in plan.tables:
                     out[table.name] = []
                 return out
+        data = env.record
+        direct = type(data) is dict  # the row builders read it with `dict.get`
         for table, own_skip in plan.tables:
             env.row = None
             if own_skip and any(c.test(env) for c in own_skip):
                 out[table.name] = []
-            elif table.read_rows is None:
-                row: dict[str, Any] = {}
-                data = env.record
-                direct = type(data) is dict
-                for name, compute, key, _ in table.plan:  # a table without rows reads no row
-                    if key is not None and direct:
-                        row[name] = data.get(key)
-                        continue
+                continue
+            rows: list[dict[str, Any]] | None = None
+            elements = None
+            if table.read_rows is None:
+                if direct:
                     try:
-                        row[name] = compute(env)
-                    except (ApplyError, ArithmeticError, ValueError, TypeError) as exc:
-                        raise self._error(record, table, name, exc) from None
-                out[table.name] = [row]
+                        rows = [table.build(data, env)]
+                    except Exception:
+                        rows = None  # the general path below raises it again, naming the column
             else:
-                elements = table.read_rows(env)
-                out[table.name] = self._rows(table, record, env, elements) if elements else []
+                key = table.rows_key
+                if key is None or not direct or type(elements := data.get(key)) is not list:
+                    elements = table.read_rows(env)  # (a copy of the list, or [] for no list)
+                if elements and table.row_skip:
+                    elements = self._kept(table, env, elements)
+                if not elements:
+                    rows = []
+                elif direct:
+                    try:
+                        rows = table.build(data, elements, env)  # None: an element is not a dict
+                    except Exception:
+                        rows = None  # as above
+            out[table.name] = self._general(table, record, env, elements) if rows is None else rows
         return out
 
-    def _rows(self, table: OutputTable, record: Record, env: Env, elements: Any) -> list[dict[str, Any]]:
-        """A line-level table's rows, as `envs` would give them; one Env reused for every row."""
-        if table.row_skip:
-            kept = []
-            for element in elements:
-                env.row = element
-                if not any(c.test(env) for c in table.row_skip):
-                    kept.append(element)
-            elements = kept
-        rows: list[dict[str, Any]] = []
-        data = env.record
+    @staticmethod
+    def _kept(table: OutputTable, env: Env, elements: Any) -> list[Any]:
+        """The elements no row condition skips."""
+        kept = []
         for element in elements:
             env.row = element
-            if rows:
-                # columns that do not read the row have the first row's values: compute the rest
-                row = rows[0].copy()
-                plan = table.row_plan
-            else:
-                row = {}
-                plan = table.plan
-            rows.append(row)
-            for name, compute, key, on_row in plan:
-                if key is not None:
-                    source = element if on_row else data
-                    if type(source) is dict:
-                        row[name] = source.get(key)
-                        continue
+            if not any(c.test(env) for c in table.row_skip):
+                kept.append(element)
+        return kept
+
+    def _general(self, table: OutputTable, record: Record, env: Env, elements: Any) -> list[dict[str, Any]]:
+        """A table's rows column by column (`elements` None: the record's one row).
+
+        For a record or element that is not a dict, and to name the column whose step
+        refused a value: the first such column of the first row where one does.
+        """
+        rows = []
+        for element in [None] if elements is None else elements:
+            env.row = element
+            row: dict[str, Any] = {}
+            for column in table.columns:
                 try:
-                    row[name] = compute(env)
+                    row[column.name] = column.compute(env)
                 except (ApplyError, ArithmeticError, ValueError, TypeError) as exc:
-                    raise self._error(record, table, name, exc) from None
+                    raise self._error(record, table, column, exc) from None
+            rows.append(row)
         return rows
 
-    def _error(self, record: Record, table: OutputTable, name: str, exc: Exception) -> MappingError:
-        column = next(c for c in table.columns if c.name == name)
+    def _error(self, record: Record, table: OutputTable, column: Column, exc: Exception) -> MappingError:
         return MappingError(
             f"{record.stream} {record.id}: {table.name}.{column.name}: {exc}",
             file=str(self.path),

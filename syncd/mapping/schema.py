@@ -316,20 +316,30 @@ def _keys_reader(keys: tuple[str, ...]) -> Reader:
 
 def _ref_key_reader(field_name: str, stream: str, key: str) -> Reader:
     """`customer.name`: `_chain_reader` unrolled for the commonest reference path."""
+    target_of = ref_target_reader(field_name, stream)
 
     def read(value: Any, resolve: Resolve) -> Any:
+        target = target_of(value, resolve)
+        return None if target is None else target.get(key)
+
+    return read
+
+
+def ref_target_reader(field_name: str, stream: str) -> Callable[[Any, Resolve], Mapping[str, Any] | None]:
+    """The record a reference field names (expanded inline, else through `resolve`), or None."""
+
+    def read(value: Any, resolve: Resolve) -> Mapping[str, Any] | None:
         if type(value) is not dict and (type(value) in _NOT_MAPPINGS or not isinstance(value, Mapping)):
             return None
         target = value.get(field_name)
         if type(target) is dict or (type(target) not in _NOT_MAPPINGS and isinstance(target, Mapping)):
-            pass  # expanded by the API
-        elif target is None or isinstance(target, bool):
+            return target  # expanded by the API
+        if target is None or isinstance(target, bool):
             return None
-        else:
-            target = resolve(stream, str(target))
+        target = resolve(stream, str(target))
         if type(target) is not dict and (type(target) in _NOT_MAPPINGS or not isinstance(target, Mapping)):
             return None
-        return target.get(key)
+        return target
 
     return read
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import simplejson
 
-from syncd.mapping.schema import CompiledPath, PathError, Resolve
+from syncd.mapping.schema import CompiledPath, PathError, Resolve, Step, ref_target_reader
 
 ROUNDING = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}
 
@@ -38,6 +38,8 @@ _ROUNDERS = {name: Context(prec=100, rounding=mode) for name, mode in ROUNDING.i
 _FORMATTED_CACHE = 4096  # formatted timestamps kept per date step
 _CURRENCIES_KEPT = 256  # currency codes whose quantum a money step remembers
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC"})
+# "MM:SS+00:00" for each second of an hour, as `isoformat` ends a whole-second UTC time
+_MINUTES_SECONDS_UTC = tuple(f"{m:02d}:{s:02d}+00:00" for m in range(60) for s in range(60))
 _DAY_FORMAT = re.compile(r"(?:[^%]|%[aAbBdjmyYFeuw%])*")  # strftime fields that name the day, no time
 
 
@@ -112,6 +114,9 @@ def path_getter(path: CompiledPath) -> Callable[[Env], Any]:
         if key is not None:
             return lambda env: data.get(key) if type(data := env.record) is dict else read(data, env.resolve)
         return lambda env: read(env.record, env.resolve)
+    steps = path.steps
+    if len(steps) == 2 and steps[0].ref is not None and _plain_step(steps[1]) and steps[1].key != "id":
+        return _through_reference(steps[0].key, steps[0].ref, steps[1].key)
     text = path.text
 
     def memoised(env: Env) -> Any:  # Env.read, inlined
@@ -124,6 +129,32 @@ def path_getter(path: CompiledPath) -> Callable[[Env], Any]:
         return value
 
     return memoised
+
+
+def _plain_step(step: Step) -> bool:
+    return step.ref is None and not step.many
+
+
+def _through_reference(field_name: str, stream: str, key: str) -> Callable[[Env], Any]:
+    """`customer.name`: the referenced record looked up once per record (per memo), then its key.
+
+    Every path through the same reference (`customer.name`, `customer.number`) shares the
+    lookup; the memo keeps it under `customer.`, which no path's text can be.
+    """
+    target_of = ref_target_reader(field_name, stream)
+    marker = field_name + "."
+
+    def through(env: Env) -> Any:
+        memo = env.memo
+        if memo is None:
+            target = target_of(env.record, env.resolve)
+        elif marker in memo:
+            target = memo[marker]
+        else:
+            target = memo[marker] = target_of(env.record, env.resolve)
+        return None if target is None else target.get(key)
+
+    return through
 
 
 @dataclass(frozen=True)
@@ -190,6 +221,8 @@ def to_decimal(value: Any) -> Decimal:
     """An exact Decimal from an int, a Decimal or numeric text (a float via its shortest repr)."""
     if type(value) is Decimal and value.is_finite():
         return value  # the usual case: money parsed from JSON
+    if type(value) is int:
+        return Decimal(value)  # whole amounts: JSON integers
     if isinstance(value, bool):
         raise ApplyError(f"expected a number, got {_show(value)}")
     if isinstance(value, Decimal):
@@ -216,6 +249,11 @@ def _exponent(digits: int) -> Decimal:
 
 
 def _timestamp(value: Any, tz: ZoneInfo) -> dt.datetime:
+    if type(value) is int:
+        try:
+            return dt.datetime.fromtimestamp(value, tz)
+        except (OverflowError, OSError, ValueError):
+            raise ApplyError(f"expected a unix timestamp, got {_show(value)}") from None
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str | float):
         raise ApplyError(f"expected a unix timestamp, got {_show(value)}")
     try:
@@ -336,6 +374,8 @@ def _date(name: str, arg: Any, options: dict[str, Any], d: Defaults, *_: Any) ->
         raise TransformError(str(exc), ("tz",), exc.suggestion) from None
 
     iso = fmt == "iso"
+    if iso and zone_name in _UTC_NAMES:
+        return Transform(name, _utc_iso(tz), (name, fmt, zone_name))
     # Timestamps repeat (dates, due dates) and formatting one costs microseconds: keep recent
     # ones. Only ints, the API's type: equal keys of other types (True == 1) differ here.
     # A UTC date without time fields is the same all day long: keep it by day.
@@ -358,6 +398,31 @@ def _date(name: str, arg: Any, options: dict[str, Any], d: Defaults, *_: Any) ->
         return text
 
     return Transform(name, apply, (name, fmt, zone_name))
+
+
+def _utc_iso(tz: ZoneInfo) -> Callable[[Any, Env], Any]:
+    """`datetime` in UTC, ISO 8601: the text of each hour kept, its minutes and seconds appended.
+
+    Timestamps such as `updated_at` rarely repeat, so keeping whole texts would not help;
+    formatting one costs microseconds, appending two texts a fraction of one.
+    """
+    hours: dict[int, str] = {}  # hour since the epoch -> "YYYY-MM-DDTHH:"
+
+    def apply(value: Any, env: Env) -> Any:
+        if type(value) is int:
+            hour = hours.get(value // 3600)
+            if hour is not None:
+                return hour + _MINUTES_SECONDS_UTC[value % 3600]
+        elif value is None or value == "":
+            return None
+        text = _timestamp(value, tz).isoformat()
+        if type(value) is int:
+            if len(hours) >= _FORMATTED_CACHE:
+                hours.clear()
+            hours[value // 3600] = text[: text.index("T") + 4]
+        return text
+
+    return apply
 
 
 def _rounding(options: dict[str, Any], d: Defaults) -> str:
@@ -383,6 +448,8 @@ def _money(
     quantize = _ROUNDERS[rounding].quantize
     exponents: dict[str, Decimal] = {}  # currency code as read -> its quantum
     read_code = path_getter(currency)
+    # a key of the record (`currency`, the usual case): read inline from a dict record
+    key = currency.key if not currency.relative else None
 
     def apply(value: Any, env: Env) -> Any:
         if type(value) is Decimal and value.is_finite():
@@ -391,7 +458,8 @@ def _money(
             return None
         else:
             number = _NOT_READ
-        code = read_code(env)
+        data = env.record
+        code = data.get(key) if key is not None and type(data) is dict else read_code(env)
         exponent = exponents.get(code) if type(code) is str else None
         if exponent is None:
             exponent = _exponent(d.digits(code))
@@ -418,7 +486,17 @@ def _decimal(name: str, arg: Any, options: dict[str, Any], d: Defaults, *_: Any)
         number = to_decimal(value)
         return number if digits is None else quantize(number, _exponent(digits))
 
-    return Transform(name, apply, (name, digits, rounding if digits is not None else None))
+    def exact(value: Any, env: Env) -> Any:  # `apply` without digits, the usual types first
+        if type(value) is Decimal and value.is_finite():
+            return value
+        if type(value) is int:
+            return Decimal(value)
+        if value is None or value == "":
+            return None
+        return to_decimal(value)
+
+    canonical = (name, digits, rounding if digits is not None else None)
+    return Transform(name, exact if digits is None else apply, canonical)
 
 
 def _text_like(name: str, arg: Any, *_: Any) -> Transform:

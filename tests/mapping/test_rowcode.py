@@ -1,0 +1,154 @@
+"""The generated row builders and the shortcuts of the hot steps: taken, safe, and exact."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from syncd.errors import MappingError
+from syncd.mapping import MappingSet, load_mapping
+from syncd.mapping.transforms import ApplyError, Defaults, Env, compile_step
+from syncd.plugin import Record
+from syncd.sandbox.data import SandboxData
+from tests.mapping.helpers import MAPPINGS, apply, load
+
+
+def test_dict_records_never_take_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = SandboxData.seeded(seed=2, customers=6, invoices=30, transactions=15)
+
+    def resolve(stream: str, rid: str) -> Mapping[str, Any] | None:
+        return data.get(stream, rid)
+
+    def general(*args: Any) -> None:
+        raise AssertionError("general path taken")
+
+    monkeypatch.setattr(MappingSet, "_general", general)
+    rows = 0
+    for path in sorted(MAPPINGS.glob("*.toml")):
+        mapping = load_mapping(path)
+        for stream in ("customers", "invoices", "transactions"):
+            for obj in data.list(stream):
+                out = mapping.apply(Record(stream, str(obj["id"]), 0, obj), resolve)
+                rows += sum(len(r) for r in out.values())
+    assert rows > 200
+
+
+def test_names_keys_and_values_from_the_file_are_data_not_code(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+[tables.t]
+stream = "invoices"
+rows = "items"
+fields = [
+  { name = "a\\"}; raise SystemExit #", from = "metadata.k'\\"x" },
+  { name = "b')\\nimport os #", value = "\\"), exec('1') #" },
+  { name = "__builtins__", from = "items[].metadata.q\\"uote" },
+  { name = "d", template = "{number} %s %(x)s {{" },
+]
+""",
+    )
+    data = {"number": "N", "metadata": {"k'\"x": 1}, "items": [{"metadata": {'q"uote': 2}}]}
+    assert apply(mapping, "invoices", data)["t"] == [
+        {
+            'a"}; raise SystemExit #': 1,
+            "b')\nimport os #": "\"), exec('1') #",
+            "__builtins__": 2,
+            "d": "N %s %(x)s {",
+        }
+    ]
+
+
+def test_the_first_failing_column_of_the_first_row_is_named(tmp_path: Path) -> None:
+    # the builder computes record-level columns before the rows: the error must not say so
+    mapping = load(
+        tmp_path,
+        """
+[tables.t]
+stream = "invoices"
+rows = "items"
+fields = [
+  { name = "line", from = "items[].amount", transforms = ["money"] },
+  { name = "total", from = "total", transforms = ["money"] },
+]
+""",
+    )
+    data = {"currency": "usd", "total": "bad total", "items": [{"amount": "bad line"}]}
+    with pytest.raises(MappingError, match=r"t\.line: expected a number, got \"bad line\""):
+        apply(mapping, "invoices", data)
+    data["items"] = [{"amount": 1}]
+    with pytest.raises(MappingError, match=r"t\.total: expected a number, got \"bad total\""):
+        apply(mapping, "invoices", data)
+
+
+def test_rows_that_are_not_dicts_map_as_before(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+[tables.t]
+stream = "invoices"
+rows = "items"
+fields = [{ name = "id", from = "items[].id" }, { name = "n", from = "number" }]
+""",
+    )
+    data = {"number": "N", "items": [{"id": 1}, 5, None, {"id": 2}]}
+    assert apply(mapping, "invoices", data)["t"] == [
+        {"id": 1, "n": "N"},
+        {"id": None, "n": "N"},
+        {"id": None, "n": "N"},
+        {"id": 2, "n": "N"},
+    ]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Etc/UTC"])
+def test_utc_iso_datetimes_equal_isoformat_across_hours_and_eras(zone: str) -> None:
+    step = compile_step("datetime", Defaults(timezone=zone), lambda text: pytest.fail(text), {})
+    env = Env({}, None, lambda s, r: None)
+    tz = ZoneInfo(zone)
+    edges = [0, -1, 1, 3599, 3600, -3600, -3601, 86399, 951782400, 1700000000, 4102444799]
+    extremes = [-62135596800, -62135596800 + 3599, 253402300799, 253402297200]
+    stamps = [*edges, *extremes, *range(1699999000, 1700009000, 7), *range(-7300, 7300, 13)]
+    for stamp in stamps * 2:  # the second time from the kept hours
+        assert step.apply(stamp, env) == dt.datetime.fromtimestamp(stamp, tz).isoformat(), stamp
+    for bad in (253402300800, -62135596801, 10**20):
+        with pytest.raises(ApplyError, match="expected a unix timestamp"):
+            step.apply(bad, env)
+    assert step.apply(None, env) is None
+    assert step.apply("", env) is None
+    assert step.apply("1700000000", env) == "2023-11-14T22:13:20+00:00"
+
+
+def test_references_are_looked_up_once_per_record_by_every_path(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+[tables.t]
+stream = "invoices"
+fields = [
+  { name = "n", from = "customer.name" },
+  { name = "k", from = "customer.number", transforms = ["text"] },
+  { name = "tpl", template = "{customer.name}/{customer.number}" },
+  { name = "meta", from = "customer.metadata.region" },
+]
+""",
+    )
+    calls: list[tuple[str, str]] = []
+
+    def resolve(stream: str, rid: str) -> Mapping[str, Any] | None:
+        calls.append((stream, rid))
+        return {"name": "Acme", "number": 7, "metadata": {"region": "EU"}} if rid == "3" else None
+
+    for customer, want in ((3, ["Acme", "7", "Acme/7", "EU"]), (4, [None, None, "/", None])):
+        calls.clear()
+        record = Record("invoices", "1", 0, {"customer": customer})
+        assert list(mapping.apply(record, resolve)["t"][0].values()) == want
+        assert calls == [("customers", str(customer))]
+    expanded = Record("invoices", "1", 0, {"customer": {"name": "X", "number": "C"}})
+    calls.clear()
+    assert mapping.apply(expanded, resolve)["t"][0]["tpl"] == "X/C"
+    assert calls == []
