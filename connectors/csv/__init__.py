@@ -3,29 +3,63 @@
 Each file holds one row per record (or per line item) in its latest state. Rows are
 kept in the checkpoint store and the files are rendered from there, atomically, when
 the run ends (and every `render_every` seconds during a long run).
+
+A row is stored as its CSV line, written once: a render only concatenates lines. The line
+starts with a tag of the columns it was written for (the layout, kept in the store under
+that tag), so a row an earlier mapping wrote still renders by column name. Rows stored as
+JSON (by older versions, or a line the store could not keep) render as they always did.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import structlog
 
-from connectors.csv.files import texts, write_atomic
+from connectors.csv.files import line, split, texts, write_lines
 from syncd.files import sweep_temp_files
 from syncd.plugin import (
     Connector,
+    ConnectorError,
     ConnectorSettings,
     ExternalPayment,
     MappedRecord,
+    OutputStore,
     Rejection,
     TableSpec,
 )
 
 log = structlog.get_logger(__name__)
+
+TAG = 4  # characters of a layout tag: base64url, never "{" (a JSON row's first character)
+# What a store's text column refuses (PostgreSQL: NUL; any UTF-8 codec: a lone surrogate).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@runtime_checkable
+class LineStore(OutputStore, Protocol):
+    """An OutputStore that keeps rows as text (syncd.store.ConnectorOutputs)."""
+
+    def stored(self, table: str) -> Iterator[dict[str, Any] | str]: ...
+    def remember(self, key: str, value: str) -> str: ...
+    def recall(self, key: str) -> str | None: ...
+
+
+def layout_tag(columns: Sequence[str]) -> str:
+    """The tag of a column layout: a hash, so every process finds the same without asking."""
+    digest = hashlib.sha256(json.dumps(list(columns)).encode()).digest()
+    return base64.urlsafe_b64encode(digest)[:TAG].decode()
+
+
+def _storable(text: str) -> bool:
+    return "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None)
 
 
 class CsvSettings(ConnectorSettings):
@@ -60,6 +94,7 @@ class CsvConnector(Connector):
         # Columns come from the mapping, so a table is rendered (header included) even in a
         # run that wrote no row of it, e.g. one that only deleted records.
         self._columns: dict[str, list[str]] = {t: list(c) for t, c in self.context.columns.items()}
+        self._layouts: dict[str, tuple[list[str], str | None]] = {}  # by table, on first use
 
     def _directory(self) -> Path:
         directory = self.settings.directory
@@ -67,24 +102,66 @@ class CsvConnector(Connector):
 
     def write(self, stream: str, records: Sequence[MappedRecord]) -> list[Rejection]:
         outputs = self.context.outputs
-        items: list[tuple[str, str, dict[str, list[dict[str, str]]]]] = []
+        items: list[tuple[str, str, dict[str, list[Any]]]] = []
         for mapped in records:
             # A deleted record is put with no rows: its rows go, in the page's one transaction.
             tables = {} if mapped.record.deleted else {
-                t: [self._cells(t, row) for row in rows] for t, rows in mapped.tables.items()
+                t: [self._row(t, row) for row in rows] for t, rows in mapped.tables.items()
             }
             items.append((stream, mapped.record.id, tables))
         if items:
             outputs.put_many(items)
         return []
 
-    def _cells(self, table: str, row: Mapping[str, Any]) -> dict[str, str]:
-        """A row as the text of its non-empty cells: rendering then only copies strings.
+    def _row(self, table: str, row: Mapping[str, Any]) -> str | dict[str, str]:
+        """What the store keeps of a row: its tagged CSV line, else the texts of its cells."""
+        columns, tag = self._layouts.get(table) or self._layout(table)
+        if tag is not None:
+            text = line(columns, row)
+            if _storable(text):
+                return tag + text
+        # `cell` of its own output is that output: stored texts render as the values did.
+        return texts(columns or row, row)
 
-        `cell` of its own output is that output, so rows stored before (raw values) and
-        after (texts) render alike.
-        """
-        return texts(self._columns.get(table) or row, row)
+    def _layout(self, table: str) -> tuple[list[str], str | None]:
+        """A table's columns and the tag its lines carry (None: its rows are kept as JSON)."""
+        columns = self._columns.get(table, [])
+        tag = None
+        outputs = self.context.outputs
+        if columns and isinstance(outputs, LineStore):
+            tag = layout_tag(columns)
+            layout = json.dumps(columns)
+            if outputs.remember(f"layout:{table}:{tag}", layout) != layout:
+                tag = None  # another layout has this tag (a hash collision): JSON, as before
+        self._layouts[table] = (columns, tag)
+        return columns, tag
+
+    def _lines(self, table: str) -> Iterator[str]:
+        """The table's rows as CSV lines of its columns now, in the store's order."""
+        outputs = self.context.outputs
+        columns, tag = self._layouts.get(table) or self._layout(table)
+        if not isinstance(outputs, LineStore):
+            yield from (line(columns, row) for row in outputs.rows(table))
+            return
+        earlier: dict[str, list[str]] = {}
+        for row in outputs.stored(table):
+            if not isinstance(row, str):
+                yield line(columns, row)
+            elif tag is not None and row.startswith(tag):
+                yield row[TAG:]
+            else:  # written for other columns (an earlier mapping): cells by column name
+                old = earlier.get(row[:TAG]) or self._earlier(table, row[:TAG], earlier)
+                yield line(columns, dict(zip(old, split(row[TAG:]), strict=True)))
+
+    def _earlier(self, table: str, tag: str, known: dict[str, list[str]]) -> list[str]:
+        outputs = self.context.outputs
+        layout = outputs.recall(f"layout:{table}:{tag}") if isinstance(outputs, LineStore) else None
+        if layout is None:
+            raise ConnectorError(
+                f"rows of {table} have a column layout the store does not hold ({tag})", connector=self.name
+            )
+        known[tag] = json.loads(layout)
+        return known[tag]
 
     def flush(self) -> None:
         # Rows are durable in the store once put; files follow on a timer and at close.
@@ -105,7 +182,7 @@ class CsvConnector(Connector):
         if not (missing or outputs.is_dirty()):
             return
         for table, columns in sorted(self._columns.items()):
-            count = write_atomic(self.directory / f"{table}.csv", columns, outputs.rows(table))
+            count = write_lines(self.directory / f"{table}.csv", columns, self._lines(table))
             log.info("csv.rendered", table=table, rows=count)
         outputs.mark_clean()
         self._render_took = time.monotonic() - self._last_render

@@ -21,6 +21,8 @@ _PLAIN_JSON = json.JSONEncoder(sort_keys=True)
 
 
 def _json_text(value: Any) -> str:
+    if not value:  # most metadata is empty: the text both encoders write for it
+        return "{}" if isinstance(value, dict) else "[]"
     try:
         return _PLAIN_JSON.encode(value)
     except TypeError:  # a Decimal inside: simplejson writes it as an exact number
@@ -77,6 +79,80 @@ def _text(value: Any) -> str:
     if type(value) is str and not value.startswith(_FORMULA_START):
         return value
     return cell(value)
+
+
+def _decimal_text(value: Decimal) -> str:
+    """`format(value, "f")`, by the faster str() when that writes no exponent (the same text)."""
+    text = str(value)
+    return format(value, "f") if "E" in text else text
+
+
+def line(columns: Sequence[str], row: Mapping[str, Any]) -> str:
+    """The CSV line of a row, without its CRLF: what `write_atomic` writes for it.
+
+    Cells as `cell` writes them, quoted as csv.writer's excel dialect does (QUOTE_MINIMAL).
+    A row keeps only this text in the store, so it is written once, never again per render.
+    """
+    cells: list[str] = []
+    for column in columns:
+        value: Any = row.get(column)
+        kind = type(value)
+        # The common types first, each as `cell` writes it, off its chain of checks.
+        if kind is str:
+            if value.startswith(_FORMULA_START):
+                value = cell(value)
+        elif value is None:
+            value = ""
+        elif kind is Decimal:
+            value = _decimal_text(value)
+        elif kind is int:
+            value = str(value)
+        elif kind is bool:
+            value = "true" if value else "false"
+        else:
+            value = cell(value)
+        cells.append(value)
+    return join(cells)
+
+
+def join(cells: list[str]) -> str:
+    """csv.writer's line (excel dialect, QUOTE_MINIMAL) of cell texts, without its CRLF."""
+    text = ",".join(cells)
+    # One scan of the line finds whether any cell needs quotes (most do not).
+    if '"' in text or "\n" in text or "\r" in text or text.count(",") != len(cells) - 1:
+        text = ",".join(_quoted(c) for c in cells)
+    elif not text and len(cells) == 1:
+        return '""'  # csv.writer quotes a lone empty cell, or the line would be blank
+    return text
+
+
+def _quoted(text: str) -> str:
+    if '"' in text or "," in text or "\n" in text or "\r" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def split(text: str) -> list[str]:
+    """The cells of a line that `join` wrote."""
+    return next(csv.reader([text], dialect="excel"))
+
+
+def write_lines(path: Path, header: Sequence[str], lines: Iterable[str]) -> int:
+    """`write_atomic` of rows given as their `line`s; rows written."""
+    count = 0
+    with replaced(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(join(list(header)) + "\r\n")
+        batch: list[str] = []
+        for text in lines:
+            batch.append(text)
+            if len(batch) == 1000:
+                fh.write("\r\n".join(batch) + "\r\n")
+                count += len(batch)
+                batch.clear()
+        if batch:
+            fh.write("\r\n".join(batch) + "\r\n")
+            count += len(batch)
+    return count
 
 
 def write_atomic(path: Path, header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 import simplejson
-from sqlalchemy import Table, and_, delete, func, select, tuple_
+from sqlalchemy import Table, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
@@ -51,6 +51,7 @@ _RAW_COLS = (
 _OUTPUT_COLS = ("connector", "stream", "record_id", "table_name", "ordinal", "sort_key", "data")
 _DECODED_MAX = 2048  # referred records kept decoded: every customer of a typical account
 _CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
+_RENDER_BATCH = 5000  # output rows per query of a render
 
 
 # One encoder for the process: simplejson.dumps with options builds a new one per call.
@@ -621,7 +622,11 @@ def process_id() -> str:
 
 
 class ConnectorOutputs:
-    """One connector's rows in the store (implements syncd.plugin.OutputStore)."""
+    """One connector's rows in the store (implements syncd.plugin.OutputStore).
+
+    A row is kept as JSON (`rows` reads it back) or as a text of the connector's own: any
+    text not starting with "{", as every JSON row does (`stored` reads both).
+    """
 
     def __init__(self, store: Store, connector: str) -> None:
         self._store = store
@@ -634,15 +639,15 @@ class ConnectorOutputs:
             OUTPUT.c.record_id == record_id,
         )
 
-    def put_many(self, items: Sequence[tuple[str, str, Mapping[str, Sequence[Mapping[str, Any]]]]]) -> None:
-        """Replace the rows of many records in one transaction."""
+    def put_many(self, items: Sequence[tuple[str, str, Mapping[str, Sequence[Mapping[str, Any] | str]]]]) -> None:
+        """Replace the rows of many records in one transaction; a row given as text is kept as is."""
         connector = self.connector
         rows: list[tuple[Any, ...]] = []
         for stream, record_id, tables in items:
             key = sort_key(record_id)
             for table, table_rows in tables.items():
                 rows.extend(
-                    (connector, stream, record_id, table, i, key, _dumps_row(row))
+                    (connector, stream, record_id, table, i, key, row if isinstance(row, str) else _dumps_row(row))
                     for i, row in enumerate(table_rows)
                 )
         store = self._store
@@ -675,7 +680,7 @@ class ConnectorOutputs:
         with self._store.engine.begin() as conn:
             self._mark(conn, dirty=False)
 
-    def put(self, stream: str, record_id: str, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    def put(self, stream: str, record_id: str, tables: Mapping[str, Sequence[Mapping[str, Any] | str]]) -> None:
         self.put_many([(stream, record_id, tables)])
 
     def delete(self, stream: str, record_id: str) -> None:
@@ -684,25 +689,47 @@ class ConnectorOutputs:
             self._mark(conn, dirty=True)
 
     def rows(self, table: str) -> Iterator[dict[str, Any]]:
-        """Rows of one table by record id then ordinal, read in batches."""
+        """Rows of one table by record id then ordinal, read in batches (JSON rows only)."""
+        for text in self._data(table):
+            if not text.startswith("{"):
+                raise StoreError(f"a row of {self.connector}'s table {table} is kept as text, not JSON")
+            yield loads(text)
+
+    def stored(self, table: str) -> Iterator[dict[str, Any] | str]:
+        """Rows of one table in the order of `rows`: a JSON row decoded, a text row as its text."""
+        for text in self._data(table):
+            yield loads(text) if text.startswith("{") else text
+
+    def _data(self, table: str) -> Iterator[str]:
+        # Keyset batches (no transaction held over a whole render), read off the driver's
+        # cursor: rendering is a copy of these texts, Row objects would be most of its cost.
+        store = self._store
+        sql = (
+            f'SELECT sort_key, record_id, ordinal, data FROM "{OUTPUT.name}" '  # noqa: S608
+            f"WHERE connector = {store._p} AND table_name = {store._p} "
+            f"AND (sort_key, record_id, ordinal) > ({store._marks(3)}) "
+            f"ORDER BY sort_key, record_id, ordinal LIMIT {_RENDER_BATCH}"
+        )
         after: tuple[int, str, int] = (-(2**63), "", -1)
-        cols = (OUTPUT.c.sort_key, OUTPUT.c.record_id, OUTPUT.c.ordinal)
         while True:
-            stmt = (
-                select(OUTPUT.c.sort_key, OUTPUT.c.record_id, OUTPUT.c.ordinal, OUTPUT.c.data)
-                .where(
-                    OUTPUT.c.connector == self.connector,
-                    OUTPUT.c.table_name == table,
-                    tuple_(*cols) > tuple_(*after),
-                )
-                .order_by(*cols)
-                .limit(2000)
-            )
-            with self._store.engine.connect() as conn:
-                batch = conn.execute(stmt).all()
+            with store.engine.connect() as conn:
+                batch = conn.exec_driver_sql(sql, (self.connector, table, *after)).cursor.fetchall()
             if not batch:
                 return
             for row in batch:
-                yield loads(row[3])
+                yield row[3]
             last = batch[-1]
             after = (last[0], last[1], last[2])
+
+    def remember(self, key: str, value: str) -> str:
+        """Keep `value` under `key` (this connector's) unless one is kept there; the kept value."""
+        name = f"note:{self.connector}:{key}"
+        with self._store.engine.begin() as conn:
+            kept = conn.execute(select(META.c.value).where(META.c.key == name)).scalar_one_or_none()
+            if kept is None:
+                conn.execute(META.insert().values(key=name, value=value))
+        return value if kept is None else str(kept)
+
+    def recall(self, key: str) -> str | None:
+        """What `remember` keeps under `key`, if anything."""
+        return self._store.get_meta(f"note:{self.connector}:{key}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from connectors.csv import CsvConnector, CsvSettings
+from connectors.csv import CsvConnector, CsvSettings, layout_tag
 from syncd.plugin import ConnectorContext, MappedRecord, Record
 from syncd.store import Store
 
@@ -36,6 +36,6 @@ def test_deleted_and_changed_records_of_a_page_render_exactly(tmp_path: Path) ->
     assert invoices == b"id,customer,total\r\n1,'=evil(),10.50\r\n3,'=evil(),7.00\r\n"
     lines = (tmp_path / "out" / "lines.csv").read_bytes()
     assert lines == b"invoice,amount\r\n1,1.10\r\n1,\r\n3,1.10\r\n3,\r\n"
-    # What the store keeps is each row's cell texts.
-    assert next(store.outputs("csv").rows("invoices")) == {"id": "1", "customer": "'=evil()", "total": "10.50"}
+    # What the store keeps is each row's CSV line, after the tag of the columns it has.
+    assert next(store.outputs("csv").stored("invoices")) == layout_tag(COLUMNS["invoices"]) + "1,'=evil(),10.50"
     store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.csv.files import cell, texts, write_atomic
+from connectors.csv.files import _decimal_text, _text, cell, line, split, texts, write_atomic, write_lines
 
 CELLS = [
     (Decimal("0.30"), "0.30"),
@@ -114,3 +115,53 @@ def test_a_json_cell_is_the_text_simplejson_writes(value: dict[str, object]) -> 
     import simplejson
 
     assert cell(value) == cell(simplejson.dumps(value, use_decimal=True, sort_keys=True))
+
+
+def _writer_line(cells: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, dialect="excel", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n").writerow(cells)
+    return buffer.getvalue()
+
+
+_any_text = st.text(alphabet=st.sampled_from('ab,"\r\n\t =+-@\'{}é ') | st.characters(), max_size=8)
+_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.decimals()
+    | _any_text
+    | st.sampled_from(["-12.50", "=1+1", "+1 555", "", "a,b", 'say "hi"', "\t5"])
+    | st.dictionaries(st.text(max_size=3), st.decimals(allow_nan=False, allow_infinity=False) | _any_text, max_size=3)
+    | st.lists(st.integers() | _any_text, max_size=3)
+)
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcdef"), _values), min_size=1, max_size=6), st.integers(1, 6))
+def test_a_line_is_what_the_csv_writer_writes_for_the_row(items: list[tuple[str, object]], width: int) -> None:
+    """`line` (the text a row is stored as) is byte for byte `write_atomic`'s line of it."""
+    row = dict(items)
+    columns = list("abcdef")[:width]
+    cells = [_text(row.get(c)) for c in columns]
+    assert line(columns, row) + "\r\n" == _writer_line(cells)
+    assert split(line(columns, row)) == cells  # and it reads back as its cells
+
+
+def test_a_lone_empty_cell_is_quoted_as_the_csv_writer_does() -> None:
+    assert line(["a"], {}) == '""' == _writer_line([""])[:-2]
+    assert line(["a", "b"], {}) == ","
+    assert split('""') == [""]
+
+
+@given(st.decimals())
+def test_decimal_text_is_format_f(value: Decimal) -> None:
+    assert _decimal_text(value) == format(value, "f")
+
+
+def test_write_lines_writes_what_write_atomic_writes(tmp_path: Path) -> None:
+    header = ["id", "name", "total"]
+    rows = [{"id": i, "name": f"=n{i}, \"x\"", "total": Decimal(i) / 3} for i in range(2500)]
+    assert write_atomic(tmp_path / "a.csv", header, rows) == 2500
+    assert write_lines(tmp_path / "b.csv", header, (line(header, r) for r in rows)) == 2500
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert write_lines(tmp_path / "c.csv", header, []) == 0
+    assert (tmp_path / "c.csv").read_bytes() == b"id,name,total\r\n"
