@@ -7,14 +7,15 @@
     redeliver(store, targets)           after a mapping change, from the store, no request
 
 What a target holds is recorded per record (`Delivery` table) with the version it got, so a
-re-run rewrites nothing and a kill loses nothing: the engine moves a cursor only after
-`deliver` has returned for the page.
+re-run rewrites nothing and a kill loses nothing: a page's raw rows, the local targets' rows,
+what each target now holds and the engine's cursor are one store transaction, written after
+the targets that send requests (no store lock is held while they do).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,9 +74,25 @@ class Target:
     def streams(self) -> set[str]:
         return {s for s in STREAMS if self.mapping.tables_for(s)}
 
+    @property
+    def local(self) -> bool:
+        """Its writes are store rows only (`Connector.local`): they join the page's transaction."""
+        return bool(getattr(self.connector, "local", False))
+
     def references(self, stream: str) -> list[str]:
         """Reference fields (customer, invoice) the mapping reads through for `stream`."""
         return sorted(f for f in self.mapping.expands(stream) if f in REFERENCES)
+
+@dataclass
+class _Written:
+    """What a target took from a page (`held`: id, version) and refused, not yet recorded."""
+
+    target: str
+    stream: str
+    held: list[tuple[str, str]]
+    rejected: list[tuple[str, str]]
+    delivered: int
+
 
 # Fields by which a record refers to another stream's record. Mappings may read through them
 # (`customer.name` on an invoice); the referred record is read from the store, never from an
@@ -95,10 +112,26 @@ class Delivery:
         self.targets = targets
 
     def deliver(
-        self, stream: str, records: Sequence[Record], report: StreamReport, *, save: bool = True
+        self,
+        stream: str,
+        records: Sequence[Record],
+        report: StreamReport,
+        *,
+        save: bool = True,
+        then: Callable[[], None] | None = None,
     ) -> None:
-        """Save changed raw records and hand each target the ones it does not hold yet."""
+        """Save changed raw records and hand each target the ones it does not hold yet.
+
+        Targets that send records over the network write first, outside any transaction
+        (no store lock is held during their requests: the lease heartbeat writes to the
+        same store). Then one transaction (`Store.page`) holds everything the page changes
+        in the store: its raw rows, the local targets' rows (`Connector.local`) and what
+        every target now holds. Then the local targets flush (render their files), and
+        `then` runs (the engine moves the cursor): only once all it covers is durable.
+        """
         if not records:
+            if then is not None:
+                then()
             return
         # Serialised once: the text gives the content hash and is what the store keeps.
         texts = {r.id: dumps_record(r.data) for r in records}
@@ -109,27 +142,40 @@ class Delivery:
         # (on a first sync, none yet: no flag to set and clear on every customer and invoice).
         due: set[str] = set()
         if save:
-            known = self.store.raw_hashes(stream, list(hashes))
+            known, referred = self.store.stored_state(stream, list(hashes))
             changed = [
                 r for r in records if known.get(r.id) != hashes[r.id] and not (r.deleted and r.id not in known)
             ]
-            due = self.store.referred_by_stored(stream, [r.id for r in changed])
-            live = [r for r in changed if not r.deleted]
-            if live:
-                self.store.save_raw([(r, hashes[r.id]) for r in live], texts, due)
-                report.changed += len(live)
+            due = {r.id for r in changed} & referred
+        live = [r for r in changed if not r.deleted]
         # A deletion of a stored record goes to every target that does not hold the deletion:
         # a kill between a connector's write and `commit_deliveries` leaves rows unrecorded.
         stored = frozenset(rid for rid in known if hashes[rid] == DELETED_HASH)
-        for target in self.targets:
-            if stream in target.streams():
-                self._deliver_to(target, stream, records, hashes, report, stored)
-        # Marked deleted only once every target has taken the deletion: scope exit and the
-        # events-gap reconciliation judge only live rows, so a failure or kill before this
-        # point leaves the row live and the next run delivers the deletion again.
-        gone = [r for r in changed if r.deleted]
-        if gone:
-            self.store.save_raw([(r, hashes[r.id]) for r in gone], texts, due)
+        targets = [t for t in self.targets if stream in t.streams()]
+        written = [
+            self._write_to(t, stream, records, hashes, stored) for t in targets if not t.local
+        ]
+        with self.store.page():
+            if live:
+                self.store.save_raw([(r, hashes[r.id]) for r in live], texts, due)
+            written += [self._write_to(t, stream, records, hashes, stored) for t in targets if t.local]
+            for done in written:
+                self._commit(done, report)
+            # Marked deleted only once every target has taken the deletion: scope exit and the
+            # events-gap reconciliation judge only live rows, so a failure or kill before the
+            # commit leaves the row live and the next run delivers the deletion again.
+            gone = [r for r in changed if r.deleted]
+            if gone:
+                self.store.save_raw([(r, hashes[r.id]) for r in gone], texts, due)
+        report.changed += len(live)
+        # Local targets render their files from committed rows (a render inside the page
+        # would hold the store's write lock for as long as it takes), before `then`: a
+        # render that fails (a full disk) leaves the cursor where it was.
+        for target in targets:
+            if target.local:
+                self._flush(target, stream)
+        if then is not None:
+            then()
         if due:
             self.redeliver_dependents(stream, [r.id for r in changed if r.id in due])
 
@@ -148,6 +194,25 @@ class Delivery:
         report: StreamReport,
         stored: frozenset[str] = frozenset(),
     ) -> None:
+        """Write to one target and record what it now holds (a local one's rows and that
+        record in one transaction)."""
+        if target.local:
+            with self.store.page():
+                self._commit(self._write_to(target, stream, records, hashes, stored), report)
+            self._flush(target, stream)
+        else:
+            self._commit(self._write_to(target, stream, records, hashes, stored), report)
+
+    def _write_to(
+        self,
+        target: Target,
+        stream: str,
+        records: Sequence[Record],
+        hashes: Mapping[str, str],
+        stored: frozenset[str] = frozenset(),
+    ) -> _Written | None:
+        """Map and write the records `target` does not hold (flushed, unless it is local);
+        what it took and refused, for `_commit`; None when it holds them all."""
         refs = target.references(stream)
         referred = self._referred(stream, records, refs)
         versions = {
@@ -161,7 +226,7 @@ class Delivery:
             if held.get(r.id) != versions[r.id] and not (r.deleted and r.id not in held and r.id not in stored)
         ]
         if not todo:
-            return
+            return None
         # Referred ids not in the store are remembered as None: no query per miss.
         data = {
             (REFERENCES[f], rid): hit[1] if hit else None for f in refs for rid, hit in referred[f].items()
@@ -181,19 +246,32 @@ class Delivery:
             mapped.append(MappedRecord(record, tables))
         with structlog.contextvars.bound_contextvars(connector=target.name, stream=stream):
             refusals = target.connector.write(stream, mapped) if mapped else []
-            target.connector.flush()
+            if not target.local:
+                target.connector.flush()
         rejected.extend((r.record_id, r.reason) for r in refusals)
         refused = {rid for rid, _ in rejected}
         done = [(r.id, versions[r.id]) for r in todo if r.id not in refused]
         # Partly written: held under a version no record has, so a later delete is delivered.
         partly = {r.record_id for r in refusals if isinstance(r, PartialRejection)}
         held_part = [(r.id, PARTIAL_HASH) for r in todo if r.id in partly and r.id in refused]
-        self.store.commit_deliveries(target.name, stream, done + held_part, rejected)
-        report.delivered[target.name] = report.delivered.get(target.name, 0) + len(done)
-        if rejected:
-            report.rejected[target.name] = report.rejected.get(target.name, 0) + len(rejected)
-            for rid, reason in rejected:
-                log.warning("record.rejected", connector=target.name, stream=stream, record_id=rid, reason=reason)
+        return _Written(target.name, stream, done + held_part, rejected, len(done))
+
+    def _commit(self, written: _Written | None, report: StreamReport) -> None:
+        """Record what a target now holds and refused (in the open page, if any)."""
+        if written is None:
+            return
+        name = written.target
+        self.store.commit_deliveries(name, written.stream, written.held, written.rejected)
+        report.delivered[name] = report.delivered.get(name, 0) + written.delivered
+        if written.rejected:
+            report.rejected[name] = report.rejected.get(name, 0) + len(written.rejected)
+            for rid, reason in written.rejected:
+                log.warning("record.rejected", connector=name, stream=written.stream, record_id=rid, reason=reason)
+
+    @staticmethod
+    def _flush(target: Target, stream: str) -> None:
+        with structlog.contextvars.bound_contextvars(connector=target.name, stream=stream):
+            target.connector.flush()
 
     def _referred(
         self, stream: str, records: Sequence[Record], refs: Sequence[str]

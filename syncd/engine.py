@@ -394,10 +394,13 @@ class SyncRun:
         name = walker.stream.name
         records = _records(name, page.items)
         report.fetched += len(page.items)
-        try:
-            self.delivery.deliver(name, records, report)
-            resume = None if page.resume is None else (page.resume.at, page.resume.seconds)
+        resume = None if page.resume is None else (page.resume.at, page.resume.seconds)
+
+        def move_cursor() -> None:  # once everything the page covers is durable
             self.store.set_cursor(name, walker.partition, page.checkpoint, resume)
+
+        try:
+            self.delivery.deliver(name, records, report, then=move_cursor)
         except FAILURES as exc:  # ours, a full disk, a broken store: the stream stops, the cursor stays
             report.error = describe(exc)
             log.error("delivery.failed", stream=name, error=report.error)

@@ -177,6 +177,10 @@ class Connector(ABC):
     settings_model: ClassVar[type[ConnectorSettings]] = ConnectorSettings
     tables: ClassVar[Mapping[str, TableSpec]] = {}
     provides_payments: ClassVar[bool] = False
+    # True when `write` only puts rows in the store (context.outputs), with no request and no
+    # slow work: its rows are then written in the delivered page's one store transaction,
+    # and `flush` is called after that transaction commits.
+    local: ClassVar[bool] = False
 
     def __init__(self, settings: ConnectorSettings, context: ConnectorContext) -> None:
         self.settings = settings

@@ -78,6 +78,7 @@ class CsvConnector(Connector):
     """Writes mapped records to CSV files in `directory`."""
 
     name: ClassVar[str] = "csv"
+    local: ClassVar[bool] = True  # rows in the store only
     settings_model: ClassVar[type[ConnectorSettings]] = CsvSettings
     tables: ClassVar[dict[str, TableSpec]] = {}
     provides_payments: ClassVar[bool] = True

@@ -116,6 +116,7 @@ class LedgerConnector(Connector):
     """Writes invoices and transactions as journal entries (hledger, Ledger or Beancount)."""
 
     name: ClassVar[str] = "ledger"
+    local: ClassVar[bool] = True  # rows in the store only
     settings_model: ClassVar[type[ConnectorSettings]] = LedgerSettings
     provides_payments: ClassVar[bool] = True
     tables: ClassVar[dict[str, TableSpec]] = {

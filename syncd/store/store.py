@@ -1,4 +1,5 @@
-"""Store operations. Every write is one transaction per call, batched per page."""
+"""Store operations. Every write is one transaction per call, batched per page, or part of
+a delivered page's one transaction (`Store.page`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import os
 import socket
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +39,8 @@ META: Table = Meta.__table__  # type: ignore[attr-defined]
 RUN: Table = Run.__table__  # type: ignore[attr-defined]
 
 REFERRED_STREAMS = frozenset({"customers", "invoices"})  # streams other records refer to
+# The streams whose records refer to each of those (by customer_id, by invoice_id).
+_DEPENDENTS = {"customers": ("invoices", "transactions"), "invoices": ("transactions",)}
 _RAW_COLS = (
     "stream",
     "record_id",
@@ -91,7 +96,9 @@ _FAST_ENCODER = msgspec.json.Encoder(decimal_format="number", order="sorted")
 
 
 def loads(text: str | bytes) -> Any:
-    """Inverse of `dumps`: numbers with a fraction come back as Decimal."""
+    """Inverse of `dumps`: numbers with a fraction come back as Decimal (also of `pack`ed bytes)."""
+    if not isinstance(text, str):
+        text = unpack(text)
     try:
         return _FAST_DECODER.decode(text)
     except (msgspec.DecodeError, RecursionError):  # NaN, a lone surrogate escape: simplejson reads those
@@ -112,6 +119,58 @@ def dumps_record(data: Mapping[str, Any]) -> str:
     if not raw.isascii() or b"\x7f" in raw:
         return dumps(data)
     return raw.decode("ascii")
+
+
+# Raw records are stored as bytes: `_PACKED` then the JSON text deflated (raw deflate, no
+# header) against a preset dictionary of text Invoiced objects share (their keys), which
+# takes a record of about 1 KiB to a sixth of it where plain zlib leaves two fifths. Both
+# the tag and the dictionary are a format: change them only with a new tag. Anything not
+# tagged is the JSON text itself (rows a PostgreSQL store held as text before 0005).
+_PACKED = b"\x01"
+_ZDICT = (
+    b'"object":"customer","ach_gateway":null,"autopay":false,"autopay_delay_days":null,'
+    b'"bill_to_parent":false,"chase":true,"chasing_cadence":null,"consolidated":false,'
+    b'"country":"US","created_at":1654000000,"credit_hold":false,"credit_limit":null,'
+    b'"currency":"usd","email":"billing@example.com","id":1,"language":null,"metadata":{},'
+    b'"name":"","notes":null,"number":"CUST-00001","owner":null,"parent_customer":null,'
+    b'"payment_source":null,"payment_terms":"NET 30","phone":null,"sign_up_page":null,'
+    b'"statement_pdf_url":"https://","tax_id":null,"taxable":true,"taxes":[],"type":"company",'
+    b'"updated_at":1654000000,"address1":null,"address2":null,"city":null,"postal_code":null,'
+    b'"state":null,"amount":0.00,"method":"ach","invoice":null,"customer":1,"credit_note":null,'
+    b'"date":1654000000,"gateway":null,"gateway_id":null,"parent_transaction":null,'
+    b'"payment_source":null,"pdf_url":"https://","receipt_url":"https://","status":"succeeded",'
+    b'"type":"payment","object":"transaction",'
+    b'{"amount_paid":0.00,"attempt_count":0,"autopay":false,"balance":0.00,"chase":false,'
+    b'"closed":false,"created_at":1654000000,"currency":"usd","customer":1,"date":1654000000,'
+    b'"discounts":[],"draft":false,"due_date":1654000000,"id":1,"items":[{"amount":0.00,'
+    b'"catalog_item":null,"description":null,"discountable":true,"discounts":[],"id":1,'
+    b'"metadata":{},"name":"","object":"line_item","quantity":1,"taxable":true,"taxes":[],'
+    b'"type":"product","unit_cost":0.00}],"metadata":{},"name":null,"next_payment_attempt":null,'
+    b'"notes":null,"number":"INV-000001","object":"invoice","paid":false,"payment_terms":"NET 30",'
+    b'"payment_url":"https://sandbox.invoiced.local/invoices/1/payment",'
+    b'"pdf_url":"https://sandbox.invoiced.local/invoices/1/pdf","purchase_order":null,'
+    b'"status":"not_sent","subscription":null,"subtotal":0.00,"taxes":[],"total":0.00,'
+    b'"updated_at":1654000000,"url":"https://sandbox.invoiced.local/invoices/1"}'
+)
+# Level 1 and a 4 KiB window: a record is small, so a bigger window or level buys nothing and
+# setting one up costs more than the deflating. Copied per record: no set-up of the dictionary.
+_DEFLATE = zlib.compressobj(1, zlib.DEFLATED, -12, 4, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+_INFLATE = zlib.decompressobj(-12, _ZDICT)
+
+
+def pack(text: str) -> bytes:
+    """A record's JSON text as stored: tagged and deflated (see `_PACKED`)."""
+    deflate = _DEFLATE.copy()
+    return _PACKED + deflate.compress(text.encode()) + deflate.flush()
+
+
+def unpack(data: bytes | memoryview) -> bytes:
+    """The JSON text (UTF-8) of a stored raw record, packed or not."""
+    data = bytes(data)
+    if data[:1] != _PACKED:
+        return data
+    inflate = _INFLATE.copy()
+    return inflate.decompress(data[1:]) + inflate.flush()
 
 
 def content_hash(data: Mapping[str, Any]) -> str:
@@ -167,6 +226,8 @@ class Store:
         # the same customers. Same hash, same text, so a hit is exactly what decoding gives.
         self._decoded: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
         self._decoded_lock = threading.Lock()
+        # The connection of the page transaction this thread has open (`page`), if any.
+        self._local = threading.local()
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -175,6 +236,48 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # -- transactions ---------------------------------------------------------------
+    @contextmanager
+    def page(self) -> Iterator[Connection]:
+        """One transaction for every write of this thread in the block (a delivered page: raw
+        rows, the file connectors' rows, deliveries), committed at its end, or
+        rolled back on an exception; a nested `page` joins the outer one.
+
+        Its reads see its writes. On SQLite the write lock is taken at the first write and
+        held to the end, so the block must do no slow work (requests) after writing: the lease
+        heartbeat writes to the same store from another thread or process.
+        """
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.begin() as conn:
+            self._local.conn = conn
+            try:
+                yield conn
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: the open `page` of this thread, else one of its own."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection to read with: the open `page` of this thread (it sees its writes)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.connect() as conn:
+            yield conn
 
     # -- plumbing -------------------------------------------------------------------
     def _upsert(self, conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -228,22 +331,22 @@ class Store:
 
     # -- meta -----------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return conn.execute(select(META.c.value).where(META.c.key == key)).scalar_one_or_none()
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             self._upsert(conn, META, [{"key": key, "value": value}])
 
     # -- cursors --------------------------------------------------------------------
     def cursors(self, stream: str) -> dict[str, int]:
         """Every partition's cursor of a stream; "" is the stream's own."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(select(CURSOR.c.partition, CURSOR.c.value).where(CURSOR.c.stream == stream))
             return {p: v for p, v in rows}
 
     def all_cursors(self) -> list[Cursor]:
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(select(CURSOR)).mappings().all()
         return [Cursor(**row) for row in rows]
 
@@ -252,7 +355,7 @@ class Store:
     ) -> None:
         """Move one cursor; `resume` (where a killed walk may go on, and the deep-scanned seconds
         it watches: syncd.cursor.Resume) is stored with it, or any earlier one dropped."""
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             self._set_cursor(conn, stream, partition, value)
             key = _resume_key(stream, partition)
             if resume is None:
@@ -264,7 +367,7 @@ class Store:
     def resume_points(self, stream: str) -> dict[str, tuple[int, tuple[int, ...]]]:
         """The resume points stored with a stream's cursors, by partition (see `set_cursor`)."""
         prefix = _resume_key(stream, "")
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(
                 select(META.c.key, META.c.value).where(META.c.key.startswith(prefix, autoescape=True))
             ).all()
@@ -286,7 +389,7 @@ class Store:
 
     def set_cursors(self, stream: str, values: Mapping[str, int]) -> None:
         """Set several partitions' cursors in one transaction (a plan is stored whole or not at all)."""
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             for partition, value in values.items():
                 self._set_cursor(conn, stream, partition, value)
 
@@ -296,7 +399,7 @@ class Store:
 
     def finish_partitions(self, stream: str, value: int, meta: Mapping[str, str] | None = None) -> None:
         """Set the stream's cursor and drop its window cursors (and set `meta`), atomically."""
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             conn.execute(delete(Cursor).where(and_(CURSOR.c.stream == stream, CURSOR.c.partition != "")))
             self._drop_resume(conn, stream)
             self._set_cursor(conn, stream, "", value)
@@ -306,13 +409,13 @@ class Store:
     def drop_cursors(self, stream: str, partitions: Sequence[str]) -> None:
         """Forget some partitions' cursors of a stream (an abandoned scope backfill)."""
         if partitions:
-            with self.engine.begin() as conn:
+            with self.begin() as conn:
                 conn.execute(delete(Cursor).where(CURSOR.c.stream == stream, CURSOR.c.partition.in_(partitions)))
                 self._drop_resume(conn, stream, partitions)
 
     def reset_stream(self, stream: str) -> None:
         """Forget a stream's cursors (a `--full` run)."""
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             conn.execute(delete(Cursor).where(CURSOR.c.stream == stream))
             self._drop_resume(conn, stream)
 
@@ -320,8 +423,36 @@ class Store:
     def raw_hashes(self, stream: str, ids: Sequence[str]) -> dict[str, str]:
         """Content hashes of the records already stored, by id."""
         sql = f'SELECT record_id, content_hash FROM "{RAW.name}" WHERE stream = {self._p} AND record_id IN ({{}})'  # noqa: S608
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return {rid: h for rid, h in self._select_in(conn, sql, (stream,), ids)}
+
+    def stored_state(self, stream: str, ids: Sequence[str]) -> tuple[dict[str, str], set[str]]:
+        """`raw_hashes` and `referred_by_stored` of the same ids, in one round trip per chunk."""
+        sql = self._sql.get(("state", stream))
+        if sql is None:
+            sql = f'SELECT record_id, content_hash FROM "{RAW.name}" WHERE stream = {self._p} AND record_id IN ({{0}})'  # noqa: S608
+            if stream in REFERRED_STREAMS:
+                column = "customer_id" if stream == "customers" else "invoice_id"
+                sql += (
+                    f' UNION ALL SELECT DISTINCT {column}, NULL FROM "{RAW.name}" '  # noqa: S608
+                    f"WHERE stream IN ({self._marks(len(_DEPENDENTS[stream]))}) AND deleted = {self._p} "
+                    f"AND {column} IN ({{0}})"
+                )
+            self._sql[("state", stream)] = sql
+        hashes: dict[str, str] = {}
+        referred: set[str] = set()
+        with self.connect() as conn:
+            for chunk in _chunks(ids, _CHUNK // 2):
+                marks = self._marks(len(chunk))
+                params: tuple[Any, ...] = (stream, *chunk)
+                if stream in REFERRED_STREAMS:
+                    params += (*_DEPENDENTS[stream], False, *chunk)
+                for rid, h in conn.exec_driver_sql(sql.format(marks), params):
+                    if h is None:
+                        referred.add(rid)
+                    else:
+                        hashes[rid] = h
+        return hashes, referred
 
     def save_raw(
         self,
@@ -343,19 +474,23 @@ class Store:
                 r.updated_at,
                 h,
                 r.deleted,
-                texts[r.id] if r.id in texts else dumps(r.data),
+                pack(texts[r.id] if r.id in texts else dumps(r.data)),
                 None if r.stream == "customers" else ref_id(r.data, "customer"),
                 ref_id(r.data, "invoice") if r.stream == "transactions" else None,
                 r.stream in REFERRED_STREAMS and (due is None or r.id in due),
             )
             for r, h in records
         ]
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             self._upsert_fast(conn, RAW, _RAW_COLS, rows)
         # Records others refer to are read back soon (dependents, next pages): keep them decoded.
-        for r, h in records:
-            if r.stream in REFERRED_STREAMS and not r.deleted and type(r.data) is dict:
-                self._remember((r.stream, r.id, h), r.data)
+        self._remember_many(
+            [
+                ((r.stream, r.id, h), r.data)
+                for r, h in records
+                if r.stream in REFERRED_STREAMS and not r.deleted and type(r.data) is dict
+            ]
+        )
 
     def raw_updated_at(self, stream: str, seconds: Sequence[int]) -> dict[str, int]:
         """Live stored records of a stream last updated at one of `seconds`: id -> updated_at."""
@@ -365,12 +500,12 @@ class Store:
             f'SELECT record_id, updated_at FROM "{RAW.name}" '  # noqa: S608
             f"WHERE stream = {self._p} AND deleted = {self._p} AND updated_at IN ({self._marks(len(seconds))})"
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return {rid: int(u) for rid, u in conn.exec_driver_sql(sql, (stream, False, *seconds))}
 
     def get_raw(self, stream: str, record_id: str) -> dict[str, Any] | None:
         """One raw record (None when unknown or deleted)."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             row = conn.execute(
                 select(RAW.c.data).where(
                     RAW.c.stream == stream,
@@ -385,20 +520,20 @@ class Store:
         if stream not in REFERRED_STREAMS or not ids:
             return set()
         column = "customer_id" if stream == "customers" else "invoice_id"
-        dependents = ("invoices", "transactions") if stream == "customers" else ("transactions",)
+        dependents = _DEPENDENTS[stream]
         sql = (
             f'SELECT DISTINCT {column} FROM "{RAW.name}" '  # noqa: S608
             f"WHERE stream = {self._p} AND deleted = {self._p} AND {column} IN ({{}})"
         )
         found: set[str] = set()
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             for dependent in dependents:
                 found.update(rid for (rid,) in self._select_in(conn, sql, (dependent, False), ids))
         return found
 
     def dependents_due(self, stream: str, limit: int = 1000) -> list[str]:
         """Ids of changed records whose dependents may not have been re-delivered yet."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             stmt = (
                 select(RAW.c.record_id)
                 .where(RAW.c.stream == stream, RAW.c.dependents_due == True)  # noqa: E712
@@ -410,7 +545,7 @@ class Store:
     def clear_dependents_due(self, stream: str, ids: Sequence[str]) -> None:
         """Say that the records referring to these have been re-delivered."""
         sql = f'UPDATE "{RAW.name}" SET dependents_due = {self._p} WHERE stream = {self._p} AND record_id IN ({{}})'  # noqa: S608
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             for chunk in _chunks(ids):
                 conn.exec_driver_sql(sql.format(self._marks(len(chunk))), (False, stream, *chunk))
 
@@ -422,7 +557,7 @@ class Store:
             f'SELECT record_id, content_hash, data FROM "{RAW.name}" '  # noqa: S608
             f"WHERE stream = {self._p} AND deleted = {self._p} AND record_id IN ({{}})"
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             for rid, h, data in self._select_in(conn, sql, (stream, False), wanted):
                 found[rid] = (h, self._decode(stream, rid, h, data))
         return found
@@ -439,10 +574,14 @@ class Store:
         return decoded
 
     def _remember(self, key: tuple[str, str, str], data: dict[str, Any]) -> None:
+        self._remember_many([(key, data)])
+
+    def _remember_many(self, items: Sequence[tuple[tuple[str, str, str], dict[str, Any]]]) -> None:
         cache = self._decoded
-        with self._decoded_lock:
-            cache[key] = data
-            cache.move_to_end(key)
+        with self._decoded_lock:  # once for a page's records
+            for key, data in items:
+                cache[key] = data
+                cache.move_to_end(key)
             while len(cache) > _DECODED_MAX:
                 cache.popitem(last=False)
 
@@ -458,7 +597,7 @@ class Store:
             f"WHERE stream = {self._p} AND deleted = {self._p} AND {column} IN ({{}}) ORDER BY sort_key"
         )
         records: list[tuple[Record, str]] = []
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             for chunk in _chunks(ids):
                 rows = conn.exec_driver_sql(sql.format(self._marks(len(chunk))), (stream, False, *chunk))
                 records.extend((Record(stream, rid, updated, loads(data)), h) for rid, updated, h, data in rows)
@@ -478,7 +617,7 @@ class Store:
             )
             if not include_deleted:
                 stmt = stmt.where(RAW.c.deleted == False)  # noqa: E712
-            with self.engine.connect() as conn:
+            with self.connect() as conn:
                 rows = conn.execute(stmt).mappings().all()
             if not rows:
                 return
@@ -489,7 +628,7 @@ class Store:
             after = rows[-1]["sort_key"]
 
     def count_raw(self, stream: str) -> int:
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             stmt = select(func.count()).where(RAW.c.stream == stream, RAW.c.deleted == False)  # noqa: E712
             return int(conn.execute(stmt).scalar_one())
 
@@ -500,7 +639,7 @@ class Store:
             f'SELECT record_id, content_hash FROM "{DELIVERY.name}" '  # noqa: S608
             f"WHERE connector = {self._p} AND stream = {self._p} AND record_id IN ({{}})"
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return {rid: h for rid, h in self._select_in(conn, sql, (connector, stream), ids)}
 
     def commit_deliveries(
@@ -512,12 +651,13 @@ class Store:
     ) -> None:
         """Record what a connector now holds durably, and what it refused (dead letters)."""
         now = time.time()
-        done = [(connector, stream, rid, h) for rid, h in delivered]
+        # In key order: the table is its primary key's b-tree on SQLite (WITHOUT ROWID).
+        done = sorted((connector, stream, rid, h) for rid, h in delivered)
         dead = list(rejected)
         clear = (
             f'DELETE FROM "{DEAD.name}" WHERE connector = {self._p} AND stream = {self._p} AND record_id IN ({{}})'  # noqa: S608
         )
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             self._upsert_fast(conn, DELIVERY, ("connector", "stream", "record_id", "content_hash"), done)
             for chunk in _chunks([row[2] for row in done]):
                 conn.exec_driver_sql(clear.format(self._marks(len(chunk))), (connector, stream, *chunk))
@@ -546,19 +686,19 @@ class Store:
 
     def forget_deliveries(self, connector: str, streams: Sequence[str] | None = None) -> None:
         """Make every record count as undelivered to `connector` (after a mapping change)."""
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             stmt = delete(Delivery).where(DELIVERY.c.connector == connector)
             if streams is not None:
                 stmt = stmt.where(DELIVERY.c.stream.in_(streams))
             conn.execute(stmt)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             stmt = select(DEAD).order_by(DEAD.c.last_seen.desc()).limit(limit)
             return [DeadLetter(**row) for row in conn.execute(stmt).mappings()]
 
     def count_dead_letters(self) -> int:
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(DeadLetter)).scalar_one())
 
     # -- connector output rows ------------------------------------------------------
@@ -576,7 +716,7 @@ class Store:
         """
         lease_kinds = _LEASE_KINDS.get(kind, (kind,))
         now = time.time()
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             conn.execute(
                 RUN.update()
                 .where(RUN.c.status == "running", RUN.c.kind.in_(lease_kinds))
@@ -594,7 +734,7 @@ class Store:
     def finish_run(
         self, run_id: int, status: str, counts: Mapping[str, Any], error: str | None = None
     ) -> None:
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             conn.execute(
                 RUN.update()
                 .where(RUN.c.id == run_id)
@@ -607,7 +747,7 @@ class Store:
             )
 
     def recent_runs(self, limit: int = 10) -> list[Run]:
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             stmt = select(RUN).order_by(RUN.c.id.desc()).limit(limit)
             return [Run(**row) for row in conn.execute(stmt).mappings()]
 
@@ -656,7 +796,7 @@ class ConnectorOutputs:
             f"AND record_id IN ({{}})"
         )
         insert = f'INSERT INTO "{OUTPUT.name}" ({", ".join(_OUTPUT_COLS)}) VALUES ({store._marks(len(_OUTPUT_COLS))})'  # noqa: S608
-        with store.engine.begin() as conn:
+        with store.begin() as conn:
             by_stream: dict[str, list[str]] = {}
             for stream, record_id, _ in items:
                 by_stream.setdefault(stream, []).append(record_id)
@@ -677,14 +817,14 @@ class ConnectorOutputs:
 
     def mark_clean(self) -> None:
         """Called by a file connector once its files reflect every row."""
-        with self._store.engine.begin() as conn:
+        with self._store.begin() as conn:
             self._mark(conn, dirty=False)
 
     def put(self, stream: str, record_id: str, tables: Mapping[str, Sequence[Mapping[str, Any] | str]]) -> None:
         self.put_many([(stream, record_id, tables)])
 
     def delete(self, stream: str, record_id: str) -> None:
-        with self._store.engine.begin() as conn:
+        with self._store.begin() as conn:
             conn.execute(delete(OutputRow).where(self._key(stream, record_id)))
             self._mark(conn, dirty=True)
 
@@ -712,7 +852,7 @@ class ConnectorOutputs:
         )
         after: tuple[int, str, int] = (-(2**63), "", -1)
         while True:
-            with store.engine.connect() as conn:
+            with store.connect() as conn:
                 batch = conn.exec_driver_sql(sql, (self.connector, table, *after)).cursor.fetchall()
             if not batch:
                 return
@@ -724,7 +864,7 @@ class ConnectorOutputs:
     def remember(self, key: str, value: str) -> str:
         """Keep `value` under `key` (this connector's) unless one is kept there; the kept value."""
         name = f"note:{self.connector}:{key}"
-        with self._store.engine.begin() as conn:
+        with self._store.begin() as conn:
             kept = conn.execute(select(META.c.value).where(META.c.key == name)).scalar_one_or_none()
             if kept is None:
                 conn.execute(META.insert().values(key=name, value=value))
