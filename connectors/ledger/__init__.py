@@ -16,7 +16,7 @@ import hashlib
 import re
 import time
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -32,7 +32,8 @@ from connectors.ledger.journal import (
     invoice_entries,
     transaction_entries,
 )
-from connectors.ledger.render import beancount_accounts, header, render, write_atomic
+from connectors.ledger.render import beancount_accounts, header
+from connectors.ledger.stream import render_file
 from syncd.files import sweep_temp_files
 from syncd.plugin import (
     ConfigError,
@@ -267,13 +268,20 @@ class LedgerConnector(Connector):
 
     def entries(self, in_books: frozenset[str] | None = None) -> list[Entry]:
         """Every entry held in the store, in journal order (less payments the books already hold)."""
+        return sorted(self._current(in_books), key=Entry.sort_key)
+
+    def _current(self, in_books: frozenset[str] | None = None) -> Iterator[Entry]:
+        """The store's entries in store order, as the customers table says now, less those in the books."""
         outputs = self.context.outputs
-        customers = {row["id"]: row for row in outputs.rows(CUSTOMERS)}
-        entries = (Entry.from_row(r) for r in outputs.rows(ENTRIES))
-        current = (e.for_customer(customers[e.customer]) if e.customer in customers else e for e in entries)
+        customers = {row["id"]: row for row in outputs.rows(CUSTOMERS)}  # far fewer than entries
         if in_books is None:
             in_books = self._payments_in_books()
-        return sorted((e for e in current if not _pushed_from_books(e, in_books)), key=Entry.sort_key)
+        for row in outputs.rows(ENTRIES):
+            e = Entry.from_row(row)
+            if e.customer in customers:
+                e = e.for_customer(customers[e.customer])
+            if not _pushed_from_books(e, in_books):
+                yield e
 
     def _payments_in_books(self) -> frozenset[str]:
         """External ids of the payments the hand-written books hold now."""
@@ -292,8 +300,10 @@ class LedgerConnector(Connector):
         stamp = self._stamp(in_books)
         if not outputs.is_dirty() and _first_line(self.path) == header(stamp):
             return False
-        text = render(self.entries(in_books), self.settings.dialect, declared=self.declared, stamp=stamp)
-        replaced = write_atomic(self.path, text)
+        # Streamed through an external sort: a 300k-entry journal never sits in memory.
+        replaced = render_file(
+            self.path, self._current(in_books), self.settings.dialect, declared=self.declared, stamp=stamp
+        )
         outputs.mark_clean()
         log.info("ledger.rendered", path=str(self.path), replaced=replaced)
         return replaced

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -67,15 +67,30 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _first_use(entries: Sequence[Entry]) -> tuple[dict[str, dt.date], set[str]]:
-    first: dict[str, dt.date] = {}
-    commodities: set[str] = set()
-    for e in entries:
+class Facts:
+    """What a journal's header needs from its entries, gathered one entry at a time."""
+
+    __slots__ = ("commodities", "first", "tags")
+
+    def __init__(self) -> None:
+        self.first: dict[str, dt.date] = {}  # account: date of its first posting
+        self.commodities: set[str] = set()
+        self.tags: set[str] = set()
+
+    def add(self, e: Entry) -> None:
+        first = self.first
         for p in e.postings:
             if p.account not in first or e.date < first[p.account]:
                 first[p.account] = e.date
-            commodities.add(p.currency)
-    return first, commodities
+            self.commodities.add(p.currency)
+        self.tags.update(k for k, _ in e.meta)
+
+
+def _facts(entries: Iterable[Entry]) -> Facts:
+    facts = Facts()
+    for e in entries:
+        facts.add(e)
+    return facts
 
 
 def header(stamp: str) -> str:
@@ -86,65 +101,82 @@ def header(stamp: str) -> str:
 def render(
     entries: Iterable[Entry], dialect: str, *, declared: frozenset[str] = frozenset(), stamp: str = ""
 ) -> str:
-    """The whole journal text; `declared` accounts (opened in the user's main file) are not redeclared."""
+    """The whole journal text; `declared` accounts (opened in the user's main file) are not redeclared.
+
+    Held in memory: the reference `stream.render_file` (bounded memory) must match byte for byte.
+    """
     ordered = sorted(entries, key=Entry.sort_key)
+    lines = list(journal_lines(_facts(ordered), ordered, dialect, declared, stamp))
+    return "\n".join(lines) + "\n"
+
+
+def journal_lines(
+    facts: Facts, ordered: Iterable[Entry], dialect: str, declared: frozenset[str], stamp: str
+) -> Iterator[str]:
+    """The journal's lines (without newlines), header first, for entries already in order."""
     if dialect == "beancount":
-        return _render_beancount(ordered, declared, stamp)
-    return _render_ledger(ordered, dialect, declared, stamp)
+        names = beancount_accounts(facts.first)
+        yield from _beancount_head(facts, names, declared, stamp)
+        for e in ordered:
+            yield from _beancount_entry(e, names)
+    else:
+        yield from _ledger_head(facts, dialect, declared, stamp)
+        for e in ordered:
+            yield from _ledger_entry(e, dialect)
 
 
-def _render_ledger(entries: Sequence[Entry], dialect: str, declared: frozenset[str], stamp: str) -> str:
-    first, commodities = _first_use(entries)
+def _ledger_head(facts: Facts, dialect: str, declared: frozenset[str], stamp: str) -> list[str]:
     lines = [header(stamp), ""]
-    for cur in sorted(commodities - declared):
+    for cur in sorted(facts.commodities - declared):
         places = exponent(cur)
         sample = "1000." + "0" * places if places else "1000."
         lines.append(f"commodity {sample} {cur}" if dialect == "hledger" else f"commodity {cur}")
-    lines.extend(f"account {a}" for a in sorted(first) if a not in declared)
+    lines.extend(f"account {a}" for a in sorted(facts.first) if a not in declared)
     # Ledger's --strict/--pedantic refuse undeclared metadata tags; hledger reads `tag` too.
-    lines.extend(f"tag {t}" for t in sorted({k for e in entries for k, _ in e.meta}) if t not in declared)
-    for e in entries:
-        payee = _clean(e.payee, ";|")
-        narration = _clean(e.narration, ";")
-        if dialect == "ledger":
-            narration = _untagged(narration)
-        if dialect == "hledger":
-            head = f"{e.date.isoformat()} * {payee} | {narration}" if narration else f"{e.date} * {payee}"
-        else:
-            head = f"{e.date.isoformat()} * {payee}"
-        lines += ["", head]
-        if dialect == "ledger" and narration:
-            lines.append(f"    ; {narration}")
-        lines.extend(f"    ; {k}: {_clean(v, ',;')}" for k, v in e.meta)
-        for p in e.postings:
-            line = f"    {p.account}  {amount_text(p.amount, p.currency)}"
-            if p.comment:
-                line += f"  ; {_clean(p.comment, ';,:')}"
-            lines.append(line)
-    return "\n".join(lines) + "\n"
+    lines.extend(f"tag {t}" for t in sorted(facts.tags) if t not in declared)
+    return lines
 
 
-def _render_beancount(entries: Sequence[Entry], declared: frozenset[str], stamp: str) -> str:
-    first, commodities = _first_use(entries)
-    names = beancount_accounts(first)
+def _ledger_entry(e: Entry, dialect: str) -> list[str]:
+    payee = _clean(e.payee, ";|")
+    narration = _clean(e.narration, ";")
+    if dialect == "ledger":
+        narration = _untagged(narration)
+    if dialect == "hledger":
+        head = f"{e.date.isoformat()} * {payee} | {narration}" if narration else f"{e.date} * {payee}"
+    else:
+        head = f"{e.date.isoformat()} * {payee}"
+    lines = ["", head]
+    if dialect == "ledger" and narration:
+        lines.append(f"    ; {narration}")
+    lines.extend(f"    ; {k}: {_clean(v, ',;')}" for k, v in e.meta)
+    for p in e.postings:
+        line = f"    {p.account}  {amount_text(p.amount, p.currency)}"
+        if p.comment:
+            line += f"  ; {_clean(p.comment, ';,:')}"
+        lines.append(line)
+    return lines
+
+
+def _beancount_head(facts: Facts, names: dict[str, str], declared: frozenset[str], stamp: str) -> list[str]:
+    first = facts.first
     lines = [header(stamp), ""]
     earliest = min(first.values()) if first else None
-    lines.extend(f"{earliest} commodity {cur}" for cur in sorted(commodities) if cur not in declared)
+    lines.extend(f"{earliest} commodity {cur}" for cur in sorted(facts.commodities) if cur not in declared)
     for acc in sorted(first, key=lambda a: names[a]):
         if names[acc] not in declared and acc not in declared:
             lines.append(f"{first[acc].isoformat()} open {names[acc]}")
-    for e in entries:
-        lines += [
-            "",
-            f"{e.date.isoformat()} * {_quote(_clean(e.payee, ''))} {_quote(_clean(e.narration, ''))}",
-        ]
-        lines.extend(f"  {k}: {_quote(_clean(v, ''))}" for k, v in e.meta)
-        for p in e.postings:
-            line = f"  {names[p.account]}  {amount_text(p.amount, p.currency)}"
-            lines.append(line)
-            if p.comment:
-                lines.append(f"    memo: {_quote(_clean(p.comment, ''))}")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _beancount_entry(e: Entry, names: dict[str, str]) -> list[str]:
+    lines = ["", f"{e.date.isoformat()} * {_quote(_clean(e.payee, ''))} {_quote(_clean(e.narration, ''))}"]
+    lines.extend(f"  {k}: {_quote(_clean(v, ''))}" for k, v in e.meta)
+    for p in e.postings:
+        lines.append(f"  {names[p.account]}  {amount_text(p.amount, p.currency)}")
+        if p.comment:
+            lines.append(f"    memo: {_quote(_clean(p.comment, ''))}")
+    return lines
 
 
 def write_atomic(path: Path, content: str) -> bool:
