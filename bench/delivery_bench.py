@@ -24,8 +24,8 @@ from syncd import log  # noqa: E402
 from syncd.config import Settings  # noqa: E402
 from syncd.delivery import Delivery, StreamReport, close_targets, open_targets  # noqa: E402
 from syncd.engine import _records  # noqa: E402
-from syncd.invoiced.contract import check_page  # noqa: E402
-from syncd.invoiced.decode import loads  # noqa: E402
+from syncd.invoiced.contract import MAX_DEPTH, check_page  # noqa: E402
+from syncd.invoiced.decode import loads, nesting_depth  # noqa: E402
 from syncd.sandbox.data import SandboxData  # noqa: E402
 from syncd.store import Store  # noqa: E402
 
@@ -56,7 +56,7 @@ def main() -> None:
         return [b"[" + b",".join(data.tables[stream].blob(o["id"]) for o in objs[i : i + PAGE]) + b"]" for i in range(0, len(objs), PAGE)]
 
     def deliver(stream: str, body: bytes, report: StreamReport) -> int:
-        items = check_page(f"/{stream}", loads(body), None)
+        items = check_page(f"/{stream}", loads(body), None, depth=nesting_depth(body, MAX_DEPTH + 1))
         # The cursor moves once the page is durable, as the engine's does.
         delivery.deliver(
             stream, _records(stream, items), report, then=lambda: store.set_cursor(stream, "", int(items[-1]["updated_at"]))
