@@ -193,6 +193,7 @@ class LedgerConnector(Connector):
         if s.main_journal is not None:
             self.declared = self._check_main(self._resolve(s.main_journal))
         self._last_render = time.monotonic()
+        self._render_took = 0.0
 
     def _resolve(self, path: Path) -> Path:
         path = path.expanduser()
@@ -260,7 +261,10 @@ class LedgerConnector(Connector):
 
     def flush(self) -> None:
         # Entries are durable in the store once put; the file follows on a timer and at close.
-        if time.monotonic() - self._last_render >= self.settings.render_every:
+        # A render rewrites the whole journal, so its cost grows with the books: wait at least
+        # ten times as long as the last one took, so that renders stay a small share of a long run.
+        wait = max(self.settings.render_every, 10 * self._render_took)
+        if time.monotonic() - self._last_render >= wait:
             self.render()
 
     def close(self) -> None:
@@ -305,6 +309,7 @@ class LedgerConnector(Connector):
             self.path, self._current(in_books), self.settings.dialect, declared=self.declared, stamp=stamp
         )
         outputs.mark_clean()
+        self._render_took = time.monotonic() - self._last_render
         log.info("ledger.rendered", path=str(self.path), replaced=replaced)
         return replaced
 

@@ -15,6 +15,7 @@ from syncd.store import Store
 from tests.ledger.helpers import (
     ar_balances,
     bean_check,
+    example,
     hledger_check,
     ledger_ar,
     ledger_check,
@@ -303,3 +304,33 @@ def test_settings_change_rerenders_even_when_the_store_is_clean(tmp_path: Path, 
     bean_check(path)
     make_connector(tmp_path, store, path=Path("out.journal")).close()
     assert path.read_text() == hledger_text
+
+
+def test_a_long_run_renders_the_journal_again_only_after_ten_times_the_last_render(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import connectors.ledger as ledger_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(ledger_module.time, "monotonic", lambda: clock[0])
+    conn = make_connector(tmp_path, store, render_every=1.0)
+    renders: list[float] = []
+    real_render = ledger_module.render_file
+
+    def slow_render(*args: Any, **kwargs: Any) -> bool:
+        renders.append(clock[0])
+        clock[0] += 5.0  # this render takes 5 s: the next waits 50 s, not render_every
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(ledger_module, "render_file", slow_render)
+    customers = {"1": "Acme"}
+    invoice = example("invoicing/invoices/object.json")
+    for step in range(12):
+        data = {**invoice, "id": 500 + step, "customer": 1}
+        conn.write("invoices", [mapped("invoices", data, customers)])
+        clock[0] += 5.0
+        conn.flush()
+    # 12 flushes 5 s apart: a render at the first due flush (>= 1 s), then one after 50 s more.
+    assert len(renders) == 2 and renders[1] - renders[0] >= 50, renders
+    conn.close()
+    assert len(renders) == 3
