@@ -27,8 +27,9 @@ Where the API reference is silent, the sandbox decides as follows (and tests pin
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncd.lazy import exports
 
 if TYPE_CHECKING:
     from syncd.sandbox.config import Knobs, SandboxConfig, Stats
@@ -57,9 +58,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value  # once: later look-ups are plain attribute reads
-    return value
+__getattr__ = exports(__name__, _WHERE)

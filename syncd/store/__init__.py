@@ -5,8 +5,9 @@ constants, say) must not load SQLAlchemy, SQLModel and the store's machinery."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncd.lazy import exports
 
 if TYPE_CHECKING:
     from syncd.store.database import make_engine, redact_url
@@ -23,9 +24,4 @@ _WHERE = {
 __all__ = ["ConnectorOutputs", "Store", "content_hash", "dumps", "loads", "make_engine", "redact_url", "ref_id", "text_hash"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value  # once: later look-ups are plain attribute reads
-    return value
+__getattr__ = exports(__name__, _WHERE)

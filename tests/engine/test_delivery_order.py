@@ -27,21 +27,27 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> Counter[tuple[str, str]]:
     return writes
 
 
-def test_a_first_sync_writes_each_record_to_the_csv_connector_once(
-    make_sandbox: Any, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sandbox = make_sandbox(customers=30, invoices=120, transactions=60)
+def _first_sync(sandbox: Any, store_url: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[tuple[str, str]]:
+    """A first sync in pages of 10 and two date windows a stream: its CSV writes, by record."""
     writes = _counting(monkeypatch)
     settings = settings_for(
         sandbox,
         store_url,
-        tmp_path / "out",
+        out,
         invoiced={"per_page": 10},
         streams={"invoices": {"windows": 2}, "transactions": {"windows": 2}},
     )
     report = run_sync(settings)
     assert report.ok, report.errors()
-    assert_csv_matches(sandbox, tmp_path / "out")
+    assert_csv_matches(sandbox, out)
+    return writes
+
+
+def test_a_first_sync_writes_each_record_to_the_csv_connector_once(
+    make_sandbox: Any, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = make_sandbox(customers=30, invoices=120, transactions=60)
+    writes = _first_sync(sandbox, store_url, tmp_path / "out", monkeypatch)
     for stream in ("customers", "invoices", "transactions"):
         ids = {str(o["id"]) for o in sandbox.data.list(stream)}
         assert {rid for s, rid in writes if s == stream} == ids
@@ -64,17 +70,7 @@ def test_past_the_hold_bound_dependent_walks_pause_instead_of_writing_twice(
 
     monkeypatch.setattr(order.DeliveryOrder, "take", take)
     sandbox = make_sandbox(customers=60, invoices=150, transactions=80)
-    writes = _counting(monkeypatch)
-    settings = settings_for(
-        sandbox,
-        store_url,
-        tmp_path / "out",
-        invoiced={"per_page": 10},
-        streams={"invoices": {"windows": 2}, "transactions": {"windows": 2}},
-    )
-    report = run_sync(settings)
-    assert report.ok, report.errors()
-    assert_csv_matches(sandbox, tmp_path / "out")
+    writes = _first_sync(sandbox, store_url, tmp_path / "out", monkeypatch)
     twice = {key: n for key, n in writes.items() if n > 1}
     assert not twice, f"{len(twice)} records written more than once, e.g. {sorted(twice)[:5]}"
     # Held: at most the bound plus one page in flight for each of the 4 dependent walks.
