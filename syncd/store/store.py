@@ -54,7 +54,7 @@ _RAW_COLS = (
     "dependents_due",
 )
 _OUTPUT_COLS = ("connector", "stream", "record_id", "table_name", "ordinal", "sort_key", "data")
-_DECODED_MAX = 2048  # referred records kept decoded: every customer of a typical account
+_DECODED_MAX = 1024  # referred records kept decoded: every customer of a typical account
 _CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
 _RENDER_BATCH = 5000  # output rows per query of a render
 
