@@ -289,16 +289,7 @@ def _throughput_at(sz: Sizes, work: Path, latency: float) -> str:
                 url, key, keep=False, budget=sz.tap_budget, workdir=work, log_path=work / "tap-throughput.log"
             )
         say(f"throughput: {SYNCD}")
-        tag = f"throughput-{latency * 1000:.0f}ms"
-        syncd = run_syncd(
-            url,
-            key,
-            store=work / f"{tag}.db",
-            out=work / f"{tag}-out",
-            streams="customers,invoices,transactions",
-            windows=sz.windows,
-            log_path=work / f"syncd-{tag}.log",
-        )
+        syncd = _syncd_all_streams(url, key, sz, work, f"throughput-{latency * 1000:.0f}ms")
     tap_records = sz.customers + sz.invoices
     notes = [
         f"sandbox: {sz.customers:,} customers, {sz.invoices:,} invoices, {sz.transactions:,} transactions, "
@@ -361,6 +352,20 @@ def _throughput_at(sz: Sizes, work: Path, latency: float) -> str:
     return table(title, header, rows, notes)
 
 
+def _syncd_all_streams(url: str, key: str, sz: Sizes, work: Path, tag: str, *, ledger: bool = False) -> Any:
+    """syncd reading customers, invoices and transactions; store, outputs and log named by `tag`."""
+    return run_syncd(
+        url,
+        key,
+        store=work / f"{tag}.db",
+        out=work / f"{tag}-out",
+        streams="customers,invoices,transactions",
+        windows=sz.windows,
+        log_path=work / f"syncd-{tag}.log",
+        ledger=ledger,
+    )
+
+
 def scale(sz: Sizes, work: Path) -> list[str]:
     """syncd alone, CSV and ledger connectors on, 0 ms latency, at growing sizes: CPU per
     record of the sync itself (flat is the target), peak RSS, and the store against the
@@ -374,16 +379,7 @@ def scale(sz: Sizes, work: Path) -> list[str]:
         ) as (url, key):
             say(f"scale: {invoices:,} invoices, {SYNCD}")
             tag = f"scale-{invoices}"
-            run = run_syncd(
-                url,
-                key,
-                store=work / f"{tag}.db",
-                out=work / f"{tag}-out",
-                streams="customers,invoices,transactions",
-                windows=sz.windows,
-                log_path=work / f"syncd-{tag}.log",
-                ledger=True,
-            )
+            run = _syncd_all_streams(url, key, sz, work, tag, ledger=True)
         store_mb = sum(p.stat().st_size for p in work.glob(f"{tag}.db*")) / 2**20
         out_mb = sum(p.stat().st_size for p in (work / f"{tag}-out").glob("*") if p.is_file()) / 2**20
         cpu_sync = run.report.get("cpu_sync")

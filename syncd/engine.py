@@ -263,15 +263,10 @@ class SyncRun:
                 plans.append(self._plan(name, full))
             except FAILURES as exc:  # a scope exit's deletion can hit a full disk or a broken store
                 self._fail(name, exc)
-        waiting = [p for p in plans if p.windows is not None]
+        waiting = {p.stream.name: p.windows for p in plans if p.windows is not None}
         with ThreadPoolExecutor(max(1, len(waiting)), thread_name_prefix="plan") as pool:
-            planned = {
-                p.stream.name: pool.submit(contextvars.copy_context().run, p.windows)
-                for p in waiting
-                if p.windows is not None
-            }
+            planned = {name: pool.submit(contextvars.copy_context().run, plan) for name, plan in waiting.items()}
             names = {p.stream.name for p in plans}
-            self.events_from = None
             if names:  # a re-delivery-only run asks Invoiced nothing
                 # Stored before any page is delivered: a record deleted after we read it must be
                 # among the deletions this run, or a later one, applies.

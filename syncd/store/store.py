@@ -11,8 +11,8 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -248,9 +248,9 @@ class Store:
         held to the end, so the block must do no slow work (requests) after writing: the lease
         heartbeat writes to the same store from another thread or process.
         """
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            yield conn
+        if getattr(self._local, "conn", None) is not None:
+            with self._joined(self.engine.begin) as conn:  # nested: the outer `page` commits
+                yield conn
             return
         with self.engine.begin() as conn:
             self._local.conn = conn
@@ -259,24 +259,22 @@ class Store:
             finally:
                 self._local.conn = None
 
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def begin(self) -> AbstractContextManager[Connection]:
         """A transaction: the open `page` of this thread, else one of its own."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            yield conn
-            return
-        with self.engine.begin() as conn:
-            yield conn
+        return self._joined(self.engine.begin)
+
+    def connect(self) -> AbstractContextManager[Connection]:
+        """A connection to read with: the open `page` of this thread (it sees its writes)."""
+        return self._joined(self.engine.connect)
 
     @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        """A connection to read with: the open `page` of this thread (it sees its writes)."""
+    def _joined(self, open_: Callable[[], AbstractContextManager[Connection]]) -> Iterator[Connection]:
+        """This thread's open `page`, else what `open_` opens."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             yield conn
             return
-        with self.engine.connect() as conn:
+        with open_() as conn:
             yield conn
 
     # -- plumbing -------------------------------------------------------------------
