@@ -163,6 +163,7 @@ class SharedPacer(Pacer):
         *,
         retry_after: float = 30.0,
         lookahead: float = 0.25,
+        refresh: float = 0.25,
         db_clock: Callable[[], float] = time.time,
         **pacer: Any,
     ) -> None:
@@ -174,12 +175,17 @@ class SharedPacer(Pacer):
                 store is tried again.
             lookahead: how far ahead a slot may be reserved; a caller further back asks
                 again later (one more round trip), so that a rising pace applies to it.
+            refresh: while the account is neither paced nor paused, how long a reply that
+                said so is trusted before the row is read again: a round trip per request
+                (a write on the store the delivery also writes to) costs more than learning
+                of another process's pause this much later (its 429 would tell at once).
             db_clock: SQLite's "database clock": this host's wall clock.
             pacer: the Pacer's own arguments (budget, decrease, increase, ...).
         """
         super().__init__(**pacer)
         self.engine, self.key = engine, key
         self.retry_after, self.lookahead, self.db_clock = retry_after, lookahead, db_clock
+        self.refresh = refresh
         self._pg = engine.dialect.name == "postgresql"
         self._shared_lock = threading.Lock()
         self._pending = 0  # successes not yet added to the row
@@ -187,6 +193,7 @@ class SharedPacer(Pacer):
         self._known_episodes = 0  # the most episodes any reply showed this process
         self._known_pause = 0.0  # the latest pause any reply or 429 showed (database clock)
         self._local_since: float | None = None  # the store failed at (local clock)
+        self._free_until = -math.inf  # unpaced and unpaused as of a reply, until (local clock)
         self._ready = False
         self.shared_calls = 0  # round trips that reached the store (tests, bench)
 
@@ -306,13 +313,20 @@ class SharedPacer(Pacer):
     # -- the Pacer interface ---------------------------------------------------------------
 
     def acquire(self, waited_until: float = -math.inf) -> float:
+        with self._shared_lock:
+            if self.clock() < self._free_until:
+                return max(self.clock(), waited_until)
         while self._shared():
             try:
                 slot = self._reserve()
             except Exception as exc:
                 self._lost(exc)
                 break
-            self._learn(self.clock(), slot.now, slot.rate, slot.paused_until, slot.episodes)
+            local_now = self.clock()
+            self._learn(local_now, slot.now, slot.rate, slot.paused_until, slot.episodes)
+            if slot.rate is None and slot.wait <= 0:
+                with self._shared_lock:
+                    self._free_until = local_now + self.refresh
             if slot.wait > 0:
                 self.sleep(slot.wait)
             with self._shared_lock:
@@ -328,6 +342,8 @@ class SharedPacer(Pacer):
         super().succeeded()  # the local measure, for when the store is away
 
     def throttled(self, sent_at: float, retry_after: float) -> float:
+        with self._shared_lock:
+            self._free_until = -math.inf
         if self._shared():
             try:
                 paused_until, rate, episodes, db_now = self._throttle(sent_at, retry_after)

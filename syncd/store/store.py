@@ -481,12 +481,15 @@ class Store:
         ]
         with self.begin() as conn:
             self._upsert_fast(conn, RAW, _RAW_COLS, rows)
-        # Records others refer to are read back soon (dependents, next pages): keep them decoded.
+        # Customers are read back soon and often (every invoice and transaction page refers to
+        # them): keep them decoded. Invoices are not, here: a first sync saves far more of them
+        # than the cache holds, and they would only push the customers out; the transactions
+        # that refer to them keep the ones they read (`get_raw_many`).
         self._remember_many(
             [
                 ((r.stream, r.id, h), r.data)
                 for r, h in records
-                if r.stream in REFERRED_STREAMS and not r.deleted and type(r.data) is dict
+                if r.stream == "customers" and not r.deleted and type(r.data) is dict
             ]
         )
 
@@ -548,16 +551,31 @@ class Store:
                 conn.exec_driver_sql(sql.format(self._marks(len(chunk))), (False, stream, *chunk))
 
     def get_raw_many(self, stream: str, ids: Iterable[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-        """(content hash, raw record) by id, unknown and deleted ones left out; one query per chunk."""
+        """(content hash, raw record) by id, unknown and deleted ones left out.
+
+        The hashes first: a record kept decoded in this version is not read, unpacked and
+        decoded again (an invoice page refers to about as many customers as it holds).
+        """
         wanted = sorted(set(ids))
         found: dict[str, tuple[str, dict[str, Any]]] = {}
-        sql = (
-            f'SELECT record_id, content_hash, data FROM "{RAW.name}" '  # noqa: S608
-            f"WHERE stream = {self._p} AND deleted = {self._p} AND record_id IN ({{}})"
-        )
+        where = f"WHERE stream = {self._p} AND deleted = {self._p} AND record_id IN ({{}})"
         with self.connect() as conn:
-            for rid, h, data in self._select_in(conn, sql, (stream, False), wanted):
-                found[rid] = (h, self._decode(stream, rid, h, data))
+            sql = f'SELECT record_id, content_hash FROM "{RAW.name}" {where}'  # noqa: S608
+            hashes = list(self._select_in(conn, sql, (stream, False), wanted))
+            missing = []
+            with self._decoded_lock:
+                cache = self._decoded
+                for rid, h in hashes:
+                    data = cache.get((stream, rid, h))
+                    if data is None:
+                        missing.append(rid)
+                    else:
+                        cache.move_to_end((stream, rid, h))
+                        found[rid] = (h, data)
+            if missing:
+                sql = f'SELECT record_id, content_hash, data FROM "{RAW.name}" {where}'  # noqa: S608
+                for rid, h, data in self._select_in(conn, sql, (stream, False), missing):
+                    found[rid] = (h, self._decode(stream, rid, h, data))
         return found
 
     def _decode(self, stream: str, record_id: str, hash_: str, text: str) -> dict[str, Any]:

@@ -123,3 +123,27 @@ def test_processes_of_one_account_share_its_rate_limit(make_sandbox: Any, pg_sch
     # target and the contrast with unshared pacers, which on counts alone is too close to
     # assert here. That a 429 drawn by one process pauses the others is asserted above.
     assert shared < 0.08, (shared, throttled)
+
+
+def test_while_unpaced_the_row_is_read_once_a_refresh_not_once_a_request(store_url: str) -> None:
+    now = [1000.0]
+    a = _pacer(store_url, clock=lambda: now[0], refresh=0.25)
+    b = _pacer(store_url)
+    try:
+        for _ in range(50):  # a burst of requests within one refresh: one round trip
+            a.acquire()
+            a.succeeded()
+        assert a.shared_calls == 1
+        b.throttled(b.acquire(), 30.0)  # another process draws a 429: a pause for everyone
+        now[0] += 0.3  # a's reply is stale now: it reads the row again, and sees the pause
+        slept: list[float] = []
+        a.sleep = lambda s: (slept.append(s), now.__setitem__(0, now[0] + s))[1]  # type: ignore[func-returns-value]
+        a.acquire()
+        assert a.shared_calls >= 2 and sum(slept) >= 25.0
+        a.throttled(a.acquire(), 0.0)  # its own 429: the next request asks the row at once
+        calls = a.shared_calls
+        a.acquire()
+        assert a.shared_calls > calls
+    finally:
+        a.engine.dispose()
+        b.engine.dispose()

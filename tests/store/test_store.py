@@ -215,3 +215,26 @@ def test_the_fast_record_encoder_writes_what_dumps_writes(record: dict[str, obje
 
     assert dumps_record(record) == dumps(record)
     assert loads(dumps_record(record)) == record
+
+
+def test_referred_records_kept_decoded_are_not_decoded_again_until_they_change(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import syncd.store.store as store_module
+
+    store = Store.open(store_url)
+    old = Record("customers", "7", 1, {"id": 7, "name": "Old", "updated_at": 1})
+    store.save_raw([(old, content_hash(old.data))])
+    decoded: list[object] = []
+    real = store_module.loads
+    monkeypatch.setattr(store_module, "loads", lambda text: (decoded.append(text), real(text))[1])
+    for _ in range(3):  # saved in this process: kept decoded, read as hashes only
+        assert store.get_raw_many("customers", ["7"])["7"][1]["name"] == "Old"
+    assert decoded == []
+    other = Store.open(store_url)  # another process edits the customer
+    new = Record("customers", "7", 2, {"id": 7, "name": "New", "updated_at": 2})
+    other.save_raw([(new, content_hash(new.data))])
+    other.close()
+    assert store.get_raw_many("customers", ["7"]) == {"7": (content_hash(new.data), new.data)}
+    assert len(decoded) == 1
+    store.close()
