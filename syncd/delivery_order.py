@@ -24,8 +24,11 @@ HOLD_PAGES = 32
 class DeliveryOrder:
     """`take(walker, item)` yields the (walker, item) pairs to deliver now, in order."""
 
-    def __init__(self, walkers: Sequence[Any], targets: Sequence[Target]) -> None:
+    def __init__(self, walkers: Sequence[Any], targets: Sequence[Target], planning: Sequence[str] = ()) -> None:
+        """`planning`: streams whose walks are not known yet (`planned` gives them); until
+        then each counts as one running walk, so what refers to it is held meanwhile."""
         self.running = Counter(w.stream.name for w in walkers)
+        self.running.update(planning)
         self.needs = {
             name: {REFERENCES[f] for t in targets for f in t.references(name)} - {name} for name in self.running
         }
@@ -47,6 +50,10 @@ class DeliveryOrder:
     def over(self) -> bool:
         """More pages held than HOLD_PAGES: a walk whose page was just held must wait."""
         return self.count > HOLD_PAGES
+
+    def planned(self, name: str, walks: int) -> None:
+        """`name`'s planning ended with `walks` walks (0: it failed); see `ready`."""
+        self.running[name] += walks - 1
 
     def finished(self, walker: Any) -> None:
         """`walker` ended: walks that waited on its stream may go on (see `ready`)."""

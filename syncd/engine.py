@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +115,22 @@ class _Plan:
     walkers: list[_Walker]
     windows: Callable[[], list[tuple[str, dict[str, str]]]] | None = None
     finish: Callable[[list[tuple[str, dict[str, str]]]], list[_Walker]] | None = None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """In the walks' queue: the planning of `name`'s date windows ended (its future follows)."""
+
+    name: str
+
+
+@dataclass
+class _Planning:
+    """Walks ready to start, and the streams whose windows are still being planned (what
+    builds their walks from the windows, by stream)."""
+
+    ready: list[_Walker]
+    later: dict[str, Callable[[list[tuple[str, dict[str, str]]]], list[_Walker]]]
 
 
 _DONE = object()
@@ -253,19 +269,31 @@ class SyncRun:
         count = self.settings.streams.enabled()[name].windows
         return _Plan(stream, [], lambda: self._windows(stream, params, count), finish)
 
-    def _plan_all(self, streams: Sequence[str], full: bool) -> list[_Walker]:
-        """Every stream's walks. The date windows of first passes are planned at once, one
-        thread a stream (each stream's probes depend on one another), while the events
-        position is fixed here: their requests overlap instead of adding up."""
+    def _plan_all(self, streams: Sequence[str], full: bool, out: queue.Queue[tuple[Any, Any]]) -> _Planning:
+        """Every stream's walks: those ready now, and the first passes whose date windows are
+        being planned (one thread a stream: each stream's probes depend on one another).
+
+        The events position is fixed here, while the windows are planned: their requests
+        overlap. A planned stream's result reaches `out` as (`_Planned`, future), so the walks
+        ready now (customers: no windows) start without waiting for any plan.
+        """
         plans: list[_Plan] = []
         for name in streams:
             try:
                 plans.append(self._plan(name, full))
             except FAILURES as exc:  # a scope exit's deletion can hit a full disk or a broken store
                 self._fail(name, exc)
-        waiting = {p.stream.name: p.windows for p in plans if p.windows is not None}
-        with ThreadPoolExecutor(max(1, len(waiting)), thread_name_prefix="plan") as pool:
-            planned = {name: pool.submit(contextvars.copy_context().run, plan) for name, plan in waiting.items()}
+        waiting = {p.stream.name: p for p in plans if p.windows is not None}
+        later: dict[str, Callable[[list[tuple[str, dict[str, str]]]], list[_Walker]]] = {}
+        # Not `with`: its exit waits for the plans, which the walks ready now must not.
+        pool = ThreadPoolExecutor(max(1, len(waiting)), thread_name_prefix="plan")
+        try:
+            for name, plan in waiting.items():
+                assert plan.windows is not None
+                assert plan.finish is not None
+                later[name] = plan.finish
+                future = pool.submit(contextvars.copy_context().run, plan.windows)
+                future.add_done_callback(_report_to(out, name))
             names = {p.stream.name for p in plans}
             if names:  # a re-delivery-only run asks Invoiced nothing
                 # Stored before any page is delivered: a record deleted after we read it must be
@@ -273,16 +301,24 @@ class SyncRun:
                 self.events_from, failed = self.deletions.fix_start(names)
                 for name, error in failed.items():
                     self.report.streams[name].error = error
-            walkers: list[_Walker] = []
-            for p in plans:
-                name = p.stream.name
-                if self.report.streams[name].error is not None:
-                    continue
-                try:
-                    walkers.extend(p.walkers if p.finish is None else p.finish(planned[name].result()))
-                except FAILURES as exc:
-                    self._fail(name, exc)
-        return walkers
+        finally:
+            pool.shutdown(wait=False)  # the plans go on; their results come through `out`
+        ready = [w for p in plans if p.windows is None for w in p.walkers]
+        return _Planning([w for w in ready if self.report.streams[w.stream.name].error is None], later)
+
+    def _planned(
+        self, name: str, future: Future[list[tuple[str, dict[str, str]]]], planning: _Planning
+    ) -> list[_Walker]:
+        """The walks of a stream whose windows were planned; none when the planning or the
+        events position failed it."""
+        finish = planning.later.pop(name)
+        if self.report.streams[name].error is not None:
+            return []
+        try:
+            return finish(future.result())
+        except FAILURES as exc:
+            self._fail(name, exc)
+            return []
 
     def _fail(self, name: str, exc: BaseException) -> None:
         self.report.streams[name].error = describe(exc)
@@ -311,46 +347,61 @@ class SyncRun:
             self.report.streams[name] = StreamReport()
         self.report.redelivered = redeliver(self.store, self.targets, self.delivery, self.report.redelivery)
         self.delivery.catch_up_dependents()
-        walkers = self._plan_all(streams, full)
+        # Unbounded: each walk has at most LOOKAHEAD pages (and its end) in it.
+        out: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        planning = self._plan_all(streams, full, out)
         events_from = self.events_from
         # Streams run concurrently. Pages of a stream that names another (an invoice its
         # customer) wait while that one is walked (DeliveryOrder); a record that still
         # arrives before what it names is delivered again when that arrives (references).
-        self._walk_all(walkers)
+        walkers = self._walk_all(planning, out)
         self._apply_deletions(events_from, walkers)
         self._finish(walkers)
         self.report.duration = time.monotonic() - started
         return self.report
 
-    def _walk_all(self, walkers: Sequence[_Walker]) -> None:
-        """Fetch every walk in its own thread; deliver their pages here, one at a time."""
-        if not walkers:
-            return
-        out: queue.Queue[tuple[_Walker, Any]] = queue.Queue(maxsize=2 * max(1, len(walkers)))
-        # Each fetcher runs in a copy of the caller's context, so its log lines carry what the
-        # caller bound (a worker's account and job, a daemon's job).
-        threads = [
-            threading.Thread(
-                target=contextvars.copy_context().run,
-                args=(self._run_walk, w, out),
-                name=f"walk-{w.stream.name}{w.partition}",
-                daemon=True,
-            )
-            for w in walkers
-        ]
-        for thread in threads:
-            thread.start()
-        self._drain(walkers, out)
+    def _walk_all(self, planning: _Planning, out: queue.Queue[tuple[Any, Any]]) -> list[_Walker]:
+        """Fetch every walk in its own thread, starting each once its stream is planned;
+        deliver their pages here, one at a time. Returns every walk that ran."""
+        walkers: list[_Walker] = []
+        threads: list[threading.Thread] = []
+
+        def start(new: Sequence[_Walker]) -> None:
+            # Each fetcher runs in a copy of the caller's context, so its log lines carry what
+            # the caller bound (a worker's account and job, a daemon's job).
+            for walker in new:
+                thread = threading.Thread(
+                    target=contextvars.copy_context().run,
+                    args=(self._run_walk, walker, out),
+                    name=f"walk-{walker.stream.name}{walker.partition}",
+                    daemon=True,
+                )
+                thread.start()
+                threads.append(thread)
+            walkers.extend(new)
+
+        start(planning.ready)
+        self._drain(planning, out, start)
         for thread in threads:
             thread.join()
+        return walkers
 
-    def _drain(self, walkers: Sequence[_Walker], out: queue.Queue[tuple[_Walker, Any]]) -> None:
-        pending = len(walkers)
-        order = DeliveryOrder(walkers, self.targets)
+    def _drain(
+        self, planning: _Planning, out: queue.Queue[tuple[Any, Any]], start: Callable[[Sequence[_Walker]], None]
+    ) -> None:
+        pending = len(planning.ready) + len(planning.later)
+        order = DeliveryOrder(planning.ready, self.targets, planning=list(planning.later))
         owed: set[int] = set()  # held pages whose walks wait for their delivery to fetch on
         while pending:
             taken = out.get()
-            work = deque(order.take(*taken))
+            if isinstance(taken[0], _Planned):
+                new = self._planned(taken[0].name, taken[1], planning)
+                pending += len(new) - 1
+                order.planned(taken[0].name, len(new))
+                start(new)
+                work = deque(order.ready())  # a stream that failed to plan holds nothing back
+            else:
+                work = deque(order.take(*taken))
             if isinstance(taken[1], WalkPage) and not any(item is taken[1] for _, item in work):
                 if order.over:
                     owed.add(id(taken[1]))  # too much held (DeliveryOrder): this walk pauses
@@ -460,6 +511,11 @@ class SyncRun:
                 log.error("stream.failed", stream=name, error=report.error)
                 continue
             log.info("stream.synced", stream=name, cursor=final, **report.as_dict())
+
+
+def _report_to(out: queue.Queue[tuple[Any, Any]], name: str) -> Callable[[Future[Any]], None]:
+    """A done-callback putting a plan's future in the walks' queue."""
+    return lambda future: out.put((_Planned(name), future))
 
 
 def _records(stream: str, items: Sequence[dict[str, Any]]) -> list[Record]:
