@@ -138,15 +138,8 @@ def _raw_hashes(store: Store, keys: Iterable[tuple[str, str]]) -> dict[tuple[str
     for stream, rid in keys:
         by_stream.setdefault(stream, []).append(rid)
     out: dict[tuple[str, str], str] = {}
-    with store.engine.connect() as conn:
-        for stream, ids in by_stream.items():
-            for start in range(0, len(ids), _CHUNK):
-                rows = conn.execute(
-                    select(RAW.c.record_id, RAW.c.content_hash, RAW.c.deleted).where(
-                        RAW.c.stream == stream, RAW.c.record_id.in_(ids[start : start + _CHUNK])
-                    )
-                )
-                out.update(((stream, rid), "deleted" if deleted else h) for rid, h, deleted in rows)
+    for stream, ids in by_stream.items():
+        out.update(((stream, rid), h) for rid, h in store.raw_versions(stream, ids).items())
     return out
 
 

@@ -54,7 +54,8 @@ class RawRecord(SQLModel, table=True):
     record_id: str = Field(primary_key=True, max_length=64)
     sort_key: int = Field(sa_column=Column(BigInteger, nullable=False))
     updated_at: int = Field(sa_column=Column(BigInteger, nullable=False))
-    content_hash: str = Field(max_length=64)
+    # 16 bytes (syncd.store.store.hash_bytes): half the hex digits' room, in the row and its copies.
+    content_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     # The records this one refers to, so a renamed customer can re-deliver its invoices.
     customer_id: str | None = Field(default=None, max_length=64)
     invoice_id: str | None = Field(default=None, max_length=64)
@@ -76,7 +77,7 @@ class Delivery(SQLModel, table=True):
     connector: str = Field(primary_key=True, max_length=60)
     stream: str = Field(primary_key=True, max_length=40)
     record_id: str = Field(primary_key=True, max_length=64)
-    content_hash: str = Field(max_length=64)
+    content_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # as RawRecord's
 
 
 class OutputTable(SQLModel, table=True):

@@ -241,6 +241,25 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def hash_bytes(value: str) -> bytes:
+    """A content hash or delivered version as stored: the 16 bytes its 32 hex digits spell;
+    anything else (the markers `deleted` and `partial`, which are shorter) as its text."""
+    if len(value) == 32:
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    return value.encode()
+
+
+def hash_text(value: bytes | memoryview | str) -> str:
+    """Inverse of `hash_bytes`: 16 bytes are a hash (no marker is that long)."""
+    if isinstance(value, str):
+        return value
+    data = bytes(value)
+    return data.hex() if len(data) == 16 else data.decode()
+
+
 def sort_key(record_id: str) -> int:
     """Numeric ids sort numerically; anything else by a stable hash prefix."""
     try:
@@ -480,7 +499,19 @@ class Store:
         """Content hashes of the records already stored, by id."""
         sql = f'SELECT record_id, content_hash FROM "{RAW.name}" WHERE stream = {self._p} AND record_id IN ({{}})'  # noqa: S608
         with self.connect() as conn:
-            return {rid: h for rid, h in self._select_in(conn, sql, (stream,), ids)}
+            return {rid: hash_text(h) for rid, h in self._select_in(conn, sql, (stream,), ids)}
+
+    def raw_versions(self, stream: str, ids: Sequence[str]) -> dict[str, str]:
+        """`raw_hashes`, with `deleted` for a record marked deleted."""
+        sql = (
+            f'SELECT record_id, content_hash, deleted FROM "{RAW.name}" '  # noqa: S608
+            f"WHERE stream = {self._p} AND record_id IN ({{}})"
+        )
+        with self.connect() as conn:
+            return {
+                rid: "deleted" if deleted else hash_text(h)
+                for rid, h, deleted in self._select_in(conn, sql, (stream,), ids)
+            }
 
     def stored_state(self, stream: str, ids: Sequence[str]) -> tuple[dict[str, str], set[str]]:
         """`raw_hashes` and `referred_by_stored` of the same ids, in one round trip per chunk."""
@@ -489,8 +520,10 @@ class Store:
             sql = f'SELECT record_id, content_hash FROM "{RAW.name}" WHERE stream = {self._p} AND record_id IN ({{0}})'  # noqa: S608
             if stream in REFERRED_STREAMS:
                 column = "customer_id" if stream == "customers" else "invoice_id"
+                # A typed NULL: PostgreSQL types a bare one as text under DISTINCT, not as the hash.
+                null = "CAST(NULL AS BYTEA)" if self._dialect == "postgresql" else "NULL"
                 sql += (
-                    f' UNION ALL SELECT DISTINCT {column}, NULL FROM "{RAW.name}" '  # noqa: S608
+                    f' UNION ALL SELECT DISTINCT {column}, {null} FROM "{RAW.name}" '  # noqa: S608
                     f"WHERE stream IN ({self._marks(len(_DEPENDENTS[stream]))}) AND deleted = {self._p} "
                     f"AND {column} IN ({{0}})"
                 )
@@ -507,7 +540,7 @@ class Store:
                     if h is None:
                         referred.add(rid)
                     else:
-                        hashes[rid] = h
+                        hashes[rid] = hash_text(h)
         return hashes, referred
 
     def save_raw(
@@ -528,7 +561,7 @@ class Store:
                 r.id,
                 sort_key(r.id),
                 r.updated_at,
-                h,
+                hash_bytes(h),
                 r.deleted,
                 pack(texts[r.id] if r.id in texts else dumps(r.data)),
                 None if r.stream == "customers" else ref_id(r.data, "customer"),
@@ -614,7 +647,8 @@ class Store:
             f"WHERE stream = {self._p} AND deleted = {self._p} AND record_id IN ({{}})"
         )
         with self.connect() as conn:
-            for rid, h, data in self._select_in(conn, sql, (stream, False), wanted):
+            for rid, stored_hash, data in self._select_in(conn, sql, (stream, False), wanted):
+                h = hash_text(stored_hash)
                 found[rid] = (h, self._decode(stream, rid, h, data))
         return found
 
@@ -656,7 +690,9 @@ class Store:
         with self.connect() as conn:
             for chunk in _chunks(ids):
                 rows = conn.exec_driver_sql(sql.format(self._marks(len(chunk))), (stream, False, *chunk))
-                records.extend((Record(stream, rid, updated, loads(data)), h) for rid, updated, h, data in rows)
+                records.extend(
+                    (Record(stream, rid, updated, loads(data)), hash_text(h)) for rid, updated, h, data in rows
+                )
         return records
 
     def iter_raw(
@@ -696,7 +732,7 @@ class Store:
             f"WHERE connector = {self._p} AND stream = {self._p} AND record_id IN ({{}})"
         )
         with self.connect() as conn:
-            return {rid: h for rid, h in self._select_in(conn, sql, (connector, stream), ids)}
+            return {rid: hash_text(h) for rid, h in self._select_in(conn, sql, (connector, stream), ids)}
 
     def commit_deliveries(
         self,
@@ -708,7 +744,7 @@ class Store:
         """Record what a connector now holds durably, and what it refused (dead letters)."""
         now = time.time()
         # In key order: the table is its primary key's b-tree on SQLite (WITHOUT ROWID).
-        done = sorted((connector, stream, rid, h) for rid, h in delivered)
+        done = sorted((connector, stream, rid, hash_bytes(h)) for rid, h in delivered)
         dead = list(rejected)
         clear = (
             f'DELETE FROM "{DEAD.name}" WHERE connector = {self._p} AND stream = {self._p} AND record_id IN ({{}})'  # noqa: S608

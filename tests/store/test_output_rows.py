@@ -26,7 +26,13 @@ ENTRY = {
     "object_id": "1",
     "payee": "Pied Piper Analytics KK",
     "postings": [
-        ["Assets:Accounts Receivable:Pied Piper Analytics KK (CUST-00003)", Decimal("1349.85"), "USD", "", "ar"],
+        [
+            "Assets:Accounts Receivable:Pied Piper Analytics KK (CUST-00003)",
+            Decimal("1349.85"),
+            "USD",
+            "",
+            "ar",
+        ],
         ["Income:Sales:Products", Decimal("-1349.85"), "USD", "Toner cartridge", ""],
     ],
 }
@@ -95,6 +101,10 @@ def test_nested_rows_are_written_as_dumps_writes_them() -> None:
     assert loads(_dumps_row(dated)) == {"a": [{"when": "2024-01-02 03:04:05"}], "b": Decimal("1.5")}
 
 
+HASHES = {1: content_hash({"id": 1}), 2: content_hash({"id": 2}), 3: "h"}  # "h": a test's stand-in
+HELD = {1: HASHES[1], 2: "deleted", 3: "partial", 4: "0" * 32}
+
+
 def _insert_0005_rows(url: str) -> list[tuple[str, str, str, str, int, int, str]]:
     """Rows of two connectors as revision 0005 kept them (more than a batch of the migration)."""
     rows = []
@@ -121,15 +131,24 @@ def _insert_0005_rows(url: str) -> list[tuple[str, str, str, str, int, int, str]
             conn.execute(
                 text(
                     "INSERT INTO rawrecord (stream, record_id, sort_key, updated_at, content_hash, "
-                    "dependents_due, deleted, data) VALUES ('customers', :id, :n, 100, 'h', :due, false, :d)"
+                    "dependents_due, deleted, data) VALUES ('customers', :id, :n, 100, :h, :due, :gone, :d)"
                 ),
-                {"id": str(i), "n": i, "due": due, "d": b"\x01" + b"x"},
+                {"id": str(i), "n": i, "h": HASHES[i], "due": due, "gone": i == 2, "d": b"\x01" + b"x"},
             )
+        conn.execute(
+            text(
+                "INSERT INTO delivery (connector, stream, record_id, content_hash) "
+                "VALUES ('csv', 'customers', :id, :h)"
+            ),
+            [{"id": str(i), "h": h} for i, h in HELD.items()],
+        )
     engine.dispose()
     return rows
 
 
-def _as_0005_read(rows: list[tuple[str, str, str, str, int, int, str]], connector: str, table: str) -> list[str]:
+def _as_0005_read(
+    rows: list[tuple[str, str, str, str, int, int, str]], connector: str, table: str
+) -> list[str]:
     mine = [r for r in rows if r[0] == connector and r[3] == table]
     return [r[6] for r in sorted(mine, key=lambda r: (r[5], r[2], r[1], r[4]))]
 
@@ -152,6 +171,14 @@ def test_a_store_of_revision_0005_gets_its_output_rows_keyed_by_table_and_packed
         assert len(list(ledger.rows("entries"))) == 2000  # every payment beside its invoice
         assert ledger.held("transactions", ["3", "4"]) == {"3"}
         assert store.dependents_due("customers") == ["1", "3"]
+        # Content hashes as they were, kept as 16 bytes; the markers as their text.
+        assert store.raw_hashes("customers", ["1", "2", "3"]) == {str(i): h for i, h in HASHES.items()}
+        assert store.raw_versions("customers", ["1", "2"]) == {"1": HASHES[1], "2": "deleted"}
+        ids = [str(i) for i in HELD]
+        assert store.delivered_hashes("csv", "customers", ids) == {str(i): h for i, h in HELD.items()}
+        with store.engine.connect() as conn:
+            lengths = conn.execute(text("SELECT record_id, content_hash FROM delivery")).all()
+        assert {rid: len(bytes(h)) for rid, h in lengths} == {"1": 16, "2": 7, "3": 7, "4": 16}
         with store.engine.connect() as conn:
             stored = conn.execute(
                 text("SELECT t.connector, o.data FROM outputrow o JOIN outputtable t ON t.id = o.tab")
@@ -176,6 +203,10 @@ def test_a_store_of_revision_0005_gets_its_output_rows_keyed_by_table_and_packed
             )
         ).scalar_one()
         count = conn.execute(text("SELECT count(*) FROM outputrow")).scalar_one()
+        held = dict(conn.execute(text("SELECT record_id, content_hash FROM delivery")).all())
+        raw = dict(conn.execute(text("SELECT record_id, content_hash FROM rawrecord")).all())
     engine.dispose()
+    assert held == {str(i): h for i, h in HELD.items()}
+    assert raw == {**{str(i): h for i, h in HASHES.items()}, "9": content_hash({"id": 9})}
     assert back == dumps(dict(ENTRY, object_id="3", kind="payment"))
     assert count == len(rows) + 1 - 2  # record 5: one invoices row and a credit note for three rows
