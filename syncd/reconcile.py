@@ -32,7 +32,7 @@ from sqlalchemy import Table, and_, delete, select
 from syncd.errors import SyncdError
 from syncd.pushback.outbox import DISMISSED, HELD, OUTBOX, REJECTED, ignore_payment, retry_payment
 from syncd.store import Store
-from syncd.store.models import DeadLetter, Delivery, Meta, OutputRow, RawRecord
+from syncd.store.models import DeadLetter, Delivery, Meta, RawRecord
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,6 @@ DEAD: Table = DeadLetter.__table__  # type: ignore[attr-defined]
 RAW: Table = RawRecord.__table__  # type: ignore[attr-defined]
 META: Table = Meta.__table__  # type: ignore[attr-defined]
 DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
-OUTPUT: Table = OutputRow.__table__  # type: ignore[attr-defined]
 
 PAYMENTS = "payments"  # the `stream` of push-back refusals
 IGNORED = "ignored:"
@@ -139,15 +138,8 @@ def _raw_hashes(store: Store, keys: Iterable[tuple[str, str]]) -> dict[tuple[str
     for stream, rid in keys:
         by_stream.setdefault(stream, []).append(rid)
     out: dict[tuple[str, str], str] = {}
-    with store.engine.connect() as conn:
-        for stream, ids in by_stream.items():
-            for start in range(0, len(ids), _CHUNK):
-                rows = conn.execute(
-                    select(RAW.c.record_id, RAW.c.content_hash, RAW.c.deleted).where(
-                        RAW.c.stream == stream, RAW.c.record_id.in_(ids[start : start + _CHUNK])
-                    )
-                )
-                out.update(((stream, rid), "deleted" if deleted else h) for rid, h, deleted in rows)
+    for stream, ids in by_stream.items():
+        out.update(((stream, rid), h) for rid, h in store.raw_versions(stream, ids).items())
     return out
 
 
@@ -162,14 +154,14 @@ def _held(store: Store, letters: Sequence[Mapping[str, Any]]) -> dict[tuple[str,
         for (connector, stream), ids in groups.items():
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
-                for table, into in ((DELIVERY, delivered), (OUTPUT, rows_kept)):
-                    found = conn.execute(
-                        select(table.c.record_id)
-                        .where(table.c.connector == connector, table.c.stream == stream)
-                        .where(table.c.record_id.in_(chunk))
-                        .distinct()
-                    )
-                    into.update((connector, stream, rid) for (rid,) in found)
+                found = conn.execute(
+                    select(DELIVERY.c.record_id)
+                    .where(DELIVERY.c.connector == connector, DELIVERY.c.stream == stream)
+                    .where(DELIVERY.c.record_id.in_(chunk))
+                )
+                delivered.update((connector, stream, rid) for (rid,) in found)
+    for (connector, stream), ids in groups.items():
+        rows_kept.update((connector, stream, rid) for rid in store.outputs(connector).held(stream, ids))
     out = {}
     for key in ((d["connector"], d["stream"], d["record_id"]) for d in letters):
         out[key] = KEPT_OLDER if key in delivered else KEPT_MAPPING if key in rows_kept else KEPT_NONE

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, text
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # In Meta `schema_version`: 1 before Alembic; 2 since (the revision is in `alembic_version`),
@@ -40,14 +40,22 @@ class RawRecord(SQLModel, table=True):
             sqlite_where=text("invoice_id IS NOT NULL"),
             postgresql_where=text("invoice_id IS NOT NULL"),
         ),
-        Index("ix_rawrecord_due", "dependents_due"),
+        # Only the few rows whose dependents are due (`Store.dependents_due`), in its order.
+        Index(
+            "ix_rawrecord_due",
+            "stream",
+            "sort_key",
+            sqlite_where=text("dependents_due = 1"),
+            postgresql_where=text("dependents_due"),
+        ),
     )
 
     stream: str = Field(primary_key=True, max_length=40)
     record_id: str = Field(primary_key=True, max_length=64)
     sort_key: int = Field(sa_column=Column(BigInteger, nullable=False))
     updated_at: int = Field(sa_column=Column(BigInteger, nullable=False))
-    content_hash: str = Field(max_length=64)
+    # 16 bytes (syncd.store.store.hash_bytes): half the hex digits' room, in the row and its copies.
+    content_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     # The records this one refers to, so a renamed customer can re-deliver its invoices.
     customer_id: str | None = Field(default=None, max_length=64)
     invoice_id: str | None = Field(default=None, max_length=64)
@@ -69,23 +77,37 @@ class Delivery(SQLModel, table=True):
     connector: str = Field(primary_key=True, max_length=60)
     stream: str = Field(primary_key=True, max_length=40)
     record_id: str = Field(primary_key=True, max_length=64)
-    content_hash: str = Field(max_length=64)
+    content_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # as RawRecord's
+
+
+class OutputTable(SQLModel, table=True):
+    """A file connector's table, named once: its rows carry this small id, not two names."""
+
+    __table_args__ = (UniqueConstraint("connector", "table_name", name="uq_outputtable_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(max_length=60)
+    table_name: str = Field(max_length=60)
 
 
 class OutputRow(SQLModel, table=True):
-    """A row a file connector renders, kept here so files are rebuilt, never patched."""
+    """A row a file connector renders, kept here so files are rebuilt, never patched.
 
-    __table_args__ = (
-        Index("ix_outputrow_table", "connector", "table_name", "sort_key", "record_id", "ordinal"),
-    )
+    Keyed in render order (table, then record id as `sort_key`, then the row's place), so a
+    render reads one range of the key and the key is the only index; a record's rows are
+    found through it too, as `sort_key` follows from the record id (syncd.store.store.sort_key).
+    """
 
-    connector: str = Field(primary_key=True, max_length=60)
-    stream: str = Field(primary_key=True, max_length=40)
+    # SQLite: the rows live in the key's b-tree; a rowid table would be a second one to write.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    tab: int = Field(primary_key=True, foreign_key="outputtable.id")
+    sort_key: int = Field(sa_column=Column(BigInteger, primary_key=True))
     record_id: str = Field(primary_key=True, max_length=64)
-    table_name: str = Field(primary_key=True, max_length=60)
+    stream: str = Field(primary_key=True, max_length=40)
     ordinal: int = Field(primary_key=True)
-    sort_key: int = Field(sa_column=Column(BigInteger, nullable=False))
-    data: str = Field(sa_column=Column(Text, nullable=False))
+    # The row's text, packed (syncd.store.store.pack_row: deflated against rows' usual text).
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class Run(SQLModel, table=True):

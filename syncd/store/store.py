@@ -27,13 +27,14 @@ from syncd.errors import StoreError
 from syncd.log import redact_text
 from syncd.plugin import Record
 from syncd.store.database import make_engine
-from syncd.store.models import Cursor, DeadLetter, Delivery, Meta, OutputRow, RawRecord, Run
+from syncd.store.models import Cursor, DeadLetter, Delivery, Meta, OutputRow, OutputTable, RawRecord, Run
 
 # Queries go through the Table objects: typed columns, no ORM overhead on the hot path.
 RAW: Table = RawRecord.__table__  # type: ignore[attr-defined]
 DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 DEAD: Table = DeadLetter.__table__  # type: ignore[attr-defined]
 OUTPUT: Table = OutputRow.__table__  # type: ignore[attr-defined]
+OUTPUT_TABLE: Table = OutputTable.__table__  # type: ignore[attr-defined]
 CURSOR: Table = Cursor.__table__  # type: ignore[attr-defined]
 META: Table = Meta.__table__  # type: ignore[attr-defined]
 RUN: Table = Run.__table__  # type: ignore[attr-defined]
@@ -53,7 +54,7 @@ _RAW_COLS = (
     "invoice_id",
     "dependents_due",
 )
-_OUTPUT_COLS = ("connector", "stream", "record_id", "table_name", "ordinal", "sort_key", "data")
+_OUTPUT_COLS = ("tab", "sort_key", "record_id", "stream", "ordinal", "data")
 _DECODED_MAX = 1024  # referred records kept decoded: every customer of a typical account
 _CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
 _RENDER_BATCH = 5000  # output rows per query of a render
@@ -71,14 +72,26 @@ _PLAIN = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _FLAT = frozenset({str, int, bool, type(None), Decimal})
 
 
+def _json_typed(value: Any) -> bool:
+    """Only JSON's types and Decimal, nested or not (what `dumps_record` writes as `dumps`)."""
+    kind = type(value)
+    if kind in _FLAT:
+        return True
+    if kind is list or kind is tuple:
+        return all(_json_typed(v) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _json_typed(v) for k, v in value.items())
+    return False
+
+
 def _dumps_row(row: Mapping[str, Any]) -> str:
     """`dumps` of an output row, by the faster encoders when its values are plain."""
     data = row if type(row) is dict else dict(row)
-    if all(type(v) in _FLAT for v in data.values()):
+    if _json_typed(data):
         return dumps_record(data)  # msgspec: the same text (a date or such would not be)
     try:
         return _PLAIN.encode(data)
-    except TypeError:  # a Decimal (ledger rows): simplejson keeps it an exact number
+    except TypeError:  # a Decimal beside a float, say: simplejson keeps it an exact number
         return dumps(data)
 
 
@@ -173,6 +186,51 @@ def unpack(data: bytes | memoryview) -> bytes:
     return inflate.decompress(data[1:]) + inflate.flush()
 
 
+# Output rows are stored as bytes. A JSON row (a ledger entry, say) repeats its keys and
+# much of its text in every row: it is kept as `_ROW_PACKED` then its text deflated against
+# a dictionary of what such rows of the shipped connectors share (keys, the default
+# accounts), which takes a ledger entry to about 30 % of its text. Any other text (a
+# connector's own, like a CSV line) is already compact and is what a render copies: it is
+# kept as its UTF-8 bytes, unless it starts with the tag. Tag and dictionary are a format:
+# change them only with a new tag.
+_ROW_PACKED = b"\x02"
+_ROW_ZDICT = (
+    b'{"ar_account":"Assets:Accounts Receivable:","credit_account":"Liabilities:Customer Credit:",'
+    b'"id":"1","payee":""}'
+    b'{"customer":"1","date":"2024-01-01","kind":"payment","meta":[["invoiced_type","transaction"],'
+    b'["invoiced_id","1"],["invoice","INV-000001"],["method","credit_card"],["reference",""]],'
+    b'"narration":"payment INV-000001","object":"transaction","object_id":"1","payee":"",'
+    b'"postings":[["Assets:Accounts Receivable: (CUST-00001)",-100.00,"USD","","ar"],'
+    b'["Assets:Bank:Checking",100.00,"USD","",""],["Assets:Clearing:Card Payments",100.00,"USD","",""],'
+    b'["Assets:Cash",100.00,"USD","",""],["Liabilities:Customer Credit: (CUST-00001)",-100.00,"USD","","credit"]]}'
+    b'{"customer":"1","date":"2024-01-01","kind":"invoice","meta":[["invoiced_type","invoice"],'
+    b'["invoiced_id","1"],["number","INV-000001"]],"narration":"Invoice INV-000001","object":"invoice",'
+    b'"object_id":"1","payee":"","postings":[["Assets:Accounts Receivable: (CUST-00001)",100.00,"USD","","ar"],'
+    b'["Income:Sales:Services",-100.00,"USD","",""],["Liabilities:Sales Tax",-10.00,"USD","",""],'
+    b'["Income:Sales:Products",-100.00,"USD","",""]]}'
+)
+_ROW_DEFLATE = zlib.compressobj(1, zlib.DEFLATED, -12, 4, zlib.Z_DEFAULT_STRATEGY, _ROW_ZDICT)
+_ROW_INFLATE = zlib.decompressobj(-12, _ROW_ZDICT)
+
+
+def pack_row(text: str) -> bytes:
+    """An output row's text as stored: a JSON row tagged and deflated, any other as its bytes
+    (see `_ROW_PACKED`)."""
+    if not text.startswith(("{", "\x02")):
+        return text.encode()
+    deflate = _ROW_DEFLATE.copy()
+    return _ROW_PACKED + deflate.compress(text.encode()) + deflate.flush()
+
+
+def unpack_row(data: bytes | memoryview) -> str:
+    """The text of a stored output row (the inverse of `pack_row`)."""
+    data = bytes(data)
+    if data[:1] != _ROW_PACKED:
+        return data.decode()
+    inflate = _ROW_INFLATE.copy()
+    return (inflate.decompress(data[1:]) + inflate.flush()).decode()
+
+
 def content_hash(data: Mapping[str, Any]) -> str:
     """A stable fingerprint of a record's content."""
     return text_hash(dumps(data))
@@ -187,6 +245,25 @@ def stored_form(data: Mapping[str, Any]) -> tuple[str, bytes]:
     """(content hash, `pack`ed text) of a record: what `save_raw` keeps of it."""
     text = dumps_record(data)
     return text_hash(text), pack(text)
+
+
+def hash_bytes(value: str) -> bytes:
+    """A content hash or delivered version as stored: the 16 bytes its 32 hex digits spell;
+    anything else (the markers `deleted` and `partial`, which are shorter) as its text."""
+    if len(value) == 32:
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    return value.encode()
+
+
+def hash_text(value: bytes | memoryview | str) -> str:
+    """Inverse of `hash_bytes`: 16 bytes are a hash (no marker is that long)."""
+    if isinstance(value, str):
+        return value
+    data = bytes(value)
+    return data.hex() if len(data) == 16 else data.decode()
 
 
 def sort_key(record_id: str) -> int:
@@ -428,7 +505,19 @@ class Store:
         """Content hashes of the records already stored, by id."""
         sql = f'SELECT record_id, content_hash FROM "{RAW.name}" WHERE stream = {self._p} AND record_id IN ({{}})'  # noqa: S608
         with self.connect() as conn:
-            return {rid: h for rid, h in self._select_in(conn, sql, (stream,), ids)}
+            return {rid: hash_text(h) for rid, h in self._select_in(conn, sql, (stream,), ids)}
+
+    def raw_versions(self, stream: str, ids: Sequence[str]) -> dict[str, str]:
+        """`raw_hashes`, with `deleted` for a record marked deleted."""
+        sql = (
+            f'SELECT record_id, content_hash, deleted FROM "{RAW.name}" '  # noqa: S608
+            f"WHERE stream = {self._p} AND record_id IN ({{}})"
+        )
+        with self.connect() as conn:
+            return {
+                rid: "deleted" if deleted else hash_text(h)
+                for rid, h, deleted in self._select_in(conn, sql, (stream,), ids)
+            }
 
     def stored_state(self, stream: str, ids: Sequence[str]) -> tuple[dict[str, str], set[str]]:
         """`raw_hashes` and `referred_by_stored` of the same ids, in one round trip per chunk."""
@@ -437,8 +526,10 @@ class Store:
             sql = f'SELECT record_id, content_hash FROM "{RAW.name}" WHERE stream = {self._p} AND record_id IN ({{0}})'  # noqa: S608
             if stream in REFERRED_STREAMS:
                 column = "customer_id" if stream == "customers" else "invoice_id"
+                # A typed NULL: PostgreSQL types a bare one as text under DISTINCT, not as the hash.
+                null = "CAST(NULL AS BYTEA)" if self._dialect == "postgresql" else "NULL"
                 sql += (
-                    f' UNION ALL SELECT DISTINCT {column}, NULL FROM "{RAW.name}" '  # noqa: S608
+                    f' UNION ALL SELECT DISTINCT {column}, {null} FROM "{RAW.name}" '  # noqa: S608
                     f"WHERE stream IN ({self._marks(len(_DEPENDENTS[stream]))}) AND deleted = {self._p} "
                     f"AND {column} IN ({{0}})"
                 )
@@ -455,7 +546,7 @@ class Store:
                     if h is None:
                         referred.add(rid)
                     else:
-                        hashes[rid] = h
+                        hashes[rid] = hash_text(h)
         return hashes, referred
 
     def save_raw(
@@ -479,7 +570,7 @@ class Store:
                 r.id,
                 sort_key(r.id),
                 r.updated_at,
-                h,
+                hash_bytes(h),
                 r.deleted,
                 packed[r.id] if r.id in packed else pack(texts[r.id] if r.id in texts else dumps(r.data)),
                 None if r.stream == "customers" else ref_id(r.data, "customer"),
@@ -570,7 +661,7 @@ class Store:
         where = f"WHERE stream = {self._p} AND deleted = {self._p} AND record_id IN ({{}})"
         with self.connect() as conn:
             sql = f'SELECT record_id, content_hash FROM "{RAW.name}" {where}'  # noqa: S608
-            hashes = list(self._select_in(conn, sql, (stream, False), wanted))
+            hashes = [(rid, hash_text(h)) for rid, h in self._select_in(conn, sql, (stream, False), wanted)]
             missing = []
             with self._decoded_lock:
                 cache = self._decoded
@@ -583,7 +674,8 @@ class Store:
                         found[rid] = (h, data)
             if missing:
                 sql = f'SELECT record_id, content_hash, data FROM "{RAW.name}" {where}'  # noqa: S608
-                for rid, h, data in self._select_in(conn, sql, (stream, False), missing):
+                for rid, stored_hash, data in self._select_in(conn, sql, (stream, False), missing):
+                    h = hash_text(stored_hash)
                     found[rid] = (h, self._decode(stream, rid, h, data))
         return found
 
@@ -625,7 +717,9 @@ class Store:
         with self.connect() as conn:
             for chunk in _chunks(ids):
                 rows = conn.exec_driver_sql(sql.format(self._marks(len(chunk))), (stream, False, *chunk))
-                records.extend((Record(stream, rid, updated, loads(data)), h) for rid, updated, h, data in rows)
+                records.extend(
+                    (Record(stream, rid, updated, loads(data)), hash_text(h)) for rid, updated, h, data in rows
+                )
         return records
 
     def iter_raw(
@@ -665,7 +759,7 @@ class Store:
             f"WHERE connector = {self._p} AND stream = {self._p} AND record_id IN ({{}})"
         )
         with self.connect() as conn:
-            return {rid: h for rid, h in self._select_in(conn, sql, (connector, stream), ids)}
+            return {rid: hash_text(h) for rid, h in self._select_in(conn, sql, (connector, stream), ids)}
 
     def commit_deliveries(
         self,
@@ -677,7 +771,7 @@ class Store:
         """Record what a connector now holds durably, and what it refused (dead letters)."""
         now = time.time()
         # In key order: the table is its primary key's b-tree on SQLite (WITHOUT ROWID).
-        done = sorted((connector, stream, rid, h) for rid, h in delivered)
+        done = sorted((connector, stream, rid, hash_bytes(h)) for rid, h in delivered)
         dead = list(rejected)
         clear = (
             f'DELETE FROM "{DEAD.name}" WHERE connector = {self._p} AND stream = {self._p} AND record_id IN ({{}})'  # noqa: S608
@@ -790,45 +884,76 @@ class ConnectorOutputs:
     """One connector's rows in the store (implements syncd.plugin.OutputStore).
 
     A row is kept as JSON (`rows` reads it back) or as a text of the connector's own: any
-    text not starting with "{", as every JSON row does (`stored` reads both).
+    text not starting with "{", as every JSON row does (`stored` reads both). Each of the
+    connector's tables has a small id (`OutputTable`); a row is keyed by it, its record's
+    `sort_key`, id and stream, and its place among the record's rows.
     """
 
     def __init__(self, store: Store, connector: str) -> None:
         self._store = store
         self.connector = connector
-
-    def _key(self, stream: str, record_id: str) -> Any:
-        return and_(
-            OUTPUT.c.connector == self.connector,
-            OUTPUT.c.stream == stream,
-            OUTPUT.c.record_id == record_id,
+        p = store._p
+        # SQLite would seek every (table, sort_key, record_id) of the IN lists' product; the
+        # unary plus leaves record_id a filter (seeks: tables x records). PostgreSQL has no
+        # unary plus for text, nor the need.
+        rid = "+record_id" if store._dialect == "sqlite" else "record_id"
+        self._clear_sql = (
+            f'DELETE FROM "{OUTPUT.name}" WHERE tab IN ({{0}}) AND sort_key IN ({{1}}) '  # noqa: S608
+            f"AND stream = {p} AND {rid} IN ({{1}})"
         )
+        self._held_sql = self._clear_sql.replace("DELETE FROM", "SELECT DISTINCT record_id FROM", 1)
+
+    def _tables(self, conn: Connection) -> dict[str, int]:
+        """The connector's tables by name: their ids (one small query; read each time, as
+        another process may have added one)."""
+        sql = f'SELECT table_name, id FROM "{OUTPUT_TABLE.name}" WHERE connector = {self._store._p}'  # noqa: S608
+        return {name: int(tab) for name, tab in conn.exec_driver_sql(sql, (self.connector,))}
+
+    def _table_ids(self, conn: Connection, names: Collection[str]) -> dict[str, int]:
+        """`_tables`, with an id made for each of `names` not named yet."""
+        tabs = self._tables(conn)
+        missing = sorted(set(names) - set(tabs))
+        if missing:
+            p = self._store._p
+            sql = (
+                f'INSERT INTO "{OUTPUT_TABLE.name}" (connector, table_name) VALUES ({p}, {p}) '  # noqa: S608
+                "ON CONFLICT (connector, table_name) DO NOTHING"  # another process named it meanwhile
+            )
+            conn.exec_driver_sql(sql, [(self.connector, name) for name in missing])
+            tabs = self._tables(conn)
+        return tabs
+
+    def _clear(self, conn: Connection, tabs: Collection[int], keys: Sequence[tuple[str, str]]) -> None:
+        """Delete every row of these (stream, record id)s in any of the connector's tables."""
+        if not tabs:
+            return
+        by_stream: dict[str, list[str]] = {}
+        for stream, record_id in keys:
+            by_stream.setdefault(stream, []).append(record_id)
+        marks = self._store._marks
+        for stream, ids in by_stream.items():
+            for chunk in _chunks(sorted(set(ids)), _CHUNK // 4):
+                sql = self._clear_sql.format(marks(len(tabs)), marks(len(chunk)))
+                conn.exec_driver_sql(sql, (*tabs, *(sort_key(r) for r in chunk), stream, *chunk))
 
     def put_many(self, items: Sequence[tuple[str, str, Mapping[str, Sequence[Mapping[str, Any] | str]]]]) -> None:
         """Replace the rows of many records in one transaction; a row given as text is kept as is."""
-        connector = self.connector
-        rows: list[tuple[Any, ...]] = []
-        for stream, record_id, tables in items:
-            key = sort_key(record_id)
-            for table, table_rows in tables.items():
-                rows.extend(
-                    (connector, stream, record_id, table, i, key, row if isinstance(row, str) else _dumps_row(row))
-                    for i, row in enumerate(table_rows)
-                )
         store = self._store
-        clear = (
-            f'DELETE FROM "{OUTPUT.name}" WHERE connector = {store._p} AND stream = {store._p} '  # noqa: S608
-            f"AND record_id IN ({{}})"
-        )
         insert = f'INSERT INTO "{OUTPUT.name}" ({", ".join(_OUTPUT_COLS)}) VALUES ({store._marks(len(_OUTPUT_COLS))})'  # noqa: S608
         with store.begin() as conn:
-            by_stream: dict[str, list[str]] = {}
-            for stream, record_id, _ in items:
-                by_stream.setdefault(stream, []).append(record_id)
-            for stream, ids in by_stream.items():
-                for chunk in _chunks(ids):
-                    conn.exec_driver_sql(clear.format(store._marks(len(chunk))), (connector, stream, *chunk))
+            tabs = self._table_ids(conn, {table for _, _, tables in items for table in tables})
+            self._clear(conn, tabs.values(), [(stream, record_id) for stream, record_id, _ in items])
+            rows: list[tuple[Any, ...]] = []
+            for stream, record_id, tables in items:
+                key = sort_key(record_id)
+                for table, table_rows in tables.items():
+                    tab = tabs[table]
+                    rows.extend(
+                        (tab, key, record_id, stream, i, pack_row(row if isinstance(row, str) else _dumps_row(row)))
+                        for i, row in enumerate(table_rows)
+                    )
             if rows:
+                rows.sort()  # in key order: the table is its key's b-tree on SQLite
                 conn.exec_driver_sql(insert, rows)
             self._mark(conn, dirty=True)
 
@@ -850,8 +975,22 @@ class ConnectorOutputs:
 
     def delete(self, stream: str, record_id: str) -> None:
         with self._store.begin() as conn:
-            conn.execute(delete(OutputRow).where(self._key(stream, record_id)))
+            self._clear(conn, self._tables(conn).values(), [(stream, record_id)])
             self._mark(conn, dirty=True)
+
+    def held(self, stream: str, ids: Sequence[str]) -> set[str]:
+        """The ids among `ids` (of `stream`) that have rows here, in any table."""
+        found: set[str] = set()
+        marks = self._store._marks
+        with self._store.connect() as conn:
+            tabs = list(self._tables(conn).values())
+            if not tabs:
+                return found
+            for chunk in _chunks(sorted(set(ids)), _CHUNK // 4):
+                sql = self._held_sql.format(marks(len(tabs)), marks(len(chunk)))
+                rows = conn.exec_driver_sql(sql, (*tabs, *(sort_key(r) for r in chunk), stream, *chunk))
+                found.update(rid for (rid,) in rows)
+        return found
 
     def rows(self, table: str) -> Iterator[dict[str, Any]]:
         """Rows of one table by record id then ordinal, read in batches (JSON rows only)."""
@@ -869,22 +1008,25 @@ class ConnectorOutputs:
         # Keyset batches (no transaction held over a whole render), read off the driver's
         # cursor: rendering is a copy of these texts, Row objects would be most of its cost.
         store = self._store
+        with store.connect() as conn:
+            tab = self._tables(conn).get(table)
+        if tab is None:
+            return
         sql = (
-            f'SELECT sort_key, record_id, ordinal, data FROM "{OUTPUT.name}" '  # noqa: S608
-            f"WHERE connector = {store._p} AND table_name = {store._p} "
-            f"AND (sort_key, record_id, ordinal) > ({store._marks(3)}) "
-            f"ORDER BY sort_key, record_id, ordinal LIMIT {_RENDER_BATCH}"
+            f'SELECT sort_key, record_id, stream, ordinal, data FROM "{OUTPUT.name}" '  # noqa: S608
+            f"WHERE tab = {store._p} AND (sort_key, record_id, stream, ordinal) > ({store._marks(4)}) "
+            f"ORDER BY sort_key, record_id, stream, ordinal LIMIT {_RENDER_BATCH}"
         )
-        after: tuple[int, str, int] = (-(2**63), "", -1)
+        after: tuple[int, str, str, int] = (-(2**63), "", "", -1)
         while True:
             with store.connect() as conn:
-                batch = conn.exec_driver_sql(sql, (self.connector, table, *after)).cursor.fetchall()
+                batch = conn.exec_driver_sql(sql, (tab, *after)).cursor.fetchall()
             if not batch:
                 return
             for row in batch:
-                yield row[3]
+                yield unpack_row(row[4])
             last = batch[-1]
-            after = (last[0], last[1], last[2])
+            after = (last[0], last[1], last[2], last[3])
 
     def remember(self, key: str, value: str) -> str:
         """Keep `value` under `key` (this connector's) unless one is kept there; the kept value."""

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,21 @@ def _damage(path: Path, how: str) -> None:
             fh.write(b"\xde\xad\xbe\xef" * 64)
         elif how == "truncated":
             fh.truncate(size // 3)
-        else:  # pages in the middle overwritten: found only when a query reads them
-            fh.seek(size // 2)
-            fh.write(b"\xde\xad\xbe\xef" * (size // 16))
+        else:  # the raw records' pages overwritten: found only when a query reads them
+            for page in _pages(path, "rawrecord"):
+                fh.seek(page.start)
+                fh.write(b"\xde\xad\xbe\xef" * (len(page) // 4))
+
+
+def _pages(path: Path, table: str) -> list[range]:
+    """The byte ranges of the pages of `table` and its indexes (a sync reads them, wherever
+    the file's layout puts them)."""
+    with closing(sqlite3.connect(path)) as conn:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        numbers = conn.execute(
+            "SELECT pageno FROM dbstat WHERE name IN (SELECT name FROM sqlite_schema WHERE tbl_name = ?)", (table,)
+        ).fetchall()
+    return [range((n - 1) * size, n * size) for (n,) in numbers]
 
 
 @pytest.mark.parametrize(
