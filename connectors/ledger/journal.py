@@ -54,7 +54,10 @@ def exponent(currency: str) -> int:
 
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's minor unit, half up (the commercial convention)."""
-    return amount.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP)
+    return amount.quantize(_UNITS[exponent(currency)], rounding=ROUND_HALF_UP)
+
+
+_UNITS = {places: Decimal(1).scaleb(-places) for places in (0, 2, 3)}  # every value of `exponent`
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +216,7 @@ def account(row: Mapping[str, Any], key: str, default: str, table: str) -> str:
         raise EntryError(f"{table}.{key}: account {name!r} must start with one of {', '.join(ROOTS)}")
     if len(parts) == 1:
         parts.append("Other")
-    if len(_ACCOUNTS) >= 50_000:  # names repeat (a customer's, revenue's): a bounded memo
+    if len(_ACCOUNTS) >= 4096:  # names repeat (revenue, tax, a customer's): a small memo
         _ACCOUNTS.clear()
     found = _ACCOUNTS[name] = ":".join(parts)
     return found

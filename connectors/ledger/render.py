@@ -32,12 +32,17 @@ def amount_text(amount: Decimal, currency: str) -> str:
     return f"{amount:.{places}f} {currency}"
 
 
-_NORMAL = re.compile(r"[^\S ]|  |^ | $")  # whitespace `" ".join(value.split())` would change
+# A value `_clean` would change: other whitespace than single inner spaces, or a dropped character.
+_DIRTY = {
+    drop: re.compile(r"[^\S ]|  |^ | $" + (f"|[{re.escape(drop)}]" if drop else ""))
+    for drop in ("", ";", ";|", ",;", ";,:")
+}
 
 
 def _clean(value: str, drop: str) -> str:
-    if not _NORMAL.search(value) and not any(ch in value for ch in drop):
-        return value  # already clean: most values are (entries are built from `text()`)
+    dirty = _DIRTY.get(drop)
+    if dirty is not None and not dirty.search(value):
+        return value  # most values are clean already (entries are built from `text()`)
     out = " ".join(value.split())
     for ch in drop:
         out = out.replace(ch, " ")

@@ -104,7 +104,7 @@ _BASE_NAMES = _BaseNames()
 
 def encode(e: Entry, dialect: str) -> str:
     """The row the store keeps for `e`: its fields, then its text in `dialect`."""
-    if len(_BASE_NAMES) > 50_000:  # a memo of account names, bounded
+    if len(_BASE_NAMES) >= 4096:  # a memo of account names, small
         _BASE_NAMES.clear()
     names: dict[str, str] = _BASE_NAMES if dialect == "beancount" else {}
     block = entry_block(e, dialect, names)
