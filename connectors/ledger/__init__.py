@@ -138,12 +138,13 @@ class _Customer:
         roles = (("ar", "ar_account"), ("credit", "credit_account"))
         self.accounts = {role: str(row[key]) for role, key in roles if row.get(key)}
 
-    def keeps(self, f: rows.Fields) -> bool:
-        """True when `for_customer` would leave an entry with these fields as it is."""
-        if self.payee is not None and self.payee != f.payee:
+    def keeps(self, payee: str, postings: Iterable[tuple[str, str, str]]) -> bool:
+        """True when `for_customer` leaves an entry of this payee and postings (account, role,
+        currency) as it is."""
+        if self.payee is not None and self.payee != payee:
             return False
         accounts = self.accounts
-        return all(accounts.get(p[4], p[0]) == p[0] for p in f.postings)
+        return all(accounts.get(role, acc) == acc for acc, role, _ in postings)
 
 
 class LedgerConnector(Connector):
@@ -324,7 +325,11 @@ class LedgerConnector(Connector):
         if in_books is None:
             in_books = self._payments_in_books()
         for row in self._stored():
-            e = rows.entry_of(rows.decode(row)[1]) if isinstance(row, str) else Entry.from_row(row)
+            if isinstance(row, str):
+                _, f, block = rows.decode(row)
+                e = rows.entry_of(f, block)
+            else:
+                e = Entry.from_row(row)
             if e.customer in customers:
                 e = e.for_customer(customers[e.customer].row)
             if not _pushed_from_books(e.meta, in_books):
@@ -348,19 +353,21 @@ class LedgerConnector(Connector):
         beancount = dialect == "beancount"
         mine = rows.tag(dialect)
         customers = self._customers()
-        add, key_of, decode = facts.add_parts, rows.sort_key, rows.decode
+        add, key_of, decode, text_of = facts.add_parts, rows.sort_key, rows.decode, rows.text_of
         for row in self._stored():
             if isinstance(row, str):
                 tag, f, block = decode(row)
-                customer = customers.get(f.customer)
-                if in_books and _pushed_from_books(f.meta, in_books):
+                if in_books and _pushed_from_books(((k, text_of(v, block)) for k, v in f.meta), in_books):
                     continue
-                if tag == mine and (customer is None or customer.keeps(f)):
-                    add(f.date, f.postings, [m[0] for m in f.meta])
-                    fields = row[len(tag) : row.index("\n")] if beancount else ""
-                    yield key_of(f.date, f.kind, f.object, f.object_id), block, fields
-                    continue
-                e = rows.entry_of(f)
+                if tag == mine:
+                    postings = [(text_of(p[0], block), p[4], p[2]) for p in f.postings]
+                    customer = customers.get(f.customer)
+                    if customer is None or customer.keeps(text_of(f.payee, block), postings):
+                        add(f.date, postings, [m[0] for m in f.meta])
+                        fields = row[len(tag) : row.index("\n")] if beancount else ""
+                        yield key_of(f.date, f.kind, f.object, f.object_id), block, fields
+                        continue
+                e = rows.entry_of(f, block)
             else:
                 e = Entry.from_row(row)
             if e.customer in customers:

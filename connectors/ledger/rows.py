@@ -6,6 +6,10 @@ render then copies blocks instead of building every entry again: per entry it re
 fields it needs for the order, the header and the customer's current accounts, and only
 re-renders an entry whose text no longer holds (a customer renamed since, another dialect,
 a Beancount account name that collides, a row of an older version or stored as a dict).
+
+A field the block holds verbatim (an account, most payees and memos) is kept as where the
+block holds it, `[start, length]`, not a second time: the row is then about the size the
+entry's JSON alone was.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from connectors.ledger.render import RENDER_VERSION, beancount_base, entry_block
 
 __all__ = [
     "Fields",
+    "Text",
     "decode",
     "encode",
     "entry_of",
@@ -28,9 +33,13 @@ __all__ = [
     "fields_of",
     "sort_key",
     "tag",
+    "text_of",
 ]
 
 _DIALECT_CODE = {"hledger": "h", "ledger": "l", "beancount": "b"}
+
+# A text, or where the row's block holds it: (start, length).
+Text = str | tuple[int, int]
 
 
 class Fields(msgspec.Struct, array_like=True, frozen=True):
@@ -40,15 +49,16 @@ class Fields(msgspec.Struct, array_like=True, frozen=True):
     kind: str
     object: str
     object_id: str
-    payee: str
-    narration: str
-    postings: tuple[tuple[str, str, str, str, str], ...]  # account, amount, currency, comment, role
-    meta: tuple[tuple[str, str], ...]
+    payee: Text
+    narration: Text
+    postings: tuple[tuple[Text, str, str, Text, str], ...]  # account, amount, currency, comment, role
+    meta: tuple[tuple[str, Text], ...]
     customer: str
 
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Fields)
+_SHORTEST = 8  # characters: a shorter text is kept as it is ("[12,7]" would not be shorter)
 
 
 def tag(dialect: str) -> str:
@@ -56,36 +66,52 @@ def tag(dialect: str) -> str:
     return f"L{RENDER_VERSION}{_DIALECT_CODE[dialect]}"
 
 
-def fields_of(e: Entry) -> Fields:
+def text_of(t: Text, block: str) -> str:
+    """A field's text (`block`: the row's, where a reference points)."""
+    if isinstance(t, str):
+        return t
+    return block[t[0] : t[0] + t[1]]
+
+
+def fields_of(e: Entry, block: str = "") -> Fields:
+    """`e`'s fields; with `block`, those it holds verbatim as references into it."""
+
+    def ref(s: str) -> Text:
+        if len(s) >= _SHORTEST and (at := block.find(s)) >= 0:
+            return (at, len(s))
+        return s
+
     return Fields(
         e.date.isoformat(),
         e.kind,
         e.object,
         e.object_id,
-        e.payee,
-        e.narration,
-        tuple((p.account, str(p.amount), p.currency, p.comment, p.role) for p in e.postings),
-        e.meta,
+        ref(e.payee),
+        ref(e.narration),
+        tuple((ref(p.account), str(p.amount), p.currency, ref(p.comment), p.role) for p in e.postings),
+        tuple((k, ref(v)) for k, v in e.meta),
         e.customer,
     )
 
 
 def fields_json(e: Entry) -> str:
-    """`fields_of(e)` as the JSON text a row holds."""
+    """`fields_of(e)` (no references: it stands alone) as the JSON text a row holds."""
     return _ENCODER.encode(fields_of(e)).decode()
 
 
-def entry_of(f: Fields) -> Entry:
+def entry_of(f: Fields, block: str = "") -> Entry:
     """The `Entry` a row's fields hold (`str(Decimal)` reads back to the same Decimal)."""
     return Entry(
         dt.date.fromisoformat(f.date),
         f.kind,
         f.object,
         f.object_id,
-        f.payee,
-        f.narration,
-        tuple(Posting(a, Decimal(m), c, k, r) for a, m, c, k, r in f.postings),
-        f.meta,
+        text_of(f.payee, block),
+        text_of(f.narration, block),
+        tuple(
+            Posting(text_of(a, block), Decimal(m), c, text_of(k, block), r) for a, m, c, k, r in f.postings
+        ),
+        tuple((k, text_of(v, block)) for k, v in f.meta),
         f.customer,
     )
 
@@ -108,11 +134,12 @@ def encode(e: Entry, dialect: str) -> str:
         _BASE_NAMES.clear()
     names: dict[str, str] = _BASE_NAMES if dialect == "beancount" else {}
     block = entry_block(e, dialect, names)
-    return tag(dialect) + fields_json(e) + "\n" + block
+    return tag(dialect) + _ENCODER.encode(fields_of(e, block)).decode() + "\n" + block
 
 
 def decode(row: str) -> tuple[str, Fields, str]:
-    """A row's tag, fields and text (`encode`'s inverse); ValueError for any other text."""
+    """A row's tag, fields (references into the block unresolved: `text_of`) and block;
+    ValueError for any other text."""
     nl = row.find("\n")
     start = row.find("[")
     if not row.startswith("L") or nl < 0 or start < 0 or start > nl:

@@ -123,12 +123,12 @@ def _blocks(ordered: Iterable[Item], dialect: str, facts: Facts) -> Iterator[str
                 yield block
                 continue
             f = _FIELDS.decode(fields)
-            if not any(p[0] in collided for p in f.postings):
+            if not any(rows.text_of(p[0], block) in collided for p in f.postings):
                 yield block
                 continue
         else:
             f = _FIELDS.decode(fields)
-        yield entry_block(rows.entry_of(f), dialect, names)
+        yield entry_block(rows.entry_of(f, block), dialect, names)
 
 
 def _same_file(path: Path, size: int, digest: bytes) -> bool:

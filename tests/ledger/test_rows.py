@@ -187,7 +187,7 @@ def test_a_row_reads_back_as_its_entry() -> None:
         for dialect in DIALECTS:
             tag, fields, block = rows.decode(rows.encode(e, dialect))
             assert tag == rows.tag(dialect)
-            assert rows.entry_of(fields) == e
+            assert rows.entry_of(fields, block) == e
             names = {p.account: render.beancount_base(p.account) for p in e.postings}
             assert block == render.entry_block(e, dialect, names)
 
@@ -233,3 +233,26 @@ def test_amount_text_is_the_old_one(amount: Decimal, currency: str) -> None:
 )
 def test_clean_is_the_old_one(value: str, drop: str) -> None:
     assert render._clean(value, drop) == old_render._clean(value, drop)
+
+
+def test_a_row_holds_what_its_text_shows_once() -> None:
+    account = "Assets:Accounts Receivable:Pied Piper Industries & Co (CUST-00001)"
+    e = Entry(
+        dt.date(2024, 5, 1),
+        "payment",
+        "transaction",
+        "12",
+        "Pied Piper Industries & Co",
+        "Payment INV-000001",
+        (
+            Posting(account, Decimal("-10.00"), "USD", role="ar"),
+            Posting("Assets:Bank:Checking", Decimal(10), "USD"),
+        ),
+        (("invoiced_type", "transaction"), ("invoiced_id", "12")),
+        "1",
+    )
+    row = rows.encode(e, "hledger")
+    _, fields, block = rows.decode(row)
+    for text in (account, "Pied Piper Industries & Co", "Payment INV-000001"):
+        assert row.count(text) == block.count(text)  # the fields point into the text
+    assert rows.entry_of(fields, block) == e
