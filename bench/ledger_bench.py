@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/ledger_bench.py --entries 10000 100000 300000 [--dialect beancount]
 
-For each N the store is filled once (cached under --dir), then each mode renders it in its own
+For each N the store is filled once with the connector's rows in that dialect (cached under
+--dir), then each mode renders it in its own
 process, which prints its peak RSS (VmHWM) before and after the render and the time taken:
 `stream` is the connector's render (external merge sort), `memory` the whole-journal-in-memory
 render it replaced (`render` + `write_atomic`). Printed, never asserted.
@@ -53,15 +54,18 @@ def _entry(i: int, rnd: random.Random, customers: int) -> Entry:
     )
 
 
-def fill(url: str, n: int) -> None:
+def fill(url: str, n: int, dialect: str) -> None:
     rnd, customers = random.Random(n), max(10, n // 50)
     store = Store.open(url)
     out = store.outputs("ledger")
+    # Rows as the connector writes them (its text in `dialect`).
+    settings = LedgerSettings(enabled=True, dialect=dialect)
+    conn = LedgerConnector(settings, ConnectorContext(name="ledger", outputs=out, state_dir=Path(".")))
     batch = []
     for i in range(n):
         e = _entry(i, rnd, customers)
         batch.append(
-            ("invoices" if e.object == "invoice" else "transactions", str(i), {ENTRIES: [e.to_row()]})
+            ("invoices" if e.object == "invoice" else "transactions", str(i), {ENTRIES: [conn._row(e)]})
         )
         if len(batch) == 2000:
             out.put_many(batch)
@@ -118,7 +122,7 @@ def main() -> None:
     ap.add_argument("--fill", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.fill:
-        fill(args.fill[0], int(args.fill[1]))
+        fill(args.fill[0], int(args.fill[1]), args.dialect)
         return
     if args.child:
         url, mode, n = args.child
@@ -126,11 +130,11 @@ def main() -> None:
         return
     args.dir.mkdir(parents=True, exist_ok=True)
     for n in args.entries:
-        db = args.dir / f"store-{n}.db"
+        db = args.dir / f"store-{n}-{args.dialect}.db"
         url = f"sqlite:///{db}"
         if not db.exists():
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, __file__, "--fill", url, str(n)], check=True)
+            subprocess.run([sys.executable, __file__, "--dialect", args.dialect, "--fill", url, str(n)], check=True)
             print(f"filled {n} entries in {time.perf_counter() - t0:.1f} s")
         print(f"{n} entries, {args.dialect}:")
         outs = []

@@ -1,7 +1,8 @@
 """Ledger connector: Invoiced activity as a balanced double-entry journal.
 
 Each invoice and transaction becomes one entry (a voided invoice also gets its
-reversal), kept in the checkpoint store as the connector's output rows. The journal
+reversal), kept in the checkpoint store as the connector's output rows, each with its text
+already rendered (`rows`), so that a render mostly sorts and copies texts. The journal
 file is rendered from the store, in a stable order, and replaced atomically at the end
 of a run (and every `render_every` seconds during a long one); an unchanged store
 gives a byte-identical file. With `main_journal` set, the output is an include file:
@@ -18,12 +19,12 @@ import time
 import zoneinfo
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import structlog
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from connectors.ledger import books
+from connectors.ledger import books, rows
 from connectors.ledger.journal import (
     Accounts,
     Entry,
@@ -32,8 +33,8 @@ from connectors.ledger.journal import (
     invoice_entries,
     transaction_entries,
 )
-from connectors.ledger.render import beancount_accounts, header
-from connectors.ledger.stream import render_file
+from connectors.ledger.render import RENDER_VERSION, Facts, beancount_accounts, entry_block, header
+from connectors.ledger.stream import Item, render_items
 from syncd.files import sweep_temp_files
 from syncd.plugin import (
     ConfigError,
@@ -41,11 +42,12 @@ from syncd.plugin import (
     ConnectorSettings,
     ExternalPayment,
     MappedRecord,
+    OutputStore,
     Rejection,
     TableSpec,
 )
 
-__all__ = ["AccountSettings", "LedgerConnector", "LedgerSettings"]
+__all__ = ["RENDER_VERSION", "AccountSettings", "LedgerConnector", "LedgerSettings"]
 
 log = structlog.get_logger(__name__)
 
@@ -95,7 +97,19 @@ class LedgerSettings(ConnectorSettings):
 
 
 _MONEY_ROW = frozenset({"account", "amount"})
-RENDER_VERSION = "2"  # bump when the rendered text changes for the same entries
+# What a store's text column refuses (PostgreSQL: NUL; any UTF-8 codec: a lone surrogate).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@runtime_checkable
+class TextStore(OutputStore, Protocol):
+    """An OutputStore that keeps rows as text (syncd.store.ConnectorOutputs)."""
+
+    def stored(self, table: str) -> Iterator[dict[str, Any] | str]: ...
+
+
+def _storable(text: str) -> bool:
+    return "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None)
 
 
 def _first_line(path: Path) -> str | None:
@@ -106,11 +120,31 @@ def _first_line(path: Path) -> str | None:
         return None
 
 
-def _pushed_from_books(entry: Entry, in_books: frozenset[str]) -> bool:
+def _pushed_from_books(meta: Iterable[tuple[str, str]], in_books: frozenset[str]) -> bool:
     # A payment the push-back posted from our own books comes back as an Invoiced
     # transaction; the books already hold it, so rendering it again would count it twice.
-    meta = dict(entry.meta)
-    return meta.get("external_source") == books.SOURCE and meta.get("external_id", "") in in_books
+    tags = dict(meta)
+    return tags.get("external_source") == books.SOURCE and tags.get("external_id", "") in in_books
+
+
+class _Customer:
+    """A customers row as `Entry.for_customer` applies it, to tell whether it changes an entry."""
+
+    __slots__ = ("accounts", "payee", "row")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.row = row
+        self.payee: str | None = row.get("payee") or None
+        roles = (("ar", "ar_account"), ("credit", "credit_account"))
+        self.accounts = {role: str(row[key]) for role, key in roles if row.get(key)}
+
+    def keeps(self, payee: str, postings: Iterable[tuple[str, str, str]]) -> bool:
+        """True when `for_customer` leaves an entry of this payee and postings (account, role,
+        currency) as it is."""
+        if self.payee is not None and self.payee != payee:
+            return False
+        accounts = self.accounts
+        return all(accounts.get(role, acc) == acc for acc, role, _ in postings)
 
 
 class LedgerConnector(Connector):
@@ -224,19 +258,22 @@ class LedgerConnector(Connector):
     def write(self, stream: str, records: Sequence[MappedRecord]) -> list[Rejection]:
         """Turn each record into its entries and keep them in the store; refuse what cannot balance."""
         outputs = self.context.outputs
-        items: list[tuple[str, str, dict[str, list[dict[str, Any]]]]] = []
+        as_text = isinstance(outputs, TextStore)
+        items: list[tuple[str, str, dict[str, list[Any]]]] = []
         rejected: list[Rejection] = []
         for mapped in records:
             rid = mapped.record.id
             if mapped.record.deleted:
                 outputs.delete(stream, rid)
                 continue
+            table: dict[str, list[Any]]
             try:
                 if stream == "customers":
-                    rows = mapped.tables.get("customers") or ()
-                    table = {CUSTOMERS: [customer_row(rid, rows[0], self.accounts)] if rows else []}
+                    found = mapped.tables.get("customers") or ()
+                    table = {CUSTOMERS: [customer_row(rid, found[0], self.accounts)] if found else []}
                 else:
-                    table = {ENTRIES: [e.to_row() for e in self._entries(stream, mapped)]}
+                    entries = self._entries(stream, mapped)
+                    table = {ENTRIES: [self._row(e) if as_text else e.to_row() for e in entries]}
             except EntryError as exc:
                 rejected.append(Rejection(stream, rid, f"{stream} {rid}: {exc}"))
                 continue
@@ -244,6 +281,14 @@ class LedgerConnector(Connector):
         if items:
             outputs.put_many(items)
         return rejected
+
+    def _row(self, e: Entry) -> str | dict[str, Any]:
+        """What the store keeps of an entry: its fields and text, else (text the store refuses) a dict."""
+        try:
+            text = rows.encode(e, self.settings.dialect)
+        except UnicodeEncodeError:
+            return e.to_row()
+        return text if _storable(text) else e.to_row()
 
     def _entries(self, stream: str, mapped: MappedRecord) -> list[Entry]:
         data, rid = mapped.record.data, mapped.record.id
@@ -276,16 +321,65 @@ class LedgerConnector(Connector):
 
     def _current(self, in_books: frozenset[str] | None = None) -> Iterator[Entry]:
         """The store's entries in store order, as the customers table says now, less those in the books."""
-        outputs = self.context.outputs
-        customers = {row["id"]: row for row in outputs.rows(CUSTOMERS)}  # far fewer than entries
+        customers = self._customers()
         if in_books is None:
             in_books = self._payments_in_books()
-        for row in outputs.rows(ENTRIES):
-            e = Entry.from_row(row)
+        for row in self._stored():
+            if isinstance(row, str):
+                _, f, block = rows.decode(row)
+                e = rows.entry_of(f, block)
+            else:
+                e = Entry.from_row(row)
             if e.customer in customers:
-                e = e.for_customer(customers[e.customer])
-            if not _pushed_from_books(e, in_books):
+                e = e.for_customer(customers[e.customer].row)
+            if not _pushed_from_books(e.meta, in_books):
                 yield e
+
+    def _customers(self) -> dict[str, _Customer]:
+        # Far fewer than entries: held in memory.
+        return {row["id"]: _Customer(row) for row in self.context.outputs.rows(CUSTOMERS)}
+
+    def _stored(self) -> Iterator[dict[str, Any] | str]:
+        outputs = self.context.outputs
+        return outputs.stored(ENTRIES) if isinstance(outputs, TextStore) else outputs.rows(ENTRIES)
+
+    def _items(self, in_books: frozenset[str], facts: Facts) -> Iterator[Item]:
+        """`_current`'s entries as the render's items, each added to `facts`.
+
+        A row whose text holds (this version, this dialect, the customer's accounts and payee
+        unchanged) gives its text as it is; any other is rendered again from its fields.
+        """
+        dialect = self.settings.dialect
+        beancount = dialect == "beancount"
+        mine = rows.tag(dialect)
+        customers = self._customers()
+        add, key_of, decode, text_of = facts.add_parts, rows.sort_key, rows.decode, rows.text_of
+        for row in self._stored():
+            if isinstance(row, str):
+                tag, f, block = decode(row)
+                if in_books and _pushed_from_books(((k, text_of(v, block)) for k, v in f.meta), in_books):
+                    continue
+                if tag == mine:
+                    postings = [(text_of(p[0], block), p[4], p[2]) for p in f.postings]
+                    customer = customers.get(f.customer)
+                    if customer is None or customer.keeps(text_of(f.payee, block), postings):
+                        add(f.date, postings, [m[0] for m in f.meta])
+                        fields = row[len(tag) : row.index("\n")] if beancount else ""
+                        yield key_of(f.date, f.kind, f.object, f.object_id), block, fields
+                        continue
+                e = rows.entry_of(f, block)
+            else:
+                e = Entry.from_row(row)
+            if e.customer in customers:
+                e = e.for_customer(customers[e.customer].row)
+            if _pushed_from_books(e.meta, in_books):
+                continue
+            facts.add(e)
+            key = rows.entry_sort_key(e)
+            if beancount:  # account names are final only once every entry is known
+                yield key, "", rows.fields_json(e)
+            else:
+                yield key, entry_block(e, dialect, {}), ""
 
     def _payments_in_books(self) -> frozenset[str]:
         """External ids of the payments the hand-written books hold now."""
@@ -305,8 +399,14 @@ class LedgerConnector(Connector):
         if not outputs.is_dirty() and _first_line(self.path) == header(stamp):
             return False
         # Streamed through an external sort: a 300k-entry journal never sits in memory.
-        replaced = render_file(
-            self.path, self._current(in_books), self.settings.dialect, declared=self.declared, stamp=stamp
+        facts = Facts()
+        replaced = render_items(
+            self.path,
+            self._items(in_books, facts),
+            facts,
+            self.settings.dialect,
+            declared=self.declared,
+            stamp=stamp,
         )
         outputs.mark_clean()
         self._render_took = time.monotonic() - self._last_render

@@ -54,7 +54,10 @@ def exponent(currency: str) -> int:
 
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's minor unit, half up (the commercial convention)."""
-    return amount.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP)
+    return amount.quantize(_UNITS[exponent(currency)], rounding=ROUND_HALF_UP)
+
+
+_UNITS = {places: Decimal(1).scaleb(-places) for places in (0, 2, 3)}  # every value of `exponent`
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,13 +207,22 @@ def account(row: Mapping[str, Any], key: str, default: str, table: str) -> str:
     """An account name: single spaces, `;` (a comment in journals) as `,`, an empty component
     (a template whose value was missing) as `Unknown`; the root must be a standard one."""
     name = text(row, key, default)
+    found = _ACCOUNTS.get(name)
+    if found is not None:
+        return found
     parts = [" ".join(part.replace(";", ",").split()) for part in name.split(":")]
     parts = [p if any(ch.isalnum() for ch in p) else "Unknown" for p in parts]
     if not parts or parts[0] not in ROOTS:
         raise EntryError(f"{table}.{key}: account {name!r} must start with one of {', '.join(ROOTS)}")
     if len(parts) == 1:
         parts.append("Other")
-    return ":".join(parts)
+    if len(_ACCOUNTS) >= 4096:  # names repeat (revenue, tax, a customer's): a small memo
+        _ACCOUNTS.clear()
+    found = _ACCOUNTS[name] = ":".join(parts)
+    return found
+
+
+_ACCOUNTS: dict[str, str] = {}  # account names as given: as `account` writes them
 
 
 def currency_of(row: Mapping[str, Any], data: Mapping[str, Any], table: str) -> str:

@@ -315,14 +315,14 @@ def test_a_long_run_renders_the_journal_again_only_after_ten_times_the_last_rend
     monkeypatch.setattr(ledger_module.time, "monotonic", lambda: clock[0])
     conn = make_connector(tmp_path, store, render_every=1.0)
     renders: list[float] = []
-    real_render = ledger_module.render_file
+    real_render = ledger_module.render_items
 
     def slow_render(*args: Any, **kwargs: Any) -> bool:
         renders.append(clock[0])
         clock[0] += 5.0  # this render takes 5 s: the next waits 50 s, not render_every
         return real_render(*args, **kwargs)
 
-    monkeypatch.setattr(ledger_module, "render_file", slow_render)
+    monkeypatch.setattr(ledger_module, "render_items", slow_render)
     customers = {"1": "Acme"}
     invoice = example("invoicing/invoices/object.json")
     for step in range(12):
