@@ -12,6 +12,8 @@ circle: a stream that refers to no other (customers) is never held.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -32,8 +34,9 @@ class DeliveryOrder:
         self.needs = {
             name: {REFERENCES[f] for t in targets for f in t.references(name)} - {name} for name in self.running
         }
-        self.held: dict[int, deque[tuple[Any, Any]]] = {}
+        self.held: dict[int, deque[tuple[int, Any, Any]]] = {}
         self.count = 0
+        self._arrived = itertools.count()  # held items' order of arrival, across walks
 
     def _waits(self, walker: Any) -> bool:
         return any(self.running[name] for name in self.needs.get(walker.stream.name, ()))
@@ -41,7 +44,7 @@ class DeliveryOrder:
     def take(self, walker: Any, item: Any) -> Iterator[tuple[Any, Any]]:
         queue = self.held.get(id(walker))
         if queue is not None or self._waits(walker):
-            self.held.setdefault(id(walker), deque()).append((walker, item))
+            self.held.setdefault(id(walker), deque()).append((next(self._arrived), walker, item))
             self.count += 1
             return
         yield walker, item
@@ -60,13 +63,17 @@ class DeliveryOrder:
         self.running[walker.stream.name] -= 1
 
     def ready(self) -> Iterator[tuple[Any, Any]]:
-        """Held items whose walks no longer wait, in order."""
-        for key in list(self.held):
-            queue = self.held.get(key)
-            if queue and not self._waits(queue[0][0]):
-                yield from self._release(queue[0][0])
+        """Held items whose walks no longer wait, in the order they arrived.
 
-    def _release(self, walker: Any) -> Iterator[tuple[Any, Any]]:
-        queue = self.held.pop(id(walker), deque())
-        self.count -= len(queue)
-        yield from queue
+        Across walks too: a record whose date was edited during a first pass moves to another
+        date window, and the copy fetched later is the newer one; released window by window,
+        an older copy held in one window could be delivered after the newer one of another.
+        """
+        queues = []
+        for key in list(self.held):
+            queue = self.held[key]
+            if not self._waits(queue[0][1]):
+                queues.append(self.held.pop(key))
+                self.count -= len(queue)
+        for _, walker, item in heapq.merge(*queues, key=lambda held: held[0]):
+            yield walker, item

@@ -87,3 +87,15 @@ def test_a_stream_that_failed_to_plan_holds_nothing_back() -> None:
     assert list(order.ready()) == []
     order.finished(_walker("customers"))
     assert list(order.ready()) == [(transactions, "page 1")]
+
+
+def test_held_pages_of_several_windows_are_released_in_the_order_they_arrived() -> None:
+    # An invoice whose date is edited during the first pass moves from window a to window b:
+    # b's later page holds the newer copy, and must not be overwritten by a's older one.
+    customers, a, b = _walker("customers"), _walker("invoices"), _walker("invoices")
+    order = DeliveryOrder([customers, a, b], [_Targets()])
+    for walker, page in ((b, "b1"), (a, "a1 (old copy)"), (b, "b2 (new copy)"), (a, "a2")):
+        assert list(order.take(walker, page)) == []
+    order.finished(customers)
+    assert [page for _, page in order.ready()] == ["b1", "a1 (old copy)", "b2 (new copy)", "a2"]
+    assert order.count == 0
