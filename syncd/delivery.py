@@ -152,7 +152,14 @@ class Delivery:
         # (on a first sync, none yet: no flag to set and clear on every customer and invoice).
         due: set[str] = set()
         if save:
-            known, referred = self.store.stored_state(stream, list(hashes))
+            stored_at: dict[str, int] = {}
+            known, referred = self.store.stored_state(stream, list(hashes), stored_at)
+            # An older copy than the one stored (a page that arrived late: its request was
+            # answered before an edit, the newer copy's after it) is not delivered over it.
+            stale = {r.id for r in records if not r.deleted and r.updated_at < stored_at.get(r.id, r.updated_at)}
+            if stale:
+                log.info("records.stale", stream=stream, records=len(stale), example=sorted(stale)[0])
+                records = [r for r in records if r.id not in stale]
             changed = [
                 r for r in records if known.get(r.id) != hashes[r.id] and not (r.deleted and r.id not in known)
             ]

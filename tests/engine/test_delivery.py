@@ -128,3 +128,33 @@ def test_invalid_mapping_refuses_to_start_with_file_line_column(make_sandbox: An
     with pytest.raises(ConfigError, match=rf"{mapping.name}:\d+:\d+"):
         run_sync(settings)
     assert sandbox.stats.total == 0
+
+
+def test_an_older_copy_arriving_after_a_newer_one_is_not_delivered_over_it(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    from syncd.delivery import Delivery, StreamReport, close_targets, open_targets
+    from syncd.plugin import Record
+
+    sandbox = make_sandbox(customers=1, invoices=0, transactions=0)
+    out = tmp_path / "out"
+    settings = settings_for(sandbox, f"sqlite:///{tmp_path / 's.db'}", out)
+    customer = sandbox.data.list("customers")[0]
+    newer = Record("customers", str(customer["id"]), 200, {**customer, "name": "Newer Name", "updated_at": 200})
+    older = Record("customers", str(customer["id"]), 100, {**customer, "name": "Older Name", "updated_at": 100})
+    store = Store.open(settings.store_url())
+    targets = open_targets(settings, store)
+    try:
+        delivery = Delivery(store, targets)
+        report = StreamReport()
+        delivery.deliver("customers", [newer], report)
+        # A page answered before the edit but taken after the newer copy's page.
+        delivery.deliver("customers", [older], report)
+        assert store.get_raw("customers", newer.id)["name"] == "Newer Name"  # type: ignore[index]
+        assert report.delivered == {"csv": 1}
+    finally:
+        close_targets(targets)
+        store.close()
+    rows = str(read_csv_dir(out)["customers"])
+    assert "Newer Name" in rows
+    assert "Older Name" not in rows
