@@ -186,13 +186,14 @@ def unpack(data: bytes | memoryview) -> bytes:
     return inflate.decompress(data[1:]) + inflate.flush()
 
 
-# Output rows are stored as bytes. A JSON row (a ledger entry, say) repeats its keys and
-# much of its text in every row: it is kept as `_ROW_PACKED` then its text deflated against
-# a dictionary of what such rows of the shipped connectors share (keys, the default
-# accounts), which takes a ledger entry to about 30 % of its text. Any other text (a
-# connector's own, like a CSV line) is already compact and is what a render copies: it is
-# kept as its UTF-8 bytes, unless it starts with the tag. Tag and dictionary are a format:
-# change them only with a new tag.
+# Output rows are stored as bytes. A JSON row, or a long text (a ledger entry: its fields and
+# its journal text), repeats keys, account names and metadata in every row: it is kept as
+# `_ROW_PACKED` then its text deflated against a dictionary of what such rows of the shipped
+# connectors share (keys, the default accounts, a journal entry's shape), which takes a
+# ledger entry to about a third of its text. A short text (a CSV line: 70-270 characters in
+# the shipped mapping) is already compact and is what a render copies: it is kept as its
+# UTF-8 bytes, unless it starts with the tag. Tag and dictionary are a format: change them
+# only with a new tag.
 _ROW_PACKED = b"\x02"
 _ROW_ZDICT = (
     b'{"ar_account":"Assets:Accounts Receivable:","credit_account":"Liabilities:Customer Credit:",'
@@ -208,15 +209,31 @@ _ROW_ZDICT = (
     b'"object_id":"1","payee":"","postings":[["Assets:Accounts Receivable: (CUST-00001)",100.00,"USD","","ar"],'
     b'["Income:Sales:Services",-100.00,"USD","",""],["Liabilities:Sales Tax",-10.00,"USD","",""],'
     b'["Income:Sales:Products",-100.00,"USD","",""]]}'
+    # A ledger entry row (connectors/ledger/rows.py), hledger's text: its last 4 KiB is what
+    # deflate's window sees, so it comes last.
+    b'L2h["2024-01-01","payment","transaction","1",[14,19],[36,18],[[[158,59],"-24.49","USD","","ar"],'
+    b'[[234,20],"24.49","USD","",""]],[["invoiced_type",[76,11]],["invoiced_id","1"],["invoice",[44,10]],'
+    b'["method","ach"]],"1"]\n\n2024-01-01 * Example Customer | payment INV-000001\n'
+    b"    ; invoiced_type: transaction\n    ; invoiced_id: 1\n    ; invoice: INV-000001\n    ; method: ach\n"
+    b"    Assets:Accounts Receivable:Example Customer (CUST-00001)  -100.00 USD\n"
+    b"    Assets:Bank:Checking  100.00 USD\n"
+    b'L2h["2024-01-01","invoice","invoice","1",[14,21],[38,18],[[[136,61],"100.00","USD","","ar"],'
+    b'[[214,21],"-100.00","USD",[252,8],""]],[["invoiced_type","invoice"],["invoiced_id","1"],'
+    b'["number",[46,10]]],"1"]\n\n2024-01-01 * Example Customer | Invoice INV-000001\n'
+    b"    ; invoiced_type: invoice\n    ; invoiced_id: 1\n    ; invoiced_event: voided\n    ; number: INV-000001\n"
+    b"    Assets:Accounts Receivable:Example Customer (CUST-00001)  100.00 USD\n"
+    b"    Income:Sales:Services  -100.00 USD  ; Services\n    Income:Sales:Products  -100.00 USD  ; Products\n"
+    b"    Liabilities:Sales Tax  -10.00 USD\n"
 )
+_ROW_LONG = 360  # characters: a text longer than this is deflated too
 _ROW_DEFLATE = zlib.compressobj(1, zlib.DEFLATED, -12, 4, zlib.Z_DEFAULT_STRATEGY, _ROW_ZDICT)
 _ROW_INFLATE = zlib.decompressobj(-12, _ROW_ZDICT)
 
 
 def pack_row(text: str) -> bytes:
-    """An output row's text as stored: a JSON row tagged and deflated, any other as its bytes
-    (see `_ROW_PACKED`)."""
-    if not text.startswith(("{", "\x02")):
+    """An output row's text as stored: a JSON row or a long text tagged and deflated, any other
+    as its bytes (see `_ROW_PACKED`)."""
+    if not text.startswith(("{", "\x02")) and len(text) <= _ROW_LONG:
         return text.encode()
     deflate = _ROW_DEFLATE.copy()
     return _ROW_PACKED + deflate.compress(text.encode()) + deflate.flush()
@@ -519,17 +536,21 @@ class Store:
                 for rid, h, deleted in self._select_in(conn, sql, (stream,), ids)
             }
 
-    def stored_state(self, stream: str, ids: Sequence[str]) -> tuple[dict[str, str], set[str]]:
-        """`raw_hashes` and `referred_by_stored` of the same ids, in one round trip per chunk."""
+    def stored_state(
+        self, stream: str, ids: Sequence[str], updated: dict[str, int] | None = None
+    ) -> tuple[dict[str, str], set[str]]:
+        """`raw_hashes` and `referred_by_stored` of the same ids, in one round trip per chunk;
+        with `updated`, the stored records' `updated_at` is put there, by id."""
         sql = self._sql.get(("state", stream))
         if sql is None:
-            sql = f'SELECT record_id, content_hash FROM "{RAW.name}" WHERE stream = {self._p} AND record_id IN ({{0}})'  # noqa: S608
+            sql = f'SELECT record_id, content_hash, updated_at FROM "{RAW.name}" WHERE stream = {self._p} AND record_id IN ({{0}})'  # noqa: S608
             if stream in REFERRED_STREAMS:
                 column = "customer_id" if stream == "customers" else "invoice_id"
-                # A typed NULL: PostgreSQL types a bare one as text under DISTINCT, not as the hash.
-                null = "CAST(NULL AS BYTEA)" if self._dialect == "postgresql" else "NULL"
+                # Typed NULLs: PostgreSQL types a bare one as text under DISTINCT, not as the hash.
+                pg = self._dialect == "postgresql"
+                null, no_time = ("CAST(NULL AS BYTEA)", "CAST(NULL AS BIGINT)") if pg else ("NULL", "NULL")
                 sql += (
-                    f' UNION ALL SELECT DISTINCT {column}, {null} FROM "{RAW.name}" '  # noqa: S608
+                    f' UNION ALL SELECT DISTINCT {column}, {null}, {no_time} FROM "{RAW.name}" '  # noqa: S608
                     f"WHERE stream IN ({self._marks(len(_DEPENDENTS[stream]))}) AND deleted = {self._p} "
                     f"AND {column} IN ({{0}})"
                 )
@@ -542,11 +563,13 @@ class Store:
                 params: tuple[Any, ...] = (stream, *chunk)
                 if stream in REFERRED_STREAMS:
                     params += (*_DEPENDENTS[stream], False, *chunk)
-                for rid, h in conn.exec_driver_sql(sql.format(marks), params):
+                for rid, h, at in conn.exec_driver_sql(sql.format(marks), params):
                     if h is None:
                         referred.add(rid)
                     else:
                         hashes[rid] = hash_text(h)
+                        if updated is not None:
+                            updated[rid] = int(at)
         return hashes, referred
 
     def save_raw(

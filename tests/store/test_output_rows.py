@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -88,6 +89,31 @@ def test_json_rows_are_packed_and_text_rows_kept_as_they_are() -> None:
     assert pack_row(line) == line.encode() and unpack_row(pack_row(line)) == line
     tagged = "\x02 starts like a packed row"
     assert unpack_row(pack_row(tagged)) == tagged
+
+
+def test_a_ledger_entry_row_is_kept_deflated_to_well_under_half_its_text() -> None:
+    from connectors.ledger.journal import Entry, Posting
+    from connectors.ledger.rows import encode
+
+    entry = Entry(
+        date=date(2025, 3, 14),
+        kind="payment",
+        object="transaction",
+        object_id="4711",
+        narration="payment INV-004242",
+        payee="Nakatomi Trading plc",
+        postings=(
+            Posting("Assets:Accounts Receivable:Nakatomi Trading plc (CUST-00042)", Decimal("-1250.75"), "EUR", role="ar"),
+            Posting("Assets:Bank:Checking", Decimal("1250.75"), "EUR"),
+        ),
+        meta=(("invoiced_type", "transaction"), ("invoiced_id", "4711"), ("invoice", "INV-004242"), ("method", "wire")),
+        customer="42",
+    )
+    row = encode(entry, "hledger")
+    assert len(row) > 360  # a CSV line of the shipped mapping is at most ~270: kept as it is
+    packed = pack_row(row)
+    assert packed[:1] == b"\x02" and len(packed) < len(row) / 2.2, (len(packed), len(row))
+    assert unpack_row(packed) == row
 
 
 def test_nested_rows_are_written_as_dumps_writes_them() -> None:
