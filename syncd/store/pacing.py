@@ -204,6 +204,7 @@ class SharedPacer(Pacer):
         self._pg = engine.dialect.name == "postgresql"
         self._shared_lock = threading.Lock()
         self._pending = 0  # successes not yet added to the row
+        self._last_send = -math.inf  # this process's last paced send (local clock)
         self._offset = 0.0  # database clock - local clock, as of the last round trip
         self._known_episodes = 0  # the most episodes any reply showed this process
         self._known_pause = 0.0  # the latest pause any reply or 429 showed (database clock)
@@ -347,12 +348,30 @@ class SharedPacer(Pacer):
                 # A pause or a lower pace that began after this slot was reserved voids it.
                 void = self._known_episodes > slot.episodes or self._known_pause > slot.paused_until + 1e-3
             if slot.taken and not void:
+                if slot.rate is not None:
+                    self._space_out(slot.rate)
                 sent_at = max(self.clock(), waited_until)
                 with self._lock:
                     self.sent_at_pace(sent_at, slot.rate)
                     self.in_flight += 1
                 return sent_at
         return super().acquire(waited_until)
+
+    def _space_out(self, rate: float) -> None:
+        """Sleep until one interval of the pace after this process's last send.
+
+        Slots are reserved ahead on the pace's grid; a caller that woke late for its slot
+        would otherwise be followed by the next slot's caller on time, closer than the
+        pace allows (a server with a burst of one refuses that).
+        """
+        while True:
+            with self._shared_lock:
+                now = self.clock()
+                wait = self._last_send + 1.0 / rate - now
+                if wait <= 1e-3:
+                    self._last_send = now
+                    return
+            self.sleep(wait)
 
     def succeeded(self) -> None:
         with self._shared_lock:
