@@ -276,9 +276,10 @@ def lowered(
     measured = server_rate(failed, count, span)
     if span < p.settle:
         # Refused again soon after the last decrease: still too fast (a server's burst
-        # carried the pace up); lower harder, and climb back only to what got through.
-        base = min(failed, measured)
-        return max(p.floor, base * p.harder), base * p.decrease
+        # carried the pace up, or the send was late and the next one early); lower
+        # harder, and climb back to what got through, or `harder` x the pace when more.
+        peak = min(failed, max(measured, failed * p.harder)) * p.decrease
+        return max(p.floor, min(failed, measured) * p.harder), peak
     return max(p.floor, min(failed, measured) * p.decrease), failed * p.decrease
 
 

@@ -116,7 +116,8 @@ _LOWERED = (
 )
 _PEAK = (
     f"(CASE WHEN rate IS NULL THEN NULL"
-    f" WHEN episodes >= 2 AND {_QUICK} THEN :decrease * {{least}}({_FAILED}, {_MEASURED})"
+    f" WHEN episodes >= 2 AND {_QUICK}"
+    f" THEN :decrease * {{least}}({_FAILED}, {{greatest}}({_MEASURED}, :harder * {_FAILED}))"
     f" ELSE :decrease * {_FAILED} END)"
 )
 _THROTTLE = f"""
