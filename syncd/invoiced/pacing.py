@@ -67,6 +67,7 @@ class Pacer:
         window: float = 10.0,
         settle: float = 3.0,
         harder: float = 0.8,
+        reach: float = 3.0,
         min_span: float = 0.5,
         log_every: float = 5.0,
     ) -> None:
@@ -84,6 +85,8 @@ class Pacer:
             probe: until the second episode the pace grows by this fraction per success
                 (slow start, as in TCP): the first pace is a guess from one burst and may
                 be far too low; the overshoot that ends it brackets the server's rate.
+            reach: when that guess counted 5 successes or more, slow start stops at this
+                many times it (a server's saved burst would carry it far past the rate).
             floor, ceiling: bounds of the pace (requests/s); above `ceiling` pacing stops.
             burst: seconds of the pace that may be sent at once after an idle moment (0:
                 one request; a server with a burst of one refuses any catching up).
@@ -97,7 +100,7 @@ class Pacer:
         self.decrease, self.increase, self.recover, self.probe = decrease, increase, recover, probe
         self.floor, self.ceiling, self.burst = floor, ceiling, burst
         self.window, self.log_every, self.min_span, self.settle = window, log_every, min_span, settle
-        self.harder = harder
+        self.harder, self.reach = harder, reach
         self.rate: float | None = None  # requests/s; None: not paced
         self.peak: float | None = None  # the pace to climb back to quickly after an episode
         self.limited = 0.0  # rate-limit waiting charged to the budget so far
@@ -250,8 +253,8 @@ class Pacer:
 
 def grown(rate: float, peak: float | None, episodes: int, p: Pacer) -> float:
     """The pace after one more success: slow start; quickly back up to the peak; then slowly."""
-    if episodes < 2:  # (not past the ceiling: a server's burst can carry slow start far)
-        return min(p.ceiling, max(rate + p.increase, rate * (1.0 + p.probe)))
+    if episodes < 2:  # not past the peak or the ceiling: a server's burst carries it far
+        return min(p.ceiling, peak or p.ceiling, max(rate + p.increase, rate * (1.0 + p.probe)))
     if peak is not None and rate < peak:
         return min(peak, rate + p.recover)
     return rate + p.increase
@@ -268,7 +271,8 @@ def lowered(
     if failed is None:
         # The first episode: a guess from what the unpaced client got through (one at least,
         # though its answer may not be counted yet).
-        return max(p.floor, max(1, count) / max(p.min_span, span) * p.decrease), None
+        guess = max(p.floor, max(1, count) / max(p.min_span, span) * p.decrease)
+        return guess, (guess * p.reach if count >= 5 else None)
     if episodes == 1:
         # The end of slow start: the server's rate lies between the pace that overshot and
         # the one a step before it, which got through.

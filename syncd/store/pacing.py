@@ -50,11 +50,11 @@ log = structlog.get_logger(__name__)
 # dialect); every value is a bound parameter.
 
 # The pace after this call's k successes (pacing.grown, k times): slow start until the
-# second episode (up to the ceiling), then quickly back up to the peak, then +increase per
+# second episode (up to the peak and the ceiling), then quickly back up to the peak, then +increase per
 # success; past the ceiling, unpaced.
 _GROWN = (
     "CASE WHEN rate IS NULL THEN NULL"
-    " WHEN episodes < 2 THEN {least}(:ceiling, {greatest}(rate + :inc, rate * :factor))"
+    " WHEN episodes < 2 THEN {least}(:ceiling, COALESCE(peak, :ceiling), {greatest}(rate + :inc, rate * :factor))"
     " WHEN peak IS NOT NULL AND rate < peak THEN {least}(peak, rate + :rec)"
     " ELSE rate + :inc END"
 )
@@ -115,7 +115,7 @@ _LOWERED = (
     f" ELSE :decrease * {{least}}({_FAILED}, {_MEASURED}) END)"
 )
 _PEAK = (
-    f"(CASE WHEN rate IS NULL THEN NULL"
+    f"(CASE WHEN rate IS NULL THEN (CASE WHEN {_RECENT} >= 5 THEN :reach * {_LOWERED} ELSE NULL END)"
     f" WHEN episodes >= 2 AND {_QUICK}"
     f" THEN :decrease * {{least}}({_FAILED}, {{greatest}}({_MEASURED}, :harder * {_FAILED}))"
     f" ELSE :decrease * {_FAILED} END)"
@@ -284,6 +284,7 @@ class SharedPacer(Pacer):
             probe=self.probe,
             settle=self.settle,
             harder=self.harder,
+            reach=self.reach,
             sent_rate=sent_rate or -1.0,
             others=int(self.in_flight > 1),
         )
@@ -412,6 +413,7 @@ def shared_pacer(engine: Engine, key: str, template: Pacer) -> SharedPacer:
         min_span=template.min_span,
         settle=template.settle,
         harder=template.harder,
+        reach=template.reach,
         log_every=template.log_every,
     )
 
