@@ -291,8 +291,27 @@ class InvoicedClient:
     ) -> tuple[httpx.Response, Any]:
         """One request; its outcome mapped to typed errors."""
         self._check_origin(method, url)
-        unsafe = method != "GET"
         sent_at = self.pacer.acquire(call.waited_until)
+        try:
+            return self._sent(
+                method, url, params=params, content=content, headers=headers, call=call, sent_at=sent_at
+            )
+        finally:
+            self.pacer.done()  # whatever the outcome: the pacer counts requests in flight
+
+    def _sent(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        call: _Call,
+        sent_at: float,
+    ) -> tuple[httpx.Response, Any]:
+        """The request `_attempt` was cleared to send at `sent_at`."""
+        unsafe = method != "GET"
         call.waited_until = -math.inf
         self.stats.add("requests")
         deadline = time.monotonic() + self.policy.request_deadline

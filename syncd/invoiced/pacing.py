@@ -1,15 +1,18 @@
 """One request allowance shared by every thread of a client, adapted to the server's 429s.
 
     acquire()     before each request: wait out a shared pause, then for a token of the pace
-    throttled()   a 429 with Retry-After: everyone pauses until then; the pace drops once
-    succeeded()   a 2xx: the pace creeps back up (additive increase, multiplicative decrease)
+    throttled()   a 429 with Retry-After: everyone pauses until then; the pace is set once
+                  per episode from the pace that was refused and what the server let through
+    succeeded()   a 2xx: the pace climbs (slow start; quickly back to the peak; then slowly)
     spend()       charge a rate-limit wait to the run's budget; False once it is spent
 
 Until the first 429 the client is not paced at all. The pace is a token bucket (no timer
 thread): a caller takes a token under a lock, or sleeps outside it until the next one and
 asks again, so concurrent walks take turns instead of all drawing 429s, and a pace that
-changes applies to every sleeper at once. It holds one second of the pace, and is empty
-when a pause ends: a server that just ran dry refills slowly.
+changes applies to every sleeper at once. It holds one request (a server with a burst of
+one refuses any catching up), and one is sent as a pause ends: Retry-After is when the
+server has one again. Every overshoot costs a whole Retry-After (often rounded up to a
+second), so past the last peak the pace probes upward slowly (`grown`, `lowered`).
 """
 
 from __future__ import annotations
@@ -54,13 +57,17 @@ class Pacer:
         budget: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        decrease: float = 0.8,
-        increase: float = 0.03,
+        decrease: float = 0.95,
+        increase: float = 0.002,
+        recover: float = 0.05,
         probe: float = 0.3,
         floor: float = 0.5,
         ceiling: float = 1000.0,
-        burst: float = 1.0,
-        window: float = 1.0,
+        burst: float = 0.0,
+        window: float = 10.0,
+        settle: float = 3.0,
+        harder: float = 0.8,
+        reach: float = 3.0,
         min_span: float = 0.5,
         log_every: float = 5.0,
     ) -> None:
@@ -68,33 +75,62 @@ class Pacer:
         Args:
             budget: seconds the client may spend waiting on rate limits (counted once when
                 several threads wait at the same time) before a 429 is given up on.
-            decrease: factor applied to the pace on a new 429 episode.
-            increase: relative gain of the pace per second of successful requests (0.03: 3 %/s).
+            decrease: on a new 429 episode the pace becomes this share of what the server
+                let through (measured), or of the pace the refused request was sent at,
+                when that is lower (`lowered`).
+            increase: relative gain of the pace per second above the peak (0.002: 0.2 %/s):
+                every overshoot costs a whole Retry-After pause, so it probes upward slowly.
+            recover: relative gain per second below the peak (`decrease` x the pace last
+                refused): back up quickly to where the server was last found.
             probe: until the second episode the pace grows by this fraction per success
                 (slow start, as in TCP): the first pace is a guess from one burst and may
-                be far too low; an overshoot costs one episode, measured back down.
+                be far too low; the overshoot that ends it brackets the server's rate.
+            reach: when that guess counted 5 successes or more, slow start stops at this
+                many times it (a server's saved burst would carry it far past the rate).
             floor, ceiling: bounds of the pace (requests/s); above `ceiling` pacing stops.
-            burst: seconds of the pace that may be sent at once after an idle moment.
-            window: seconds of successes measured to set the pace on a 429.
-            min_span: the shortest span that measure is taken over.
+            burst: seconds of the pace that may be sent at once after an idle moment (0:
+                one request; a server with a burst of one refuses any catching up).
+            window: the longest span of successes (since the last pause) measured on a 429.
+            settle: a 429 within this many seconds of a pause is a quick repeat: the pace is
+                lowered by `harder` instead, and climbs back only to what got through.
+            min_span: the shortest span the first episode's guess is taken over.
         """
         self.budget = budget
         self.clock, self.sleep = clock, sleep
-        self.decrease, self.increase, self.probe = decrease, increase, probe
+        self.decrease, self.increase, self.recover, self.probe = decrease, increase, recover, probe
         self.floor, self.ceiling, self.burst = floor, ceiling, burst
-        self.window, self.log_every, self.min_span = window, log_every, min_span
+        self.window, self.log_every, self.min_span, self.settle = window, log_every, min_span, settle
+        self.harder, self.reach = harder, reach
         self.rate: float | None = None  # requests/s; None: not paced
+        self.peak: float | None = None  # the pace to climb back to quickly after an episode
         self.limited = 0.0  # rate-limit waiting charged to the budget so far
         self.episodes = 0  # 429 episodes that lowered the pace
+        self.in_flight = 0  # requests acquired and not yet `done`
         self._lock = threading.Lock()
         self._tokens = 0.0  # of the pace's bucket, as of `_filled_at`
         self._filled_at = -math.inf
         self._paused_until = -math.inf
         self._decreased_at = -math.inf
-        self._resumed_at = -math.inf
+        self._resumed_at = -math.inf  # when the current span of sending began (first request, end of a pause)
         self._limited_until = -math.inf
         self._successes: deque[float] = deque()
         self._last_log = -math.inf
+        self._paces: dict[float, float] = {}  # recent sends -> the pace they were sent at
+        self._pace_order: deque[float] = deque()
+
+    def sent_at_pace(self, sent_at: float, rate: float | None) -> None:
+        """Remember the pace a request was sent at: a 429 to it measures that pace, not the
+        one it has grown to since (requests in flight, slots reserved ahead)."""
+        if rate is None:
+            return
+        self._paces[sent_at] = rate
+        self._pace_order.append(sent_at)
+        while len(self._pace_order) > 256:
+            self._paces.pop(self._pace_order.popleft(), None)
+
+    def pace_of(self, sent_at: float) -> float | None:
+        """The pace a request sent at `sent_at` was sent at; None when not known."""
+        return self._paces.get(sent_at)
 
     # -- before a request -------------------------------------------------------------
 
@@ -107,9 +143,12 @@ class Pacer:
             with self._lock:
                 # The caller slept until `waited_until` already (on this clock, or a fake one).
                 now = max(self.clock(), waited_until)
+                if self._resumed_at == -math.inf:
+                    self._resumed_at = now
                 if self._paused_until > now:
                     wait = self._paused_until - now
                 elif self.rate is None:
+                    self.in_flight += 1
                     return now
                 else:
                     capacity = max(1.0, self.rate * self.burst)
@@ -119,6 +158,8 @@ class Pacer:
                     # where float rounding leaves it a hair short.)
                     if self._tokens >= 1.0 - 1e-9:
                         self._tokens = max(0.0, self._tokens - 1.0)
+                        self.sent_at_pace(now, self.rate)
+                        self.in_flight += 1
                         return now
                     # Sleep until the next token at the current pace, then ask again: a
                     # pace that rises or a pause that begins meanwhile applies at once.
@@ -127,18 +168,20 @@ class Pacer:
 
     # -- after a response -------------------------------------------------------------
 
+    def done(self) -> None:
+        """A request acquired earlier is over, whatever its outcome (after `succeeded`/`throttled`)."""
+        with self._lock:
+            self.in_flight = max(0, self.in_flight - 1)
+
     def succeeded(self) -> None:
-        """A request was answered: measure the pace, and raise it slowly when one is set."""
+        """A request was answered: count it, and raise the pace when one is set."""
         with self._lock:
             now = self.clock()
             self._successes.append(now)
             while self._successes and self._successes[0] < now - self.window:
                 self._successes.popleft()
             if self.rate is not None:
-                # +increase per success: the pace grows by `increase` of itself per second,
-                # so it finds a server's limit in seconds whether that is 2 or 200 requests/s.
-                grown = self.rate + self.increase
-                self.rate = max(grown, self.rate * (1.0 + self.probe)) if self.episodes < 2 else grown
+                self.rate = grown(self.rate, self.peak, self.episodes, self)
                 if self.rate > self.ceiling:
                     self.rate = None
 
@@ -153,26 +196,25 @@ class Pacer:
             now = self.clock()
             until = now + max(retry_after, 0.0)
             self._paused_until = max(self._paused_until, until)
-            # With nothing answered yet there is nothing to measure a pace from: the pause
-            # alone holds everyone back until some requests get through.
-            if sent_at > self._decreased_at and (self.rate is not None or self._successes):
+            # Nothing answered yet: a first guess only when other requests are in flight
+            # (their answers may not be counted yet, and unpaced they would all go again
+            # when the pause ends, drawing the same 429s); a lone request sets no pace.
+            if sent_at > self._decreased_at and (
+                self.rate is not None or self._successes or self.in_flight > 1
+            ):
+                # What the server let through since this span of sending began (the last
+                # `window` s at most): the client asked for more, it drew a 429.
+                start = max(self._resumed_at, now - self.window)
+                count = sum(1 for t in self._successes if t >= start)
+                failed = (
+                    self.rate if self.rate is None else min(self.rate, self.pace_of(sent_at) or self.rate)
+                )
+                self.rate, self.peak = lowered(failed, self.episodes, count, now - start, self)
                 self._decreased_at = now
                 self.episodes += 1
-                # What the server let through in the last `window` seconds (since the last
-                # pause ended, if less): the client asked for more (it drew a 429), so that
-                # is the server's rate, plus any burst it had saved. Over at least
-                # `min_span`, so a burst alone is not read as a huge rate; too high is
-                # corrected by the next episode, too low only slowly.
-                start = max(self._resumed_at, now - self.window)
-                recent = [t for t in self._successes if t >= start]
-                if recent:
-                    measured = len(recent) / max(self.min_span, now - start)
-                    self.rate = measured if self.rate is None else min(self.rate, measured)
-                if self.rate is not None:
-                    self.rate = max(self.floor, self.rate * self.decrease)
-                    # Resume at the new pace without a burst: a server that just ran dry
-                    # refills slowly, and a burst would only draw the next 429.
-                    self._tokens, self._filled_at = 0.0, until
+                # Resume at the new pace with one request at once: Retry-After is when
+                # the server has one again; a burst would only draw the next 429.
+                self._tokens, self._filled_at = 1.0, until
                 self._resumed_at = until
             return until
 
@@ -207,3 +249,47 @@ class Pacer:
                 return False
             self._last_log = now
             return True
+
+
+def grown(rate: float, peak: float | None, episodes: int, p: Pacer) -> float:
+    """The pace after one more success: slow start; quickly back up to the peak; then slowly."""
+    if episodes < 2:  # not past the peak or the ceiling: a server's burst carries it far
+        return min(p.ceiling, peak or p.ceiling, max(rate + p.increase, rate * (1.0 + p.probe)))
+    if peak is not None and rate < peak:
+        return min(peak, rate + p.recover)
+    return rate + p.increase
+
+
+def lowered(
+    failed: float | None, episodes: int, count: int, span: float, p: Pacer
+) -> tuple[float | None, float | None]:
+    """(pace, peak) on a new episode: the pace to resume at, and the pace to climb back to quickly.
+
+    `failed`: the pace the refused request was sent at; `count`: the successes over the
+    last `span` s of sending (since the pause before, `window` s at most).
+    """
+    if failed is None:
+        # The first episode: a guess from what the unpaced client got through (one at least,
+        # though its answer may not be counted yet).
+        guess = max(p.floor, max(1, count) / max(p.min_span, span) * p.decrease)
+        return guess, (guess * p.reach if count >= 5 else None)
+    if episodes == 1:
+        # The end of slow start: the server's rate lies between the pace that overshot and
+        # the one a step before it, which got through.
+        return max(p.floor, failed / (1.0 + p.probe) * p.decrease), failed * p.decrease
+    measured = server_rate(failed, count, span)
+    if span < p.settle:
+        # Refused again soon after the last decrease: still too fast (a server's burst
+        # carried the pace up, or the send was late and the next one early); lower
+        # harder, and climb back to what got through, or `harder` x the pace when more.
+        peak = min(failed, max(measured, failed * p.harder)) * p.decrease
+        return max(p.floor, min(failed, measured) * p.harder), peak
+    return max(p.floor, min(failed, measured) * p.decrease), failed * p.decrease
+
+
+def server_rate(failed: float, count: int, span: float) -> float:
+    """What the server let through: `count` successes in `span` s of sending after a pause,
+    one of them what it saved during the pause (a burst of one, at least)."""
+    if count >= 5 and span > 0:
+        return (count - 1) / span
+    return failed * 0.5 if count < 2 else failed  # refused straight after a pause: far too fast

@@ -187,11 +187,12 @@ class Pace(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=60)  # the account
     rate: float | None = None  # requests/s; None: not paced (no 429 yet)
-    next_at: float = 0.0  # the next free slot of the pace
+    next_at: float = 0.0  # the last slot of the pace granted (the next is 1/rate after it)
     paused_until: float = 0.0  # a Retry-After: nobody sends before
     decreased_at: float = 0.0  # the last time the pace was lowered (a 429 episode began)
     resumed_at: float = 0.0  # when that episode's pause ended
     episodes: int = 0
+    peak: float | None = None  # the pace when the last episode began; climbed back to quickly
     # Successes counted over two adjacent windows, to measure the pace the server allows.
     window_start: float = 0.0
     window_count: int = 0

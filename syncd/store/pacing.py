@@ -44,23 +44,24 @@ from syncd.invoiced.pacing import Pacer
 from syncd.log import redact_text
 
 log = structlog.get_logger(__name__)
-_HUGE = 1e300  # "no pace yet" inside least(): any measured rate is lower
 
 
 # The two statements, from fixed fragments only ({now}, {greatest}, ... filled in per
 # dialect); every value is a bound parameter.
 
-# The pace after this call's k successes (Pacer.succeeded, k times): slow start until the
-# second episode, then +increase per success; past the ceiling, unpaced.
+# The pace after this call's k successes (pacing.grown, k times): slow start until the
+# second episode (up to the peak and the ceiling), then quickly back up to the peak, then +increase per
+# success; past the ceiling, unpaced.
 _GROWN = (
     "CASE WHEN rate IS NULL THEN NULL"
-    " WHEN episodes < 2 THEN {greatest}(rate + :inc, rate * :factor)"
+    " WHEN episodes < 2 THEN {least}(:ceiling, COALESCE(peak, :ceiling), {greatest}(rate + :inc, rate * :factor))"
+    " WHEN peak IS NOT NULL AND rate < peak THEN {least}(peak, rate + :rec)"
     " ELSE rate + :inc END"
 )
 _RATE = f"(CASE WHEN ({_GROWN}) > :ceiling THEN NULL ELSE ({_GROWN}) END)"
-# The slot: the next free one, or now less the bucket's depth (a burst after an idle
-# moment), never inside the pause; the next free slot moves one interval on.
-_SLOT = f"{{greatest}}(next_at, {{now}} - {{greatest}}(0, :burst - 1 / {_RATE}), paused_until)"
+# The slot: one interval (at the pace as of this call) after the last one granted, or now
+# less the bucket's depth (a burst after an idle moment), never inside the pause.
+_SLOT = f"{{greatest}}(next_at + 1 / {_RATE}, {{now}} - {{greatest}}(0, :burst - 1 / {_RATE}), paused_until)"
 # Successes over two adjacent windows of `window` seconds, this call's k added.
 _COUNT_SUCCESSES = """
     window_start = CASE WHEN {now} - window_start >= :window THEN {now} ELSE window_start END,
@@ -75,9 +76,10 @@ _TAKE = f"({_RATE} IS NOT NULL AND {_SLOT} - {{now}} <= :lookahead)"
 _RESERVE = f"""
     UPDATE pace SET
         rate = {_RATE},
-        next_at = CASE WHEN {_TAKE} THEN {_SLOT} + 1 / {_RATE} ELSE next_at END,
+        next_at = CASE WHEN {_TAKE} THEN {_SLOT} ELSE next_at END,
         granted = CASE WHEN {_TAKE} THEN {_SLOT} WHEN {_RATE} IS NULL THEN {{greatest}}({{now}}, paused_until) ELSE -1 END,
         {_COUNT_SUCCESSES},
+        resumed_at = CASE WHEN resumed_at = 0 THEN {{now}} ELSE resumed_at END,
         updated_at = {{now}}
     {{src}}
     WHERE key = :key
@@ -91,19 +93,39 @@ _RECENT = (
     " WHEN {now} - window_start < 2 * :window THEN window_count * (2 - ({now} - window_start) / :window)"
     " ELSE 0 END + :k)"
 )
-# A new episode: a request sent after the last decrease, with something to measure a pace from.
-_EPISODE = f"(:sent > decreased_at AND (rate IS NOT NULL OR {_RECENT} > 0))"
-_SPAN = "{greatest}(:min_span, {least}(:window, {now} - resumed_at))"
-# Pacer.throttled: what the server let through lately (or the pace, if lower), x decrease.
+# A new episode: a request sent after the last decrease, with something to measure a pace
+# from or other requests sent (Pacer.throttled).
+_EPISODE = f"(:sent > decreased_at AND (rate IS NOT NULL OR {_RECENT} > 0 OR :others = 1))"
+# The span of sending measured: since the pause before (`window` s at most).
+_SPAN = "{least}(:window, {now} - resumed_at)"
+# The pace the refused request was sent at (when its process knows it), else the pace.
+_FAILED = "(CASE WHEN :sent_rate > 0 THEN {least}(rate, :sent_rate) ELSE rate END)"
+# pacing.server_rate: what the server let through, one of them saved during the pause.
+_MEASURED = (
+    f"(CASE WHEN {_RECENT} >= 5 AND {_SPAN} > 0 THEN ({_RECENT} - 1) / {_SPAN}"
+    f" WHEN {_RECENT} < 2 THEN {_FAILED} * 0.5 ELSE {_FAILED} END)"
+)
+_QUICK = "({now} - resumed_at < :settle)"
+# pacing.lowered: (the pace to resume at, the peak to climb back to quickly).
 _LOWERED = (
-    f"{{greatest}}(:floor, :decrease * (CASE WHEN {_RECENT} > 0"
-    f" THEN {{least}}(COALESCE(rate, :huge), {_RECENT} / {_SPAN}) ELSE rate END))"
+    f"{{greatest}}(:floor, CASE"
+    f" WHEN rate IS NULL THEN :decrease * {{greatest}}(1, {_RECENT}) / {{greatest}}(:min_span, {_SPAN})"
+    f" WHEN episodes = 1 THEN :decrease * {_FAILED} / (1 + :probe)"
+    f" WHEN {_QUICK} THEN :harder * {{least}}({_FAILED}, {_MEASURED})"
+    f" ELSE :decrease * {{least}}({_FAILED}, {_MEASURED}) END)"
+)
+_PEAK = (
+    f"(CASE WHEN rate IS NULL THEN (CASE WHEN {_RECENT} >= 5 THEN :reach * {_LOWERED} ELSE NULL END)"
+    f" WHEN episodes >= 2 AND {_QUICK}"
+    f" THEN :decrease * {{least}}({_FAILED}, {{greatest}}({_MEASURED}, :harder * {_FAILED}))"
+    f" ELSE :decrease * {_FAILED} END)"
 )
 _THROTTLE = f"""
     UPDATE pace SET
         paused_until = {{greatest}}(paused_until, {_UNTIL}),
         rate = CASE WHEN {_EPISODE} THEN {_LOWERED} ELSE rate END,
-        next_at = CASE WHEN {_EPISODE} THEN {_UNTIL} + 1 / {_LOWERED} ELSE next_at END,
+        peak = CASE WHEN {_EPISODE} THEN {_PEAK} ELSE peak END,
+        next_at = CASE WHEN {_EPISODE} THEN 0 ELSE next_at END,
         resumed_at = CASE WHEN {_EPISODE} THEN {_UNTIL} ELSE resumed_at END,
         window_start = CASE WHEN {_EPISODE} THEN {_UNTIL} ELSE window_start END,
         window_count = CASE WHEN {_EPISODE} THEN 0 ELSE window_count END,
@@ -189,6 +211,7 @@ class SharedPacer(Pacer):
         self._pg = engine.dialect.name == "postgresql"
         self._shared_lock = threading.Lock()
         self._pending = 0  # successes not yet added to the row
+        self._last_send = -math.inf  # this process's last paced send (local clock)
         self._offset = 0.0  # database clock - local clock, as of the last round trip
         self._known_episodes = 0  # the most episodes any reply showed this process
         self._known_pause = 0.0  # the latest pause any reply or 429 showed (database clock)
@@ -228,6 +251,7 @@ class SharedPacer(Pacer):
         params = self._params(
             k=k,
             inc=self.increase * k,
+            rec=self.recover * k,
             factor=(1.0 + self.probe) ** k,
             ceiling=self.ceiling,
             burst=self.burst,
@@ -247,12 +271,14 @@ class SharedPacer(Pacer):
             return _Slot(True, max(0.0, granted - now), rate, paused_until, int(row[3]), now)
         # Not taken (too far ahead): ask again once the slot is within the lookahead.
         assert rate is not None
-        slot = max(float(row[1]), now - max(0.0, self.burst - 1.0 / rate), paused_until)
+        slot = max(float(row[1]) + 1.0 / rate, now - max(0.0, self.burst - 1.0 / rate), paused_until)
         return _Slot(False, max(0.01, slot - now - self.lookahead / 2), rate, paused_until, int(row[3]), now)
 
     def _throttle(self, sent_at: float, retry_after: float) -> tuple[float, float | None, int, float]:
         """One round trip: the pause for everyone; a lower pace once per episode."""
         self._ensure_row()
+        with self._lock:
+            sent_rate = self.pace_of(sent_at)
         k = self._take_pending()
         params = self._params(
             k=k,
@@ -262,7 +288,12 @@ class SharedPacer(Pacer):
             min_span=self.min_span,
             floor=self.floor,
             decrease=self.decrease,
-            huge=_HUGE,
+            probe=self.probe,
+            settle=self.settle,
+            harder=self.harder,
+            reach=self.reach,
+            sent_rate=sent_rate or -1.0,
+            others=int(self.in_flight > 1),
         )
         try:
             with self.engine.begin() as conn:
@@ -314,8 +345,12 @@ class SharedPacer(Pacer):
 
     def acquire(self, waited_until: float = -math.inf) -> float:
         with self._shared_lock:
-            if self.clock() < self._free_until:
-                return max(self.clock(), waited_until)
+            fresh = self.clock() < self._free_until
+        if fresh:
+            sent_at = max(self.clock(), waited_until)
+            with self._lock:
+                self.in_flight += 1
+            return sent_at
         while self._shared():
             try:
                 slot = self._reserve()
@@ -333,8 +368,30 @@ class SharedPacer(Pacer):
                 # A pause or a lower pace that began after this slot was reserved voids it.
                 void = self._known_episodes > slot.episodes or self._known_pause > slot.paused_until + 1e-3
             if slot.taken and not void:
-                return max(self.clock(), waited_until)
+                if slot.rate is not None:
+                    self._space_out(slot.rate)
+                sent_at = max(self.clock(), waited_until)
+                with self._lock:
+                    self.sent_at_pace(sent_at, slot.rate)
+                    self.in_flight += 1
+                return sent_at
         return super().acquire(waited_until)
+
+    def _space_out(self, rate: float) -> None:
+        """Sleep until one interval of the pace after this process's last send.
+
+        Slots are reserved ahead on the pace's grid; a caller that woke late for its slot
+        would otherwise be followed by the next slot's caller on time, closer than the
+        pace allows (a server with a burst of one refuses that).
+        """
+        while True:
+            with self._shared_lock:
+                now = self.clock()
+                wait = self._last_send + 1.0 / rate - now
+                if wait <= 1e-3:
+                    self._last_send = now
+                    return
+            self.sleep(wait)
 
     def succeeded(self) -> None:
         with self._shared_lock:
@@ -367,12 +424,16 @@ def shared_pacer(engine: Engine, key: str, template: Pacer) -> SharedPacer:
         sleep=template.sleep,
         decrease=template.decrease,
         increase=template.increase,
+        recover=template.recover,
         probe=template.probe,
         floor=template.floor,
         ceiling=template.ceiling,
         burst=template.burst,
         window=template.window,
         min_span=template.min_span,
+        settle=template.settle,
+        harder=template.harder,
+        reach=template.reach,
         log_every=template.log_every,
     )
 

@@ -87,26 +87,40 @@ def test_first_pace_is_measured_from_successes_then_lowered_once_per_episode(t: 
     p.throttled(sent[1], 1.0)
     p.throttled(sent[2], 1.0)
     assert p.rate == first and p.episodes == 1
-    # A request sent after the decrease that is throttled again: a new episode.
+    # A request sent after the decrease that is throttled again: a new episode, the end of
+    # slow start: one step of it back, lowered.
     later = p.acquire()
     p.throttled(later, 1.0)
-    assert p.rate == pytest.approx(first * 0.8) and p.episodes == 2
+    assert p.rate == pytest.approx(first / (1 + p.probe) * 0.8) and p.episodes == 2
 
 
-def test_no_pace_from_a_429_before_any_answer(t: FakeTime) -> None:
+def test_no_pace_from_a_lone_429_before_any_answer(t: FakeTime) -> None:
     p = pacer(t)
-    p.throttled(p.acquire(), 1.0)
+    sent = p.acquire()
+    p.throttled(sent, 1.0)
+    p.done()
     assert p.rate is None and p.episodes == 0
     assert p.acquire() == 1001.0  # the pause alone holds everyone back
 
 
-def test_a_set_pace_spaces_requests_after_a_pause_without_a_burst(t: FakeTime) -> None:
+def test_a_429_before_any_answer_with_others_in_flight_sets_a_first_pace(t: FakeTime) -> None:
+    # Unpaced, every request waiting on the pause would go when it ends and draw the same
+    # 429s again: one request at least got through (its answer may just not be counted yet).
+    p = pacer(t, decrease=0.8, min_span=0.5)
+    first, refused = p.acquire(), p.acquire()
+    p.throttled(refused, 1.0)
+    assert first == refused and p.rate == pytest.approx(0.8 * 1 / 0.5) and p.episodes == 1
+    assert p.acquire() == 1001.0  # one at the end of the pause
+    assert p.acquire() == pytest.approx(1001.0 + 1 / p.rate)  # the next a slot of the pace later
+
+
+def test_a_set_pace_sends_one_request_when_a_pause_ends_then_spaces_them(t: FakeTime) -> None:
     p = pacer(t)
     p.succeeded()
     until = p.throttled(p.acquire(), 1.0)
     assert p.rate is not None
     starts = [p.acquire() for _ in range(5)]
-    assert starts[0] == pytest.approx(until + 1 / p.rate)  # the bucket is empty when a pause ends
+    assert starts[0] == pytest.approx(until)  # Retry-After: when the server has one again
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps == pytest.approx([1 / p.rate] * 4)
 
