@@ -119,7 +119,6 @@ class Delivery:
         *,
         save: bool = True,
         then: Callable[[], None] | None = None,
-        prepared: Mapping[str, tuple[str, bytes]] | None = None,
     ) -> None:
         """Save changed raw records and hand each target the ones it does not hold yet.
 
@@ -129,23 +128,14 @@ class Delivery:
         in the store: its raw rows, the local targets' rows (`Connector.local`) and what
         every target now holds. Then the local targets flush (render their files), and
         `then` runs (the engine moves the cursor): only once all it covers is durable.
-        `prepared`: the live records' `stored_form` by id, made by the fetching thread.
         """
         if not records:
             if then is not None:
                 then()
             return
-        packed: dict[str, bytes] = {}
-        texts: dict[str, str] = {}
-        hashes: dict[str, str] = {}
-        for r in records:
-            if r.deleted:
-                texts[r.id], hashes[r.id] = dumps_record(r.data), DELETED_HASH
-            elif prepared is not None and r.id in prepared:
-                hashes[r.id], packed[r.id] = prepared[r.id]
-            else:  # serialised once: the text gives the content hash and is what the store keeps
-                texts[r.id] = dumps_record(r.data)
-                hashes[r.id] = text_hash(texts[r.id])
+        # Serialised once: the text gives the content hash and is what the store keeps.
+        texts = {r.id: dumps_record(r.data) for r in records}
+        hashes = {r.id: DELETED_HASH if r.deleted else text_hash(texts[r.id]) for r in records}
         changed: list[Record] = []
         known: dict[str, str] = {}
         # Changed records that stored records refer to: only their dependents are re-delivered
@@ -174,7 +164,7 @@ class Delivery:
         ]
         with self.store.page():
             if live:
-                self.store.save_raw([(r, hashes[r.id]) for r in live], texts, due, packed)
+                self.store.save_raw([(r, hashes[r.id]) for r in live], texts, due)
             written += [self._write_to(t, stream, records, hashes, stored) for t in targets if t.local]
             for done in written:
                 self._commit(done, report)

@@ -42,7 +42,6 @@ from syncd.scope import ScopeKeeper
 from syncd.store import Store
 from syncd.store.lease import PULL, WAIT_HINT, holding
 from syncd.store.pacing import share_pacing
-from syncd.store.store import stored_form
 from syncd.streams import STREAMS, Stream
 from syncd.summary import destinations
 from syncd.windows import balanced_edges
@@ -105,10 +104,6 @@ class _Walker:
     walk: CursorWalk
     done: bool = False
     ahead: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(LOOKAHEAD))
-    # Each fetched page's records in their stored form (`stored_form`), by id, keyed by the
-    # page's id(): made by the fetching thread, so the delivery thread does not serialise,
-    # hash and deflate them (deflating releases the GIL: it runs on the other core).
-    prepared: dict[int, dict[str, tuple[str, bytes]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -338,7 +333,6 @@ class SyncRun:
                 page = next(pages, None)
                 if page is None:
                     break
-                walker.prepared[id(page)] = {str(item["id"]): stored_form(item) for item in page.items}
                 out.put((walker, page))
                 if self.stop.is_set():
                     out.put((walker, InterruptedError("stopped")))
@@ -452,8 +446,7 @@ class SyncRun:
             self.store.set_cursor(name, walker.partition, page.checkpoint, resume)
 
         try:
-            prepared = walker.prepared.pop(id(page), None)
-            self.delivery.deliver(name, records, report, then=move_cursor, prepared=prepared)
+            self.delivery.deliver(name, records, report, then=move_cursor)
         except FAILURES as exc:  # ours, a full disk, a broken store: the stream stops, the cursor stays
             report.error = describe(exc)
             log.error("delivery.failed", stream=name, error=report.error)

@@ -258,12 +258,6 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def stored_form(data: Mapping[str, Any]) -> tuple[str, bytes]:
-    """(content hash, `pack`ed text) of a record: what `save_raw` keeps of it."""
-    text = dumps_record(data)
-    return text_hash(text), pack(text)
-
-
 def hash_bytes(value: str) -> bytes:
     """A content hash or delivered version as stored: the 16 bytes its 32 hex digits spell;
     anything else (the markers `deleted` and `partial`, which are shorter) as its text."""
@@ -577,16 +571,13 @@ class Store:
         records: Sequence[tuple[Record, str]],
         texts: Mapping[str, str] | None = None,
         due: Collection[str] | None = None,
-        packed: Mapping[str, bytes] | None = None,
     ) -> None:
-        """Upsert raw records with their content hashes (`texts`: their `dumps`, when known;
-        `packed`: their `stored_form`, when known).
+        """Upsert raw records with their content hashes (`texts`: their `dumps`, when known).
 
         A record others refer to is marked `dependents_due` (see `dependents_due`); with `due`,
         only the ids in it (those that stored records refer to).
         """
         texts = texts or {}
-        packed = packed or {}
         rows = [
             (
                 r.stream,
@@ -595,7 +586,7 @@ class Store:
                 r.updated_at,
                 hash_bytes(h),
                 r.deleted,
-                packed[r.id] if r.id in packed else pack(texts[r.id] if r.id in texts else dumps(r.data)),
+                pack(texts[r.id] if r.id in texts else dumps(r.data)),
                 None if r.stream == "customers" else ref_id(r.data, "customer"),
                 ref_id(r.data, "invoice") if r.stream == "transactions" else None,
                 r.stream in REFERRED_STREAMS and (due is None or r.id in due),

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections import Counter
 from collections.abc import Sequence
-from contextlib import closing
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,7 +14,7 @@ from syncd import registry
 from syncd.delivery import Delivery
 from syncd.engine import run_sync
 from syncd.plugin import Connector, MappedRecord, Record, Rejection
-from syncd.store import Store, content_hash
+from syncd.store import Store
 from tests.engine.helpers import CSV_MAPPING, assert_csv_matches, settings_for
 
 
@@ -106,30 +103,3 @@ def test_a_kill_before_the_page_commits_leaves_nothing_of_it(
         store.close()
     assert run_sync(settings).ok
     assert_csv_matches(sandbox, tmp_path / "out")
-
-
-def test_fetching_threads_serialise_and_deflate_the_records_they_fetch(
-    make_sandbox: Any, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The delivery thread is the one that limits a sync: it stores what the walks packed."""
-    import syncd.store.store as store_module
-
-    packed_by: Counter[str] = Counter()
-    real = store_module.pack
-
-    def pack(text: str) -> bytes:
-        packed_by[threading.current_thread().name.split("-")[0]] += 1
-        return real(text)
-
-    monkeypatch.setattr(store_module, "pack", pack)
-    sandbox = make_sandbox(customers=20, invoices=60, transactions=30)
-    settings = settings_for(sandbox, store_url, tmp_path / "out", invoiced={"per_page": 10})
-    report = run_sync(settings)
-    assert report.ok, report.errors()
-    assert set(packed_by) == {"walk"} and packed_by["walk"] >= 110, packed_by
-    assert_csv_matches(sandbox, tmp_path / "out")
-    with closing(Store.open(store_url)) as store:  # the same rows as packed on the delivery thread
-        for stream in ("customers", "invoices", "transactions"):
-            for batch in store.iter_raw(stream, include_deleted=False):
-                for record in batch:
-                    assert store.raw_hashes(stream, [record.id]) == {record.id: content_hash(record.data)}
