@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import create_engine
 
 from syncd.errors import StoreError
@@ -38,6 +39,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
+def _migrate_waiting(engine: Engine, patience: float = 30.0) -> None:
+    """`migrate`, waiting out a SQLite "database is locked" that no busy timeout covers.
+
+    The last connection to close a WAL database takes an exclusive lock while it checkpoints
+    and removes the WAL; a process opening the file meanwhile gets SQLITE_BUSY at once
+    (https://sqlite.org/wal.html). Two `syncd` commands started together meet exactly that.
+    """
+    deadline = time.monotonic() + patience
+    pause = 0.05
+    while True:
+        try:
+            migrate(engine)
+            return
+        except OperationalError as exc:
+            locked = engine.dialect.name == "sqlite" and "database is locked" in str(exc.orig)
+            if not locked or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
 def make_engine(url: str, *, upgrade: bool = True) -> Engine:
     """Create the SQLAlchemy engine for a store URL, its schema migrated to the newest revision
     (left as it is with `upgrade=False`: `syncd store upgrade --dry-run`)."""
@@ -55,7 +77,7 @@ def make_engine(url: str, *, upgrade: bool = True) -> Engine:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
         try:
             if upgrade:
-                migrate(engine)
+                _migrate_waiting(engine)
         except BaseException:
             engine.dispose()
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -238,3 +239,35 @@ def test_referred_records_kept_decoded_are_not_decoded_again_until_they_change(
     assert store.get_raw_many("customers", ["7"]) == {"7": (content_hash(new.data), new.data)}
     assert len(decoded) == 1
     store.close()
+
+
+def test_a_store_locked_while_another_process_closes_it_is_waited_for(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite answers "database is locked" at once, past any busy timeout, to a process that
+    opens the file while the last one closing it checkpoints the WAL: opening waits it out."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    import syncd.store.database as database
+
+    real = database.migrate
+    calls: list[int] = []
+
+    def migrate(engine: Any) -> list[str]:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked"))
+        return real(engine)
+
+    monkeypatch.setattr(database, "migrate", migrate)
+    Store.open(f"sqlite:///{tmp_path / 'a.db'}").close()
+    assert len(calls) == 3
+
+    def broken(engine: Any) -> list[str]:
+        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(database, "migrate", broken)
+    with pytest.raises(StoreError, match="unusable: OperationalError: disk I/O error"):
+        Store.open(f"sqlite:///{tmp_path / 'b.db'}")
