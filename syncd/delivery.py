@@ -148,7 +148,7 @@ class Delivery:
             # answered before an edit, the newer copy's after it) is not delivered over it.
             stale = {r.id for r in records if not r.deleted and r.updated_at < stored_at.get(r.id, r.updated_at)}
             if stale:
-                log.info("records.stale", stream=stream, records=len(stale), example=sorted(stale)[0])
+                log.info("records.stale", stream=stream, records=len(stale), example=min(stale))
                 records = [r for r in records if r.id not in stale]
             changed = [
                 r for r in records if known.get(r.id) != hashes[r.id] and not (r.deleted and r.id not in known)

@@ -106,6 +106,10 @@ class _Walker:
     ahead: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(LOOKAHEAD))
 
 
+# Builds a first pass's walks from its planned date windows (partition, scope).
+_Finish = Callable[[list[tuple[str, dict[str, str]]]], list[_Walker]]
+
+
 @dataclass
 class _Plan:
     """A stream's walks (`walkers`), or, for a first pass in date windows, the planning of
@@ -114,7 +118,7 @@ class _Plan:
     stream: Stream
     walkers: list[_Walker]
     windows: Callable[[], list[tuple[str, dict[str, str]]]] | None = None
-    finish: Callable[[list[tuple[str, dict[str, str]]]], list[_Walker]] | None = None
+    finish: _Finish | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ class _Planning:
     builds their walks from the windows, by stream)."""
 
     ready: list[_Walker]
-    later: dict[str, Callable[[list[tuple[str, dict[str, str]]]], list[_Walker]]]
+    later: dict[str, _Finish]
 
 
 _DONE = object()
@@ -284,7 +288,7 @@ class SyncRun:
             except FAILURES as exc:  # a scope exit's deletion can hit a full disk or a broken store
                 self._fail(name, exc)
         waiting = {p.stream.name: p for p in plans if p.windows is not None}
-        later: dict[str, Callable[[list[tuple[str, dict[str, str]]]], list[_Walker]]] = {}
+        later: dict[str, _Finish] = {}
         # Not `with`: its exit waits for the plans, which the walks ready now must not.
         pool = ThreadPoolExecutor(max(1, len(waiting)), thread_name_prefix="plan")
         try:

@@ -677,14 +677,12 @@ class Store:
             sql = f'SELECT record_id, content_hash FROM "{RAW.name}" {where}'  # noqa: S608
             hashes = [(rid, hash_text(h)) for rid, h in self._select_in(conn, sql, (stream, False), wanted)]
             missing = []
-            with self._decoded_lock:
-                cache = self._decoded
+            with self._decoded_lock:  # once for the page's references
                 for rid, h in hashes:
-                    data = cache.get((stream, rid, h))
+                    data = self._kept((stream, rid, h))
                     if data is None:
                         missing.append(rid)
                     else:
-                        cache.move_to_end((stream, rid, h))
                         found[rid] = (h, data)
             if missing:
                 sql = f'SELECT record_id, content_hash, data FROM "{RAW.name}" {where}'  # noqa: S608
@@ -696,13 +694,19 @@ class Store:
     def _decode(self, stream: str, record_id: str, hash_: str, text: str) -> dict[str, Any]:
         key = (stream, record_id, hash_)
         with self._decoded_lock:
-            data = self._decoded.get(key)
-            if data is not None:
-                self._decoded.move_to_end(key)  # least recently used first
-                return data
+            data = self._kept(key)
+        if data is not None:
+            return data
         decoded: dict[str, Any] = loads(text)
         self._remember(key, decoded)
         return decoded
+
+    def _kept(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
+        """The record kept decoded under `key`, now the most recently used (hold `_decoded_lock`)."""
+        data = self._decoded.get(key)
+        if data is not None:
+            self._decoded.move_to_end(key)  # least recently used first
+        return data
 
     def _remember(self, key: tuple[str, str, str], data: dict[str, Any]) -> None:
         self._remember_many([(key, data)])
