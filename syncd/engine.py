@@ -33,6 +33,7 @@ from syncd.delivery import Delivery, StreamReport, Target, close_targets, open_t
 from syncd.delivery_order import DeliveryOrder
 from syncd.errors import SyncdError
 from syncd.failure import FAILURES, describe
+from syncd.gctune import sync_collection
 from syncd.invoiced import InvoicedClient, Page
 from syncd.invoiced.contract import check_page
 from syncd.mapping import MappingSet
@@ -391,7 +392,10 @@ class SyncRun:
         return walkers
 
     def _drain(
-        self, planning: _Planning, out: queue.Queue[tuple[Any, Any]], start: Callable[[Sequence[_Walker]], None]
+        self,
+        planning: _Planning,
+        out: queue.Queue[tuple[Any, Any]],
+        start: Callable[[Sequence[_Walker]], None],
     ) -> None:
         pending = len(planning.ready) + len(planning.later)
         order = DeliveryOrder(planning.ready, self.targets, planning=list(planning.later))
@@ -561,6 +565,34 @@ def run_sync(
     a caller that passes `store` (the daemon) holds it itself. The run is logged as job
     `pull:<streams>` of `holder` (default `host:pid`).
     """
+    with sync_collection():
+        return _run_sync(
+            settings,
+            streams=streams,
+            full=full,
+            progress=progress,
+            client=client,
+            store=store,
+            stop=stop,
+            mappings=mappings,
+            wait=wait,
+            holder=holder,
+        )
+
+
+def _run_sync(
+    settings: Settings,
+    *,
+    streams: Sequence[str] | None,
+    full: bool,
+    progress: bool | Progress,
+    client: InvoicedClient | None,
+    store: Store | None,
+    stop: threading.Event | None,
+    mappings: Mapping[str, MappingSet] | None,
+    wait: bool,
+    holder: str | None,
+) -> SyncReport:
     enabled = settings.streams.enabled()
     names = [n for n in (list(enabled) if streams is None else streams) if n in enabled]
     unknown = [n for n in (streams or []) if n not in STREAMS]
