@@ -86,8 +86,12 @@ class Entry:
     customer: str = ""
 
     def sort_key(self) -> tuple[Any, ...]:
-        """Date, then type, then id (numerically when numeric): a stable order."""
-        oid = (0, int(self.object_id), "") if self.object_id.isdigit() else (1, 0, self.object_id)
+        """Date, then type, then id (numerically when ASCII digits): a stable order.
+
+        Not `isdigit()` alone: "¹" passes it and `int()` refuses it; "٣" would sort as 3.
+        """
+        numeric = self.object_id.isascii() and self.object_id.isdigit()
+        oid = (0, int(self.object_id), "") if numeric else (1, 0, self.object_id)
         return (self.date, KIND_ORDER.get(self.kind, 9), self.object, oid)
 
     def imbalance(self) -> dict[str, Decimal]:
@@ -194,7 +198,7 @@ def to_date(value: Any, tz: zoneinfo.ZoneInfo, where: str) -> dt.date:
         return dt.datetime.fromtimestamp(int(value), tz).date()
     if isinstance(value, str) and value.strip():
         raw = value.strip()
-        if raw.isdigit():
+        if raw.isascii() and raw.isdigit():
             return dt.datetime.fromtimestamp(int(raw), tz).date()
         try:
             return dt.date.fromisoformat(raw[:10])

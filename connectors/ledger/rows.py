@@ -154,10 +154,10 @@ def decode(row: str) -> tuple[str, Fields, str]:
 def sort_key(date: str, kind: str, obj: str, object_id: str) -> str:
     """`Entry.sort_key` as a string that sorts the same way (ties included).
 
-    Date (ISO, so text order is date order), kind rank, object, then a numeric id by value
-    (its digits behind their count) before any other id by its text.
+    Date (ISO, so text order is date order), kind rank, object, then a numeric id (ASCII
+    digits) by value (its digits behind their count) before any other id by its text.
     """
-    if object_id.isdigit():
+    if object_id.isascii() and object_id.isdigit():
         digits = str(int(object_id))
         oid = f"0{len(digits):05d}{digits}"
     else:

@@ -95,7 +95,7 @@ class Validator:
         page = self.client.get_page("/invoices", {"filter[number]": ref, "per_page": "2"})
         by_number = [inv for inv in page.items if str(inv.get("number")) == ref]
         by_id: Mapping[str, Any] | None = None
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit():
             try:
                 by_id = self.client.get(f"/invoices/{ref}")
             except FatalApiError as exc:

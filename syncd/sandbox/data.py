@@ -851,7 +851,7 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
 
 def _due(date: int, terms: str) -> int | None:
     parts = terms.upper().split()
-    if len(parts) == 2 and parts[0] == "NET" and parts[1].isdigit():
+    if len(parts) == 2 and parts[0] == "NET" and parts[1].isascii() and parts[1].isdigit():
         return date + int(parts[1]) * 86400
     return None
 

@@ -595,7 +595,7 @@ class Sandbox:
 
 
 def _object_id(stream: str, text: str) -> int:
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ApiProblem(404, f"No such {stream[:-1]}: {text[:40]}")
     return int(text)
 

@@ -233,6 +233,9 @@ def test_update_rules(sandbox: Sandbox) -> None:
         tx = sandbox.data.list("transactions")[0]
         assert_error(c.patch(f"/transactions/{tx['id']}", json={"invoice": 3}), 400, "invoice")
         assert_error(c.patch("/customers/999999", json={"name": "x"}), 404, None)
+        # Digits `isdigit()` accepts and `int()` refuses: no such object, not a 500.
+        assert_error(c.get("/invoices/%C2%B9"), 404, None)
+        assert_error(c.patch("/customers/%C2%B9", json={"name": "x"}), 404, None)
 
 
 def test_deletes_emit_events_and_cascade_so_money_never_dangles(sandbox: Sandbox) -> None:
@@ -347,3 +350,14 @@ def test_overpayment_is_a_credit_and_closed_invoices_refuse_payments(sandbox: Sa
             and body(credit)["method"] == "balance"
             and body(credit)["amount"] == Decimal("-20.00")
         )
+
+
+def test_payment_terms_of_digits_int_refuses_give_no_due_date(sandbox: Sandbox) -> None:
+    with client(sandbox) as c:
+        customer = body(c.post("/customers", json={"name": "Terms", "payment_terms": "NET ¹"}))
+        assert customer["payment_terms"] == "NET ¹"
+        invoice = c.post(
+            "/invoices", json={"customer": customer["id"], "items": [{"name": "x", "unit_cost": 1}]}
+        )
+        assert invoice.status_code == 201, invoice.text
+        assert body(invoice)["due_date"] is None
