@@ -348,9 +348,11 @@ class InvoicedClient:
             self.pacer.succeeded()
             return response, body
         if status == 429:
+            # Without Retry-After the pacer still hears of it, with the pause of a first
+            # backoff: the client as a whole slows down (its pace drops once an episode)
+            # instead of every thread drawing 429s of its own until its backoff grows.
             after = retry_after(response)
-            if after is not None:
-                call.waited_until = self.pacer.throttled(sent_at, after)
+            call.waited_until = self.pacer.throttled(sent_at, self.policy.base if after is None else after)
         raise self._error_for(response, method, unsafe)
 
     @staticmethod

@@ -66,7 +66,7 @@ def make_client(sleeps: Sleeps) -> Iterator[Callable[..., InvoicedClient]]:
 
     def make(handler: Handler, **policy: Any) -> InvoicedClient:
         http = httpx.Client(base_url=BASE, auth=(KEY, ""), transport=httpx.MockTransport(handler))
-        client = InvoicedClient(http, RetryPolicy(sleep=sleeps, **policy))
+        client = InvoicedClient(http, RetryPolicy(**{"sleep": sleeps, **policy}))
         made.append(client)
         return client
 

@@ -109,6 +109,30 @@ def test_threads_of_one_client_share_the_pause_of_a_429(make_client, sleeps) -> 
     assert len(script.requests) == 1 and client.stats.throttled == 0
 
 
+def test_a_429_without_retry_after_pauses_the_whole_client(make_client) -> None:
+    # The pacer hears of a bare 429 too, with the pause of a first backoff (policy.base): a
+    # request another thread sends meanwhile waits it out instead of drawing a 429 of its own.
+    script = Script(throttled(None), OK, OK)
+    waits: dict[str, list[float]] = {"first": [], "other": []}
+    other: list[Any] = []
+
+    def sleep(seconds: float) -> None:
+        waits[threading.current_thread().name].append(seconds)
+        if threading.current_thread().name == "first" and not other:  # during the first's backoff
+            thread = threading.Thread(
+                target=lambda: other.append(client.get_page("/customers", None)), name="other"
+            )
+            thread.start()
+            thread.join()
+
+    client = make_client(script, sleep=sleep)
+    first = threading.Thread(target=lambda: client.get_page("/invoices", None), name="first")
+    first.start()
+    first.join()
+    assert other and len(script.requests) == 3 and client.stats.throttled == 1
+    assert len(waits["other"]) == 1 and waits["other"][0] == pytest.approx(0.5, abs=0.2), waits
+
+
 # -- the request deadline -----------------------------------------------------------------
 
 
