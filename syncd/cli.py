@@ -123,6 +123,18 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(getattr(exc, "exit_code", 2) if isinstance(exc, SyncdError) else 1)
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("syncd")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            number = "unknown (not installed)"
+        console.print(f"syncd {number}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main_options(
     config: Annotated[
@@ -132,6 +144,10 @@ def main_options(
         bool, typer.Option("--verbose", "-v", help="Show every log line on the terminal (no log file).")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary and errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
 ) -> None:
     """syncd: sync Invoiced into CSV, ledgers and CRMs; push external payments back."""
     State.config = config

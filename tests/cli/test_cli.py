@@ -59,3 +59,12 @@ def test_sync_unknown_stream(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--config", str(config), "sync", "--stream", "orders"])
     assert result.exit_code == 2
     assert "unknown stream 'orders'" in result.output
+
+
+def test_version_prints_the_installed_version_and_needs_no_config(tmp_path: Path, monkeypatch) -> None:
+    from importlib.metadata import version
+
+    monkeypatch.chdir(tmp_path)  # no syncd.toml here: --version reads none
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"syncd {version('syncd')}"
