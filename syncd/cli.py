@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 mappings_app = typer.Typer(no_args_is_help=True, help="Check and preview field mappings.")
 app.add_typer(mappings_app, name="mappings")
-store_app = typer.Typer(no_args_is_help=True, help="The checkpoint store: schema upgrades.")
+store_app = typer.Typer(no_args_is_help=True, help="The checkpoint store: schema upgrades, compaction.")
 app.add_typer(store_app, name="store")
 console = Console()
 err = Console(stderr=True)
@@ -400,6 +400,24 @@ def store_upgrade(
 
     def one(settings: Settings) -> int:
         upgrade_report(settings.store_url(), console, dry_run=dry_run)
+        return 0
+
+    try:
+        chosen = _each_account(account)
+    except SyncdError as exc:
+        _fail(exc)
+        return
+    _run_accounts(chosen, one)
+
+
+@store_app.command("compact")
+def store_compact(account: AccountOpt = None) -> None:
+    """Give the space a SQLite store no longer uses back to the disk (VACUUM); refused while a
+    sync, a push or a daemon runs (exit 4)."""
+    from syncd.store.command import compact_report
+
+    def one(settings: Settings) -> int:
+        compact_report(settings.store_url(), console, ttl=settings.daemon.lock_ttl)
         return 0
 
     try:

@@ -38,3 +38,67 @@ def upgrade_report(url: str, console: Console, *, dry_run: bool) -> None:
             console.print("another process upgraded the store meanwhile: nothing left to do", highlight=False)
     finally:
         engine.dispose()
+
+
+def compact_report(url: str, console: Console, *, ttl: float) -> None:
+    """`syncd store compact`: give the space a SQLite store no longer uses back to the disk.
+
+    Rows deleted and tables rewritten (migrations 0005 and 0006 rewrote the biggest) leave
+    free pages that SQLite reuses but never returns; VACUUM rewrites the file without them.
+    It holds the store's write lock while it runs, so it takes the daemon, pull and push
+    leases first and refuses (LeaseHeld, exit 4) while a daemon, a sync or a push holds one.
+    """
+    from contextlib import ExitStack
+
+    from syncd.errors import SyncdError
+    from syncd.store.lease import DEFAULT_NAME, PULL, PUSH, holding
+
+    engine = make_engine(url, upgrade=True)
+    try:
+        where = redact_url(_normalise(url))
+        if engine.dialect.name != "sqlite":
+            console.print(
+                f"checkpoint store {escape(where)}: PostgreSQL reclaims space itself (autovacuum); nothing to do",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
+        database = engine.url.database
+        if not database or database == ":memory:":
+            raise SyncdError(f"checkpoint store {where}: not a file; nothing to compact")
+        with ExitStack() as leases:
+            # The daemon's lease too: a daemon started meanwhile would wait on the lock.
+            for name, hint in (
+                (DEFAULT_NAME, "stop it, then compact"),
+                (PULL, "try again later"),
+                (PUSH, "try again later"),
+            ):
+                leases.enter_context(holding(engine, name, ttl=ttl, role="syncd store compact", hint=hint))
+            before = _size(database)
+            with engine.connect() as conn:
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                driver.execute("VACUUM")
+                # The rewrite went through the WAL: copy it into the file and empty it.
+                driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            after = _size(database)
+        saved = before - after
+        console.print(
+            f"checkpoint store {escape(where)}: {_mib(before)} -> {_mib(after)} MiB"
+            f" ({_mib(max(saved, 0))} MiB given back)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    finally:
+        engine.dispose()
+
+
+def _size(database: str) -> int:
+    """Bytes of a SQLite database with its WAL."""
+    from pathlib import Path
+
+    return sum(p.stat().st_size for p in (Path(database), Path(database + "-wal")) if p.exists())
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f}"
