@@ -23,7 +23,7 @@ def test_pack_round_trips_and_loads_reads_packed_plain_and_text() -> None:
     data = {"id": 7, "total": Decimal("0.30"), "name": "Zoë \u2028", "items": [{"amount": Decimal("1E+2")}]}
     text_ = dumps(data)
     packed = pack(text_)
-    assert packed[:1] == b"\x01" and unpack(packed) == text_.encode()
+    assert packed[:1] == b"\xf5" and unpack(packed) == text_.encode()
     assert unpack(text_.encode()) == text_.encode()  # untagged: the text itself
     for stored in (packed, memoryview(packed), text_.encode(), text_):
         assert loads(stored) == data
@@ -38,7 +38,7 @@ def test_raw_data_is_stored_packed(store_url: str) -> None:
         store.save_raw([(Record("invoices", "7", 100, data), content_hash(data))])
         with store.engine.connect() as conn:
             stored = conn.execute(text("SELECT data FROM rawrecord WHERE record_id = '7'")).scalar_one()
-        assert bytes(stored)[:1] == b"\x01"
+        assert bytes(stored)[:1] == b"\xf5"
         assert store.get_raw("invoices", "7") == data
         assert store.get_raw_many("invoices", ["7"]) == {"7": (content_hash(data), data)}
         assert [r.data for b in store.iter_raw("invoices") for r in b] == [data]
@@ -120,7 +120,7 @@ def test_a_store_of_revision_0004_gets_its_raw_records_packed(store_url: str) ->
         assert store.count_raw("invoices") == 2500
         with store.engine.connect() as conn:
             firsts = {bytes(d)[:1] for (d,) in conn.execute(text("SELECT data FROM rawrecord"))}
-        assert firsts == {b"\x01"}
+        assert firsts == {b"\xf5"}
     finally:
         store.close()
     command.downgrade(alembic_config(url), "0004")  # and back: the text again
