@@ -25,6 +25,9 @@ from tests.engine.helpers import CSV_MAPPING, ROOT
 
 # Never needed by a command that neither migrates a store nor runs the daemon or a worker.
 NEVER = ("alembic", "mako", "procrastinate", "prometheus_client", "psycopg", "beancount", "schedule")
+# Off a terminal (these runs' stderr is a pipe): rich's tracebacks, which structlog imports if
+# it can, and httpx's command line.
+OFF_TERMINAL = ("rich.traceback", "rich.pretty", "pygments", "httpx._main")
 # Nor by `--help` or a usage error: the configuration, the store, the API client, logging.
 NOT_FOR_HELP = (
     *NEVER,
@@ -114,6 +117,7 @@ def test_status_of_a_current_store_imports_neither_alembic_nor_the_api_client(tm
     assert code == 0
     assert "syncd.store.store" in modules  # it did read the store
     assert _heavy(modules, (*NEVER, "httpx", "syncd.invoiced.client", "syncd.sandbox.server")) == []
+    assert _heavy(modules, OFF_TERMINAL) == []
 
 
 def test_sync_with_a_current_store_imports_no_alembic(make_sandbox: Any, tmp_path: Path) -> None:
@@ -124,6 +128,7 @@ def test_sync_with_a_current_store_imports_no_alembic(make_sandbox: Any, tmp_pat
     assert code == 0
     assert (tmp_path / "out" / "invoices.csv").exists()  # it did sync
     assert _heavy(modules, (*NEVER, "syncd.sandbox.server", "syncd.daemon", "syncd.worker")) == []
+    assert _heavy(modules, OFF_TERMINAL) == []
 
 
 def test_a_new_sqlite_store_is_created_without_alembic(tmp_path: Path) -> None:
@@ -147,6 +152,29 @@ def test_a_first_sync_imports_no_alembic(make_sandbox: Any, tmp_path: Path) -> N
     assert code == 0
     assert (tmp_path / "out" / "invoices.csv").exists()  # it did sync
     assert _heavy(modules, (*NEVER, "syncd.sandbox.server", "syncd.daemon", "syncd.worker")) == []
+    assert _heavy(modules, OFF_TERMINAL) == []
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_structlog_renders_exceptions_through_rich_on_a_terminal_only(terminal: bool) -> None:
+    import pty
+
+    main, child = pty.openpty() if terminal else (None, subprocess.PIPE)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "import syncd.log, structlog.dev; print(structlog.dev.rich is not None)"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=child,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    finally:
+        for fd in (main, child):
+            if isinstance(fd, int) and fd >= 0:
+                os.close(fd)
+    assert proc.stdout.strip() == str(terminal)
 
 
 def test_the_newest_migration_file_is_alembics_head() -> None:
