@@ -155,6 +155,42 @@ def test_a_first_sync_imports_no_alembic(make_sandbox: Any, tmp_path: Path) -> N
     assert _heavy(modules, OFF_TERMINAL) == []
 
 
+RUNNER = """
+import json, runpy, sys
+out, sys.argv = sys.argv[1], sys.argv[2:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+with open(out, "w") as f:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, f)
+"""
+
+
+def test_the_benchmarks_first_sync_imports_neither_alembic_nor_rich(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    """bench/syncd_runner.py (the library, no terminal): its start-up is on the benchmark's
+    critical path. rich draws the CLI's views and summaries only."""
+    sandbox = make_sandbox(customers=3, invoices=5, transactions=2)
+    out = tmp_path / "modules.json"
+    runner = ROOT / "bench" / "syncd_runner.py"
+    args = ["--url", sandbox.url, "--api-key", sandbox.api_key, "--store", str(tmp_path / "s.db")]
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(out), str(runner), *args, "--out", str(tmp_path / "out")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.exists(), proc.stderr
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["code"] == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "out" / "invoices.csv").exists()  # it did sync
+    assert _heavy(set(result["modules"]), (*NEVER, *OFF_TERMINAL, "rich")) == []
+
+
 @pytest.mark.parametrize("terminal", [True, False])
 def test_structlog_renders_exceptions_through_rich_on_a_terminal_only(terminal: bool) -> None:
     import pty
