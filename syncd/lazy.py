@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -20,3 +21,19 @@ def exports(package: str, where: Mapping[str, str]) -> Callable[[str], Any]:
         return value
 
     return __getattr__
+
+
+@contextmanager
+def hidden(*names: str) -> Iterator[None]:
+    """While a dependency is imported, the modules `names` look not installed, so the optional
+    extras it would import at once (and syncd never uses) are skipped; already imported ones
+    stay. Afterwards they import as usual."""
+    added = [name for name in names if name not in sys.modules]
+    for name in added:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    try:
+        yield
+    finally:
+        for name in added:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus
 
-import structlog
+from syncd.lazy import hidden
+
+# structlog imports rich's tracebacks and pretty-printer (and pygments, attrs) if it can, for
+# exceptions shown on a terminal only: off one (a service, a pipe, the benchmark) they were a
+# tenth of a start-up's imports, unused. Exceptions are then rendered as plain tracebacks.
+_TERMINAL = sys.stderr is not None and sys.stderr.isatty()
+with hidden(*(() if _TERMINAL else ("rich", "rich.traceback", "rich.pretty"))):
+    import structlog
 
 _SECRET_KEYS = frozenset({"api_key", "token", "authorization", "password", "secret", "auth"})
 _secrets: set[str] = set()

@@ -18,16 +18,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
 from syncd import log as syncd_log
+
+if TYPE_CHECKING:  # rich is imported when the view is drawn: a run without one (the library) needs none
+    from rich.console import Console, RenderableType
+    from rich.live import Live
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +96,9 @@ class Progress:
     # -- lifecycle ------------------------------------------------------------------
     def __enter__(self) -> Progress:
         if self.enabled:
+            from rich.console import Console
+            from rich.live import Live
+
             console = self._console or Console(stderr=True)
             # Log lines written to stderr meanwhile (warnings, errors) are printed above the view.
             self._live = Live(
@@ -187,6 +189,10 @@ class Progress:
 
     def render(self) -> RenderableType:
         """The view at this instant."""
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         with self._lock:
             now = self._clock()
             grid = Table.grid(padding=(0, 2))
@@ -210,6 +216,9 @@ class Progress:
         return Group(*lines)
 
     def _row(self, state: _StreamState, now: float) -> tuple[Any, ...]:
+        from rich.progress_bar import ProgressBar
+        from rich.text import Text
+
         total = state.total
         end = state.finished or now
         elapsed = max(end - state.started, 1e-9)

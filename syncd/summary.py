@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, Protocol
 
 from syncd.delivery import StreamReport
+
+if TYPE_CHECKING:  # rich is imported to print: the engine imports this module for `destinations`
+    from rich.console import Console
+    from rich.table import Table
 
 
 class _Target(Protocol):
@@ -77,6 +77,8 @@ def sentences(report: SyncOutcome) -> list[str]:
 
 def table(report: SyncOutcome) -> Table:
     """Counts per stream."""
+    from rich.table import Table
+
     grid = Table(title=f"sync ({report.duration:.3f} s)")
     for col in ("stream", "fetched", "changed", "deleted", "delivered", "rejected", "requests"):
         grid.add_column(col)
@@ -95,6 +97,8 @@ def table(report: SyncOutcome) -> Table:
 
 def print_summary(report: SyncOutcome, console: Console, *, logfile: Path | None = None) -> None:
     """Sentences first, then the table, then where the log went (once)."""
+    from rich.markup import escape
+
     for line in sentences(report):
         console.print(escape(line), highlight=False, soft_wrap=True)
     console.print(table(report))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -14,7 +17,7 @@ from typer.testing import CliRunner
 
 from syncd.cli import app
 from syncd.plugin import Record
-from syncd.store import Store, content_hash
+from syncd.store import Store, content_hash, migrate
 from syncd.store.database import _normalise
 from syncd.store.migrate import BASELINE, VERSION_TABLE, alembic_config, head, pending, version_table_opts
 
@@ -174,3 +177,60 @@ def test_migrations_ship_inside_the_package() -> None:
     assert (here / "versions" / "__init__.py").exists()  # a package: setuptools ships it
     assert len(list((here / "versions").glob("0*.py"))) >= 2
     assert (here / "script.py.mako").exists()  # package data (pyproject: *.mako)
+
+
+def _sqlite_dump(path: Path) -> tuple[list[str], list[tuple[str, ...]]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        objects = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        ).fetchall()
+        return sorted(conn.iterdump()), objects
+
+
+def test_the_sqlite_snapshot_is_what_the_migrations_build() -> None:
+    """Fails when a migration is added or edited without `python -m syncd.store.migrations
+    --sqlite-snapshot` (new SQLite stores would then be made by Alembic, slower but right)."""
+    shipped = migrate._sqlite_snapshot()
+    assert shipped is not None, "sqlite_head.json is missing or not at the newest migration"
+    assert shipped == migrate.sqlite_snapshot_at_head()
+
+
+def test_a_new_sqlite_store_is_the_store_alembic_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same schema objects and the same rows (revision, schema_version). Not always in the same
+    order: the order Alembic's batch mode recreates a table's indexes in varies."""
+    Store.open(f"sqlite:///{tmp_path / 'snapshot.db'}").close()
+    monkeypatch.setattr(migrate, "_sqlite_snapshot", lambda: None)  # as if it were stale
+    Store.open(f"sqlite:///{tmp_path / 'alembic.db'}").close()
+    assert _sqlite_dump(tmp_path / "snapshot.db") == _sqlite_dump(tmp_path / "alembic.db")
+
+
+def test_a_stale_sqlite_snapshot_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stale = tmp_path / "sqlite_head.json"
+    stale.write_text(
+        json.dumps({"revision": "0001", "revisions": ["0001"], "statements": ["CREATE TABLE meta (x INT)"]}),
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(migrate, "SQLITE_SNAPSHOT", stale)
+    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        assert pending(store.engine) == (migrate.StoreRevision(head()), [])
+        assert store.get_meta("schema_version") == "2"
+    finally:
+        store.close()
+
+
+def test_a_sqlite_store_created_meanwhile_is_not_created_again(tmp_path: Path) -> None:
+    """Another process created the store between the look and the lock: Alembic's path looks
+    again (and finds it at the newest revision)."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store.open(url).close()
+    engine = create_engine(url)
+    try:
+        assert migrate._create_sqlite(engine) == []
+        assert migrate.migrate(engine) == []
+        with engine.connect() as conn:
+            assert conn.execute(text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar() == 1
+    finally:
+        engine.dispose()
