@@ -33,6 +33,16 @@ _CONVERT: dict[type, Callable[[Any], str]] = {
 }
 
 
+def _finish(values: Sequence[Any], cells: list[str]) -> str:
+    """The line of cells where a text may start a formula: those texts as `cell` writes them."""
+    return join(
+        [
+            cell(value) if type(value) is str and value.startswith(_FORMULA_START) else text
+            for value, text in zip(values, cells, strict=True)
+        ]
+    )
+
+
 def line_writer(columns: Sequence[str]) -> LineWriter:
     """`write(row)`: `files.line(columns, row)`, compiled for these columns."""
     columns = list(columns)
@@ -42,7 +52,7 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
     names = [f"v{i}" for i in range(n)]
     # (a Decimal's str() is its "f" format unless it has an exponent: `_decimal_text`, inline)
     cells = ", ".join(
-        f'{v} if type({v}) is str and not {v}.startswith(formula) else "" if {v} is None'
+        f'{v} if type({v}) is str else "" if {v} is None'
         f' else t if type({v}) is decimal and "E" not in (t := str({v})) else convert(type({v}), cell)({v})'
         for v in names
     )
@@ -51,18 +61,27 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
         "    if type(row) is not dict:",
         "        return line(columns, row)",
         "    try:",
-        f"        {', '.join(names)} = get(row)",
+        "        values = get(row)",
         "    except KeyError:  # a row without some column (stored cell texts)",
         "        return line(columns, row)",
+        f"    {', '.join(names)} = values",
         f"    cells = [{cells}]",
         '    text = ",".join(cells)',
-        f'    if \'"\' in text or "\\n" in text or "\\r" in text or text.count(",") != {n - 1}:',
+        # A cell that may start a formula starts the line or follows a comma. "=" and "@"
+        # are rare in a line, "-" and "+" in every date: those are looked for after commas.
+        "    if (",
+        "        text.startswith(formula) or ',-' in text or ',+' in text",
+        "        or ('=' in text and ',=' in text) or ('@' in text and ',@' in text)",
+        "        or '\\t' in text or '\\r' in text",
+        "    ):",
+        "        return finish(values, cells)",
+        f"    if '\"' in text or '\\n' in text or text.count(',') != {n - 1}:",
         "        return join(cells)",
         "    return text",
     ]
     source = "\n".join(
         [
-            "def factory(get, columns, line, convert, cell, formula, join, decimal):",
+            "def factory(get, columns, line, convert, cell, formula, join, decimal, finish):",
             *(f"    {text}" for text in body),
             "    return write",
         ]
@@ -71,6 +90,14 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
     builtins = {"type": type, "dict": dict, "str": str, "KeyError": KeyError}
     exec(compile(source, "<csv line writer>", "exec"), {"__builtins__": builtins}, scope)  # noqa: S102 - fixed fragments only
     writer: LineWriter = scope["factory"](
-        operator.itemgetter(*columns), columns, line, _CONVERT.get, cell, _FORMULA_START, join, Decimal
+        operator.itemgetter(*columns),
+        columns,
+        line,
+        _CONVERT.get,
+        cell,
+        _FORMULA_START,
+        join,
+        Decimal,
+        _finish,
     )
     return writer

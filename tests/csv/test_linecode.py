@@ -45,7 +45,7 @@ _values = (
     | st.decimals()
     | st.floats()
     | _texts
-    | st.sampled_from(["-12.50", "=1+1", "+1 555", "", "a,b", 'say "hi"', "\t5", "\r", "@x", " -1"])
+    | st.sampled_from(["-12.50", "=1+1", "+1 555", "", "a,b", 'say "hi"', "\t5", "\tx", "\r", "\rx", "@x", " -1"])
     | st.sampled_from([Decimal("1E+2"), Decimal("-0.00"), Decimal("1E-7"), Decimal("sNaN"), Decimal("-Inf")])
     | st.just(dt.date(2024, 3, 1))
     | st.dictionaries(_texts, _json, max_size=3)
@@ -77,6 +77,8 @@ def test_the_cases_the_writer_hands_on_are_the_old_lines() -> None:
         {"a": "=cmd()", "b": Decimal("-12.50"), "c": True, "d": None, "e": {"k": "v, w"}},
         {"a": "", "b": "", "c": "", "d": "", "e": ""},
         {"a": "x\ny", "b": 'q"', "c": "a,b", "d": "\r", "e": "-1"},
+        {"a": "x", "b": "\tx", "c": "\t5", "d": "1", "e": "y"},
+        {"a": "x", "b": "+1 555", "c": "@x", "d": "a=b", "e": "y@z"},
         {"a": Decimal("1E+2"), "b": 10**30, "c": False, "d": [], "e": {}},
         {"a": "Zoë", "b": "✓", "c": "\ud800", "d": "\x00", "e": 1.5},
     ]
