@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import structlog
 
 from connectors.csv.files import line, split, texts, write_lines
+from connectors.csv.linecode import LineWriter, line_writer
 from syncd.files import sweep_temp_files
 from syncd.plugin import (
     Connector,
@@ -56,10 +57,6 @@ def layout_tag(columns: Sequence[str]) -> str:
     """The tag of a column layout: a hash, so every process finds the same without asking."""
     digest = hashlib.sha256(json.dumps(list(columns)).encode()).digest()
     return base64.urlsafe_b64encode(digest)[:TAG].decode()
-
-
-def _storable(text: str) -> bool:
-    return "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None)
 
 
 class CsvSettings(ConnectorSettings):
@@ -95,7 +92,8 @@ class CsvConnector(Connector):
         # Columns come from the mapping, so a table is rendered (header included) even in a
         # run that wrote no row of it, e.g. one that only deleted records.
         self._columns: dict[str, list[str]] = {t: list(c) for t, c in self.context.columns.items()}
-        self._layouts: dict[str, tuple[list[str], str | None]] = {}  # by table, on first use
+        # by table, on first use: its columns, its lines' tag, its compiled `line`
+        self._layouts: dict[str, tuple[list[str], str | None, LineWriter]] = {}
 
     def _directory(self) -> Path:
         directory = self.settings.directory
@@ -104,27 +102,30 @@ class CsvConnector(Connector):
     def write(self, stream: str, records: Sequence[MappedRecord]) -> list[Rejection]:
         outputs = self.context.outputs
         items: list[tuple[str, str, dict[str, list[Any]]]] = []
+        rows_of = self._rows
         for mapped in records:
             # A deleted record is put with no rows: its rows go, in the page's one transaction.
-            tables = {} if mapped.record.deleted else {
-                t: [self._row(t, row) for row in rows] for t, rows in mapped.tables.items()
-            }
+            tables = {} if mapped.record.deleted else {t: rows_of(t, rows) for t, rows in mapped.tables.items()}
             items.append((stream, mapped.record.id, tables))
         if items:
             outputs.put_many(items)
         return []
 
-    def _row(self, table: str, row: Mapping[str, Any]) -> str | dict[str, str]:
-        """What the store keeps of a row: its tagged CSV line, else the texts of its cells."""
-        columns, tag = self._layouts.get(table) or self._layout(table)
-        if tag is not None:
-            text = line(columns, row)
-            if _storable(text):
-                return tag + text
-        # `cell` of its own output is that output: stored texts render as the values did.
-        return texts(columns or row, row)
+    def _rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> list[str | dict[str, str]]:
+        """What the store keeps of each row: its tagged CSV line, else the texts of its cells."""
+        columns, tag, write = self._layouts.get(table) or self._layout(table)
+        if tag is None:
+            return [texts(columns or row, row) for row in rows]
+        kept: list[str | dict[str, str]] = []
+        for row in rows:
+            text = write(row)
+            if "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None):  # storable
+                kept.append(tag + text)
+            else:  # `cell` of its own output is that output: stored texts render as the values did.
+                kept.append(texts(columns or row, row))
+        return kept
 
-    def _layout(self, table: str) -> tuple[list[str], str | None]:
+    def _layout(self, table: str) -> tuple[list[str], str | None, LineWriter]:
         """A table's columns and the tag its lines carry (None: its rows are kept as JSON)."""
         columns = self._columns.get(table, [])
         tag = None
@@ -134,20 +135,20 @@ class CsvConnector(Connector):
             layout = json.dumps(columns)
             if outputs.remember(f"layout:{table}:{tag}", layout) != layout:
                 tag = None  # another layout has this tag (a hash collision): JSON, as before
-        self._layouts[table] = (columns, tag)
-        return columns, tag
+        entry = self._layouts[table] = (columns, tag, line_writer(columns))
+        return entry
 
     def _lines(self, table: str) -> Iterator[str]:
         """The table's rows as CSV lines of its columns now, in the store's order."""
         outputs = self.context.outputs
-        columns, tag = self._layouts.get(table) or self._layout(table)
+        columns, tag, write = self._layouts.get(table) or self._layout(table)
         if not isinstance(outputs, LineStore):
-            yield from (line(columns, row) for row in outputs.rows(table))
+            yield from (write(row) for row in outputs.rows(table))
             return
         earlier: dict[str, list[str]] = {}
         for row in outputs.stored(table):
             if not isinstance(row, str):
-                yield line(columns, row)
+                yield write(row)
             elif tag is not None and row.startswith(tag):
                 yield row[TAG:]
             else:  # written for other columns (an earlier mapping): cells by column name

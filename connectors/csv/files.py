@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,25 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _JSON = simplejson.JSONEncoder(use_decimal=True, sort_keys=True)
 # The standard library's C encoder writes the same text for values without a Decimal, faster.
 _PLAIN_JSON = json.JSONEncoder(sort_keys=True)
+# What `_PLAIN_JSON.encode` runs, built once: it builds it on every call, which costs more
+# than encoding a small object. No markers (the circular check): a circular value (never
+# decoded JSON) recurses until RecursionError, then `_PLAIN_JSON` raises what it always did.
+_ENCODE = (
+    c_make_encoder(None, _PLAIN_JSON.default, encode_basestring_ascii, None, ": ", ", ", True, False, True)
+    if c_make_encoder is not None
+    else None
+)
 
 
 def _json_text(value: Any) -> str:
     if not value:  # most metadata is empty: the text both encoders write for it
         return "{}" if isinstance(value, dict) else "[]"
     try:
+        if _ENCODE is not None and type(value) in (dict, list):
+            try:
+                return "".join(_ENCODE(value, 0))
+            except RecursionError:
+                pass
         return _PLAIN_JSON.encode(value)
     except TypeError:  # a Decimal inside: simplejson writes it as an exact number
         return _JSON.encode(value)
@@ -120,15 +134,15 @@ def join(cells: list[str]) -> str:
     text = ",".join(cells)
     # One scan of the line finds whether any cell needs quotes (most do not).
     if '"' in text or "\n" in text or "\r" in text or text.count(",") != len(cells) - 1:
-        text = ",".join(_quoted(c) for c in cells)
+        # `_quoted` of each cell, inline: a call per cell costs more than its tests
+        text = ",".join(
+            [
+                '"' + c.replace('"', '""') + '"' if '"' in c or "," in c or "\n" in c or "\r" in c else c
+                for c in cells
+            ]
+        )
     elif not text and len(cells) == 1:
         return '""'  # csv.writer quotes a lone empty cell, or the line would be blank
-    return text
-
-
-def _quoted(text: str) -> str:
-    if '"' in text or "," in text or "\n" in text or "\r" in text:
-        return '"' + text.replace('"', '""') + '"'
     return text
 
 

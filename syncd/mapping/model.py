@@ -259,14 +259,15 @@ class Condition:
 def _spec(column: Column) -> Spec:
     source = column.source
     steps = tuple(step.apply for step in column.steps)
+    inlines = tuple(step.inline for step in column.steps)
     if isinstance(source, Constant):
-        return Spec(column.name, "value", source.value, steps, column.reads_row)
+        return Spec(column.name, "value", source.value, steps, column.reads_row, inlines)
     if isinstance(source, Template):
-        return Spec(column.name, "get", source.render, steps, column.reads_row)
+        return Spec(column.name, "get", source.render, steps, column.reads_row, inlines)
     if source.key is not None:
         kind = "row_key" if source.relative else "key"
-        return Spec(column.name, kind, source.key, steps, column.reads_row)
-    return Spec(column.name, "get", path_getter(source), steps, column.reads_row)
+        return Spec(column.name, kind, source.key, steps, column.reads_row, inlines)
+    return Spec(column.name, "get", path_getter(source), steps, column.reads_row, inlines)
 
 
 def _rows_reader(path: CompiledPath) -> Callable[[Env], Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from syncd.mapping.transforms import Env
+from syncd.mapping.transforms import Env, Inline
 
 RecordBuilder = Callable[[dict[str, Any], Env], dict[str, Any]]
 RowsBuilder = Callable[[dict[str, Any], Sequence[Any], Env], "list[dict[str, Any]] | None"]
@@ -36,6 +36,7 @@ class Spec(NamedTuple):
     source: Any
     steps: tuple[Callable[[Any, Env], Any], ...]  # the chain's `apply`s, in order
     reads_row: bool  # computed per row; otherwise once per record, shared by its rows
+    inlines: tuple[Inline | None, ...] = ()  # per step, how to write its usual case inline
 
 
 def record_builder(specs: Sequence[Spec]) -> RecordBuilder:
@@ -92,7 +93,17 @@ def _expr(i: int, spec: Spec, cells: dict[str, Any]) -> str:
         raise ValueError(f"unknown column kind {spec.kind!r}")
     for j, step in enumerate(spec.steps):
         cells[f"s{i}_{j}"] = step
-        text = f"s{i}_{j}({text}, env)"
+        inline = spec.inlines[j] if j < len(spec.inlines) else None
+        if inline is None:
+            text = f"s{i}_{j}({text}, env)"
+            continue
+        names = {name: f"{name}{i}_{j}" for name in inline.cells}
+        cells.update({names[name]: value for name, value in inline.cells.items()})
+        text = (
+            "("
+            + inline.expr.format(input=text, v=f"v{i}_{j}", t=f"t{i}_{j}", apply=f"s{i}_{j}", **names)
+            + ")"
+        )
     return text
 
 

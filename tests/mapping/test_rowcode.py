@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from syncd.errors import MappingError
 from syncd.mapping import MappingSet, load_mapping
 from syncd.mapping.transforms import ApplyError, Defaults, Env, compile_step
 from syncd.plugin import Record
 from syncd.sandbox.data import SandboxData
-from tests.mapping.helpers import MAPPINGS, apply, load
+from tests.mapping.helpers import MAPPINGS, apply, load, write
 
 
 def test_dict_records_never_take_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,3 +156,101 @@ fields = [
     calls.clear()
     assert mapping.apply(expanded, resolve)["t"][0]["tpl"] == "X/C"
     assert calls == []
+
+
+# One mapping per column, so that a step that refuses a value hides no other column.
+INLINE_COLUMNS = [
+    ("", '{ name = "up", from = "name", transforms = ["upper"] }'),
+    ("", '{ name = "low", from = "name", transforms = ["lower", "strip"] }'),
+    ("", '{ name = "dec", from = "total", transforms = ["decimal"] }'),
+    ("", '{ name = "day", from = "date", transforms = ["date"] }'),
+    ("", '{ name = "paris", from = "date", transforms = [{ date = "%Y-%m-%d", tz = "Europe/Paris" }] }'),
+    ("", '{ name = "when", from = "date", transforms = ["datetime"] }'),
+    ("", '{ name = "money", from = "subtotal", transforms = ["money"] }'),
+    ("", '{ name = "sum", from = "items[].amount", transforms = ["sum", "money"] }'),
+    ('rows = "items"', '{ name = "amount", from = "items[].amount", transforms = ["money"] }'),
+    (
+        'rows = "items"',
+        '{ name = "own", from = "items[].amount", transforms = [{ money = "items[].type" }] }',
+    ),
+    ('rows = "items"', '{ name = "day", from = "items[].updated_at", transforms = ["date"] }'),
+    ('rows = "items"', '{ name = "up", from = "items[].name", transforms = ["upper"] }'),
+]
+_ODD = [None, "", True, False, 0, -1, 7, 10**20, 1.5, "abc", " 1700000000 ", "x", [], {"k": 1}]
+_STAMPS = [
+    1700000000,
+    1700003599,
+    1700006399,
+    1700006400,
+    1700010000,
+    -62135596800,
+    253402300799,
+    Decimal("1700000000.5"),
+    *_ODD,
+]
+_NUMBERS = [
+    Decimal("1.005"),
+    Decimal("-2.5"),
+    Decimal("1E+2"),
+    Decimal("NaN"),
+    Decimal("-Infinity"),
+    "2.5",
+    *_ODD,
+]
+_CURRENCIES = ["usd", "JPY", "EUR", "", None, 5, True, ["x"]]
+
+
+def _outcome(mapping: MappingSet, data: Mapping[str, Any]) -> Any:
+    try:
+        return apply(mapping, "invoices", data)
+    except MappingError as exc:
+        return (str(exc), exc.line, exc.field)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["Zoë", " a b ", *_ODD]),
+            "total": st.sampled_from(_NUMBERS),
+            "subtotal": st.sampled_from(_NUMBERS),
+            "date": st.sampled_from(_STAMPS),
+            "currency": st.sampled_from(_CURRENCIES),
+            "items": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "amount": st.sampled_from(_NUMBERS),
+                        "type": st.sampled_from(_CURRENCIES),
+                        "updated_at": st.sampled_from(_STAMPS),
+                        "name": st.sampled_from(["ß", *_ODD]),
+                    }
+                ),
+                max_size=3,
+            ),
+        }
+    )
+)
+def test_steps_written_inline_answer_what_their_apply_does(tmp_path: Path, data: dict[str, Any]) -> None:
+    """A dict record (the row builders, steps inline) maps as a read-only one (column by column)."""
+    if not _INLINE_MAPPINGS:
+        for i, (rows, column) in enumerate(INLINE_COLUMNS):
+            text = f'[defaults]\ncurrency_digits = {{ EUR = 3 }}\n[tables.t]\nstream = "invoices"\n{rows}\nfields = [{column}]\n'
+            _INLINE_MAPPINGS.append(load_mapping(write(tmp_path, text, f"m{i}.toml")))
+    for mapping in _INLINE_MAPPINGS:
+        general = _outcome(mapping, MappingProxyType(data))
+        for _ in range(2):  # the second time from the steps' kept texts and quanta
+            assert repr(_outcome(mapping, data)) == repr(general)
+
+
+_INLINE_MAPPINGS: list[MappingSet] = []
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/Los_Angeles"])
+def test_default_dates_equal_strftime_across_eras(zone: str) -> None:
+    """`%Y-%m-%d` is written by `date().isoformat()` from year 1000 (strftime pads no year)."""
+    step = compile_step("date", Defaults(timezone=zone), lambda text: pytest.fail(text), {})
+    env = Env({}, None, lambda s, r: None)
+    tz = ZoneInfo(zone)
+    stamps = [0, -1, 86399, 1700000000, -62135596800 + 2 * 86400, -50000000000, -30610224000, 253402128000]
+    for stamp in [*stamps, *range(-86400 * 3, 86400 * 3, 3600 * 7)] * 2:
+        assert step.apply(stamp, env) == dt.datetime.fromtimestamp(stamp, tz).strftime("%Y-%m-%d"), stamp
