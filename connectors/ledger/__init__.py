@@ -228,6 +228,8 @@ class LedgerConnector(Connector):
             self.declared = self._check_main(self._resolve(s.main_journal))
         self._last_render = time.monotonic()
         self._render_took = 0.0
+        self._rendered = 0  # entries the last render wrote
+        self._written = 0  # entries put since it began
 
     def _resolve(self, path: Path) -> Path:
         path = path.expanduser()
@@ -274,6 +276,7 @@ class LedgerConnector(Connector):
                 else:
                     entries = self._entries(stream, mapped)
                     table = {ENTRIES: [self._row(e) if as_text else e.to_row() for e in entries]}
+                    self._written += len(entries)
             except EntryError as exc:
                 rejected.append(Rejection(stream, rid, f"{stream} {rid}: {exc}"))
                 continue
@@ -307,8 +310,13 @@ class LedgerConnector(Connector):
     def flush(self) -> None:
         # Entries are durable in the store once put; the file follows on a timer and at close.
         # A render rewrites the whole journal, so its cost grows with the books: wait at least
-        # ten times as long as the last one took, so that renders stay a small share of a long run.
-        wait = max(self.settings.render_every, 10 * self._render_took)
+        # ten times as long as the next one should take, so that renders stay a small share of
+        # a long run. That is the last one's time scaled by the entries put since (an entry
+        # replaced counts as one more: at worst a render comes later): in a first sync the books
+        # grow as fast as the run goes, and the last render's time alone let each render cost
+        # more than the one before, a tenth of the run and more (CPU per record grew with size).
+        grown = 1.0 + self._written / max(self._rendered, 1)
+        wait = max(self.settings.render_every, 10 * self._render_took * grown)
         if time.monotonic() - self._last_render >= wait:
             self.render()
 
@@ -394,15 +402,17 @@ class LedgerConnector(Connector):
         """
         outputs = self.context.outputs
         self._last_render = time.monotonic()
+        self._written = 0
         in_books = self._payments_in_books()
         stamp = self._stamp(in_books)
         if not outputs.is_dirty() and _first_line(self.path) == header(stamp):
             return False
         # Streamed through an external sort: a 300k-entry journal never sits in memory.
         facts = Facts()
+        self._rendered = 0
         replaced = render_items(
             self.path,
-            self._items(in_books, facts),
+            self._counted(self._items(in_books, facts)),
             facts,
             self.settings.dialect,
             declared=self.declared,
@@ -412,6 +422,11 @@ class LedgerConnector(Connector):
         self._render_took = time.monotonic() - self._last_render
         log.info("ledger.rendered", path=str(self.path), replaced=replaced)
         return replaced
+
+    def _counted(self, items: Iterator[Item]) -> Iterator[Item]:
+        for item in items:
+            self._rendered += 1
+            yield item
 
     def _stamp(self, in_books: frozenset[str]) -> str:
         parts = [RENDER_VERSION, self.settings.dialect, *sorted(self.declared), "|", *sorted(in_books)]

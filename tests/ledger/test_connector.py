@@ -306,7 +306,7 @@ def test_settings_change_rerenders_even_when_the_store_is_clean(tmp_path: Path, 
     assert path.read_text() == hledger_text
 
 
-def test_a_long_run_renders_the_journal_again_only_after_ten_times_the_last_render(
+def test_a_long_run_renders_the_journal_again_only_after_ten_times_the_next_render(
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import connectors.ledger as ledger_module
@@ -319,18 +319,24 @@ def test_a_long_run_renders_the_journal_again_only_after_ten_times_the_last_rend
 
     def slow_render(*args: Any, **kwargs: Any) -> bool:
         renders.append(clock[0])
-        clock[0] += 5.0  # this render takes 5 s: the next waits 50 s, not render_every
+        clock[0] += 5.0  # this render takes 5 s: the next waits 50 s at least, not render_every
         return real_render(*args, **kwargs)
 
     monkeypatch.setattr(ledger_module, "render_items", slow_render)
     customers = {"1": "Acme"}
     invoice = example("invoicing/invoices/object.json")
-    for step in range(12):
+    conn.write(
+        "invoices",
+        [mapped("invoices", {**invoice, "id": 400 + i, "customer": 1}, customers) for i in range(20)],
+    )
+    for step in range(25):
         data = {**invoice, "id": 500 + step, "customer": 1}
         conn.write("invoices", [mapped("invoices", data, customers)])
         clock[0] += 5.0
         conn.flush()
-    # 12 flushes 5 s apart: a render at the first due flush (>= 1 s), then one after 50 s more.
-    assert len(renders) == 2 and renders[1] - renders[0] >= 50, renders
+    # A render at the first due flush (>= 1 s) of 21 entries, taking 5 s. Each flush after it
+    # adds one entry: k flushes later the next render should take 5 s * (21 + k) / 21, so it
+    # waits until 5 s * (k + 1) >= 10 times that, k = 18 (the last render's time alone: k = 9).
+    assert len(renders) == 2 and renders[1] - renders[0] == 5.0 * 19, renders
     conn.close()
     assert len(renders) == 3
