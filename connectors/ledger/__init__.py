@@ -56,6 +56,11 @@ ENTRIES = "entries"
 CUSTOMERS = "customers"
 
 
+# A render during a run waits this many times as long as it should take (see `flush`), but
+# leaves the journal no older than _STALEST times `render_every` (or ten renders' time).
+_RENDER_SHARE = 30
+_STALEST = 20
+
 _FALLBACK = Accounts()  # one set of default account names, for the settings and the journal
 
 
@@ -310,13 +315,16 @@ class LedgerConnector(Connector):
     def flush(self) -> None:
         # Entries are durable in the store once put; the file follows on a timer and at close.
         # A render rewrites the whole journal, so its cost grows with the books: wait at least
-        # ten times as long as the next one should take, so that renders stay a small share of
-        # a long run. That is the last one's time scaled by the entries put since (an entry
-        # replaced counts as one more: at worst a render comes later): in a first sync the books
-        # grow as fast as the run goes, and the last render's time alone let each render cost
-        # more than the one before, a tenth of the run and more (CPU per record grew with size).
+        # _RENDER_SHARE times as long as the next one should take (the last one's time scaled
+        # by the entries put since; a replaced entry counts as one more), so that renders stay
+        # a few per cent of a long run. In a first sync the books grow about as fast as the run
+        # goes: waiting ten times the last render's time alone rendered every 30 s, a tenth of
+        # a 200k-invoice run (CPU per record grew with size); now, after the first render, the
+        # wait outgrows the run until _STALEST render_every's have passed (or ten times the
+        # last render's time, if longer: never more often than that).
         grown = 1.0 + self._written / max(self._rendered, 1)
-        wait = max(self.settings.render_every, 10 * self._render_took * grown)
+        due = max(self.settings.render_every, _RENDER_SHARE * self._render_took * grown)
+        wait = min(due, max(_STALEST * self.settings.render_every, 10 * self._render_took))
         if time.monotonic() - self._last_render >= wait:
             self.render()
 
