@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 import zoneinfo
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -46,6 +45,7 @@ from syncd.plugin import (
     Rejection,
     TableSpec,
 )
+from syncd.render_clock import RenderClock
 
 __all__ = ["RENDER_VERSION", "AccountSettings", "LedgerConnector", "LedgerSettings"]
 
@@ -55,11 +55,6 @@ log = structlog.get_logger(__name__)
 ENTRIES = "entries"
 CUSTOMERS = "customers"
 
-
-# A render during a run waits this many times as long as it should take (see `flush`), but
-# leaves the journal no older than _STALEST times `render_every` (or ten renders' time).
-_RENDER_SHARE = 30
-_STALEST = 20
 
 _FALLBACK = Accounts()  # one set of default account names, for the settings and the journal
 
@@ -231,10 +226,7 @@ class LedgerConnector(Connector):
         self.declared: frozenset[str] = frozenset()
         if s.main_journal is not None:
             self.declared = self._check_main(self._resolve(s.main_journal))
-        self._last_render = time.monotonic()
-        self._render_took = 0.0
-        self._rendered = 0  # entries the last render wrote
-        self._written = 0  # entries put since it began
+        self._clock = RenderClock(s.render_every)
 
     def _resolve(self, path: Path) -> Path:
         path = path.expanduser()
@@ -281,7 +273,7 @@ class LedgerConnector(Connector):
                 else:
                     entries = self._entries(stream, mapped)
                     table = {ENTRIES: [self._row(e) if as_text else e.to_row() for e in entries]}
-                    self._written += len(entries)
+                    self._clock.wrote(len(entries))
             except EntryError as exc:
                 rejected.append(Rejection(stream, rid, f"{stream} {rid}: {exc}"))
                 continue
@@ -313,19 +305,9 @@ class LedgerConnector(Connector):
         return entries
 
     def flush(self) -> None:
-        # Entries are durable in the store once put; the file follows on a timer and at close.
-        # A render rewrites the whole journal, so its cost grows with the books: wait at least
-        # _RENDER_SHARE times as long as the next one should take (the last one's time scaled
-        # by the entries put since; a replaced entry counts as one more), so that renders stay
-        # a few per cent of a long run. In a first sync the books grow about as fast as the run
-        # goes: waiting ten times the last render's time alone rendered every 30 s, a tenth of
-        # a 200k-invoice run (CPU per record grew with size); now, after the first render, the
-        # wait outgrows the run until _STALEST render_every's have passed (or ten times the
-        # last render's time, if longer: never more often than that).
-        grown = 1.0 + self._written / max(self._rendered, 1)
-        due = max(self.settings.render_every, _RENDER_SHARE * self._render_took * grown)
-        wait = min(due, max(_STALEST * self.settings.render_every, 10 * self._render_took))
-        if time.monotonic() - self._last_render >= wait:
+        # Entries are durable in the store once put; the journal follows at close and, in a
+        # long run, when its clock says (syncd/render_clock.py: a render's cost grows with the books).
+        if self._clock.due():
             self.render()
 
     def close(self) -> None:
@@ -409,31 +391,31 @@ class LedgerConnector(Connector):
         store and stamp skip the work entirely.
         """
         outputs = self.context.outputs
-        self._last_render = time.monotonic()
-        self._written = 0
+        self._clock.begin()
         in_books = self._payments_in_books()
         stamp = self._stamp(in_books)
         if not outputs.is_dirty() and _first_line(self.path) == header(stamp):
             return False
         # Streamed through an external sort: a 300k-entry journal never sits in memory.
         facts = Facts()
-        self._rendered = 0
+        counted = [0]
         replaced = render_items(
             self.path,
-            self._counted(self._items(in_books, facts)),
+            self._counted(self._items(in_books, facts), counted),
             facts,
             self.settings.dialect,
             declared=self.declared,
             stamp=stamp,
         )
         outputs.mark_clean()
-        self._render_took = time.monotonic() - self._last_render
+        self._clock.end(counted[0])
         log.info("ledger.rendered", path=str(self.path), replaced=replaced)
         return replaced
 
-    def _counted(self, items: Iterator[Item]) -> Iterator[Item]:
+    @staticmethod
+    def _counted(items: Iterator[Item], counted: list[int]) -> Iterator[Item]:
         for item in items:
-            self._rendered += 1
+            counted[0] += 1
             yield item
 
     def _stamp(self, in_books: frozenset[str]) -> str:

@@ -310,9 +310,10 @@ def test_a_long_run_renders_again_after_thirty_times_the_next_render_or_twenty_p
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import connectors.ledger as ledger_module
+    import syncd.render_clock
 
     clock = [1000.0]
-    monkeypatch.setattr(ledger_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(syncd.render_clock.time, "monotonic", lambda: clock[0])
     conn = make_connector(tmp_path, store, render_every=10.0)
     renders: list[float] = []
     real_render = ledger_module.render_items
