@@ -16,7 +16,6 @@ import base64
 import hashlib
 import json
 import re
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -36,6 +35,7 @@ from syncd.plugin import (
     Rejection,
     TableSpec,
 )
+from syncd.render_clock import RenderClock
 
 log = structlog.get_logger(__name__)
 
@@ -87,8 +87,7 @@ class CsvConnector(Connector):
         self.directory.mkdir(parents=True, exist_ok=True)
         if removed := sweep_temp_files(self.directory, "*.csv"):
             log.info("csv.stale_temp_files_removed", files=[p.name for p in removed])
-        self._last_render = time.monotonic()
-        self._render_took = 0.0
+        self._clock = RenderClock(self.settings.render_every)
         # Columns come from the mapping, so a table is rendered (header included) even in a
         # run that wrote no row of it, e.g. one that only deleted records.
         self._columns: dict[str, list[str]] = {t: list(c) for t, c in self.context.columns.items()}
@@ -109,6 +108,7 @@ class CsvConnector(Connector):
             items.append((stream, mapped.record.id, tables))
         if items:
             outputs.put_many(items)
+            self._clock.wrote(sum(len(rows) for _, _, tables in items for rows in tables.values()))
         return []
 
     def _rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> list[str | dict[str, str]]:
@@ -166,11 +166,9 @@ class CsvConnector(Connector):
         return known[tag]
 
     def flush(self) -> None:
-        # Rows are durable in the store once put; files follow on a timer and at close.
-        # A render rewrites whole files, so its cost grows with the data: wait at least ten
-        # times as long as the last one took, so that renders stay a small share of a long run.
-        wait = max(self.settings.render_every, 10 * self._render_took)
-        if time.monotonic() - self._last_render >= wait:
+        # Rows are durable in the store once put; files follow at close and, in a long run,
+        # when the clock says (syncd/render_clock.py: a render's cost grows with the data).
+        if self._clock.due():
             self.render()
 
     def close(self) -> None:
@@ -179,15 +177,17 @@ class CsvConnector(Connector):
     def render(self) -> None:
         """Rebuild every table's file from the store, if anything changed since the last time."""
         outputs = self.context.outputs
-        self._last_render = time.monotonic()
+        self._clock.begin()
         missing = any(not (self.directory / f"{table}.csv").exists() for table in self._columns)
         if not (missing or outputs.is_dirty()):
             return
+        rendered = 0
         for table, columns in sorted(self._columns.items()):
             count = write_lines(self.directory / f"{table}.csv", columns, self._lines(table))
             log.info("csv.rendered", table=table, rows=count)
+            rendered += count
         outputs.mark_clean()
-        self._render_took = time.monotonic() - self._last_render
+        self._clock.end(rendered)
 
     def external_payments(self) -> Iterable[ExternalPayment | Rejection]:
         """The payments of the inbox (none when `inbox` is not set); see connectors/csv/inbox.py."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 import zoneinfo
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -46,6 +45,7 @@ from syncd.plugin import (
     Rejection,
     TableSpec,
 )
+from syncd.render_clock import RenderClock
 
 __all__ = ["RENDER_VERSION", "AccountSettings", "LedgerConnector", "LedgerSettings"]
 
@@ -226,8 +226,7 @@ class LedgerConnector(Connector):
         self.declared: frozenset[str] = frozenset()
         if s.main_journal is not None:
             self.declared = self._check_main(self._resolve(s.main_journal))
-        self._last_render = time.monotonic()
-        self._render_took = 0.0
+        self._clock = RenderClock(s.render_every)
 
     def _resolve(self, path: Path) -> Path:
         path = path.expanduser()
@@ -274,6 +273,7 @@ class LedgerConnector(Connector):
                 else:
                     entries = self._entries(stream, mapped)
                     table = {ENTRIES: [self._row(e) if as_text else e.to_row() for e in entries]}
+                    self._clock.wrote(len(entries))
             except EntryError as exc:
                 rejected.append(Rejection(stream, rid, f"{stream} {rid}: {exc}"))
                 continue
@@ -305,11 +305,9 @@ class LedgerConnector(Connector):
         return entries
 
     def flush(self) -> None:
-        # Entries are durable in the store once put; the file follows on a timer and at close.
-        # A render rewrites the whole journal, so its cost grows with the books: wait at least
-        # ten times as long as the last one took, so that renders stay a small share of a long run.
-        wait = max(self.settings.render_every, 10 * self._render_took)
-        if time.monotonic() - self._last_render >= wait:
+        # Entries are durable in the store once put; the journal follows at close and, in a
+        # long run, when its clock says (syncd/render_clock.py: a render's cost grows with the books).
+        if self._clock.due():
             self.render()
 
     def close(self) -> None:
@@ -393,25 +391,32 @@ class LedgerConnector(Connector):
         store and stamp skip the work entirely.
         """
         outputs = self.context.outputs
-        self._last_render = time.monotonic()
+        self._clock.begin()
         in_books = self._payments_in_books()
         stamp = self._stamp(in_books)
         if not outputs.is_dirty() and _first_line(self.path) == header(stamp):
             return False
         # Streamed through an external sort: a 300k-entry journal never sits in memory.
         facts = Facts()
+        counted = [0]
         replaced = render_items(
             self.path,
-            self._items(in_books, facts),
+            self._counted(self._items(in_books, facts), counted),
             facts,
             self.settings.dialect,
             declared=self.declared,
             stamp=stamp,
         )
         outputs.mark_clean()
-        self._render_took = time.monotonic() - self._last_render
+        self._clock.end(counted[0])
         log.info("ledger.rendered", path=str(self.path), replaced=replaced)
         return replaced
+
+    @staticmethod
+    def _counted(items: Iterator[Item], counted: list[int]) -> Iterator[Item]:
+        for item in items:
+            counted[0] += 1
+            yield item
 
     def _stamp(self, in_books: frozenset[str]) -> str:
         parts = [RENDER_VERSION, self.settings.dialect, *sorted(self.declared), "|", *sorted(in_books)]

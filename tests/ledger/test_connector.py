@@ -306,31 +306,53 @@ def test_settings_change_rerenders_even_when_the_store_is_clean(tmp_path: Path, 
     assert path.read_text() == hledger_text
 
 
-def test_a_long_run_renders_the_journal_again_only_after_ten_times_the_last_render(
+def test_a_long_run_renders_again_after_thirty_times_the_next_render_or_twenty_periods(
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import connectors.ledger as ledger_module
+    import syncd.render_clock
 
     clock = [1000.0]
-    monkeypatch.setattr(ledger_module.time, "monotonic", lambda: clock[0])
-    conn = make_connector(tmp_path, store, render_every=1.0)
+    monkeypatch.setattr(syncd.render_clock.time, "monotonic", lambda: clock[0])
+    conn = make_connector(tmp_path, store, render_every=10.0)
     renders: list[float] = []
     real_render = ledger_module.render_items
 
     def slow_render(*args: Any, **kwargs: Any) -> bool:
         renders.append(clock[0])
-        clock[0] += 5.0  # this render takes 5 s: the next waits 50 s, not render_every
+        clock[0] += 5.0  # every render takes 5 s
         return real_render(*args, **kwargs)
 
     monkeypatch.setattr(ledger_module, "render_items", slow_render)
     customers = {"1": "Acme"}
     invoice = example("invoicing/invoices/object.json")
-    for step in range(12):
-        data = {**invoice, "id": 500 + step, "customer": 1}
-        conn.write("invoices", [mapped("invoices", data, customers)])
-        clock[0] += 5.0
-        conn.flush()
-    # 12 flushes 5 s apart: a render at the first due flush (>= 1 s), then one after 50 s more.
-    assert len(renders) == 2 and renders[1] - renders[0] >= 50, renders
-    conn.close()
-    assert len(renders) == 3
+
+    def put(ids: range) -> None:
+        conn.write(
+            "invoices", [mapped("invoices", {**invoice, "id": i, "customer": 1}, customers) for i in ids]
+        )
+
+    def run_until(renders_wanted: int, write_each_step: bool) -> None:
+        step = 0
+        while len(renders) < renders_wanted:
+            if write_each_step:
+                put(range(900 + step, 901 + step))
+            clock[0] += 5.0
+            conn.flush()
+            step += 1
+            assert step < 100, renders
+
+    put(range(400, 420))  # 20 entries
+    run_until(1, write_each_step=False)  # at render_every
+    assert renders == [1010.0]
+    put(range(420, 421))  # one entry more: the next render should take 5 s * 21 / 20
+    run_until(2, write_each_step=False)
+    # 30 times that, 157.5 s (ten times the last render's time alone: 50 s)
+    assert renders[1] - renders[0] == 160.0, renders
+    # The books growing by an entry every 5 s: 30 times the next render's time outgrows the
+    # time since the last, so the journal waits 20 render_every's (200 s), then renders.
+    run_until(3, write_each_step=True)
+    assert renders[2] - renders[1] == 200.0, renders
+    put(range(990, 991))
+    conn.close()  # renders whatever changed
+    assert len(renders) == 4
