@@ -7,10 +7,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connectors.csv.files import cell
+from syncd import registry
 from syncd.config import Settings
 from syncd.mapping import load_mapping
-from syncd.plugin import Record
+from syncd.plugin import Connector, Record
 
 ROOT = Path(__file__).resolve().parents[2]
 CSV_MAPPING = ROOT / "mappings" / "csv.toml"
@@ -76,3 +79,13 @@ def assert_csv_matches(sandbox: Any, out: Path, keep: Mapping[str, Callable[[Any
         extra = [r for r in got[1:] if r not in rows[1:]]
         assert not missing and not extra, f"{table}.csv: {len(missing)} missing/stale, {len(extra)} extra/stale"
         assert got == rows, f"{table}.csv order"
+
+
+def install_connector(monkeypatch: pytest.MonkeyPatch, name: str, cls: type[Connector]) -> None:
+    """Make connector `name` resolve to `cls` for this test (the others as installed)."""
+    real = registry.connector_class
+
+    def lookup(wanted: str, *, config_path: str | None = None) -> type[Connector]:
+        return cls if wanted == name else real(wanted, config_path=config_path)
+
+    monkeypatch.setattr(registry, "connector_class", lookup)

@@ -9,11 +9,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from syncd import registry
 from syncd.engine import run_sync
 from syncd.plugin import Connector, MappedRecord, Rejection
 from syncd.store import Store
-from tests.engine.helpers import CSV_MAPPING, read_csv_dir, settings_for
+from tests.engine.helpers import CSV_MAPPING, install_connector, read_csv_dir, settings_for
 
 
 class PickyConnector(Connector):
@@ -37,12 +36,7 @@ class PickyConnector(Connector):
 
 @pytest.fixture
 def picky(monkeypatch: pytest.MonkeyPatch) -> type[PickyConnector]:
-    real = registry.connector_class
-
-    def lookup(name: str, *, config_path: str | None = None) -> type[Connector]:
-        return PickyConnector if name == "picky" else real(name, config_path=config_path)
-
-    monkeypatch.setattr(registry, "connector_class", lookup)
+    install_connector(monkeypatch, "picky", PickyConnector)
     PickyConnector.received = []
     return PickyConnector
 

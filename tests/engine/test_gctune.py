@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from syncd import gctune, registry
+from syncd import gctune
 from syncd.engine import run_sync
 from syncd.plugin import Connector, MappedRecord, Rejection
-from tests.engine.helpers import CSV_MAPPING, settings_for
+from tests.engine.helpers import CSV_MAPPING, install_connector, settings_for
 
 
 class WatchingConnector(Connector):
@@ -32,12 +32,7 @@ class WatchingConnector(Connector):
 
 @pytest.fixture
 def watching(monkeypatch: pytest.MonkeyPatch) -> type[WatchingConnector]:
-    real = registry.connector_class
-
-    def lookup(name: str, *, config_path: str | None = None) -> type[Connector]:
-        return WatchingConnector if name == "watching" else real(name, config_path=config_path)
-
-    monkeypatch.setattr(registry, "connector_class", lookup)
+    install_connector(monkeypatch, "watching", WatchingConnector)
     WatchingConnector.seen = []
     return WatchingConnector
 
