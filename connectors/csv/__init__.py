@@ -2,7 +2,8 @@
 
 Each file holds one row per record (or per line item) in its latest state. Rows are
 kept in the checkpoint store and the files are rendered from there, atomically, when
-the run ends (and every `render_every` seconds during a long run).
+the run ends (and during a long run at least `render_every` seconds apart, further apart as the
+files grow, never more than twenty `render_every`s old: syncd/render_clock.py).
 
 A row is stored as its CSV line, written once: a render only concatenates lines. The line
 starts with a tag of the columns it was written for (the layout, kept in the store under

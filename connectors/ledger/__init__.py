@@ -4,7 +4,8 @@ Each invoice and transaction becomes one entry (a voided invoice also gets its
 reversal), kept in the checkpoint store as the connector's output rows, each with its text
 already rendered (`rows`), so that a render mostly sorts and copies texts. The journal
 file is rendered from the store, in a stable order, and replaced atomically at the end
-of a run (and every `render_every` seconds during a long one); an unchanged store
+of a run (and during a long one at least `render_every` seconds apart, further apart as the
+journal grows, never more than twenty `render_every`s old: syncd/render_clock.py); an unchanged store
 gives a byte-identical file. With `main_journal` set, the output is an include file:
 the user's journal is read (for accounts it already declares) but never written.
 Payments recorded by hand in `payments_journal` are offered to the push-back; once
