@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+from pathlib import Path
+
 from rich.console import Console
 from rich.markup import escape
 
@@ -48,8 +51,6 @@ def compact_report(url: str, console: Console, *, ttl: float) -> None:
     It holds the store's write lock while it runs, so it takes the daemon, pull and push
     leases first and refuses (LeaseHeld, exit 4) while a daemon, a sync or a push holds one.
     """
-    from contextlib import ExitStack
-
     from syncd.errors import SyncdError
     from syncd.store.lease import DEFAULT_NAME, PULL, PUSH, holding
 
@@ -95,8 +96,6 @@ def compact_report(url: str, console: Console, *, ttl: float) -> None:
 
 def _size(database: str) -> int:
     """Bytes of a SQLite database with its WAL."""
-    from pathlib import Path
-
     return sum(p.stat().st_size for p in (Path(database), Path(database + "-wal")) if p.exists())
 
 
