@@ -83,6 +83,14 @@ class Target:
         """Reference fields (customer, invoice) the mapping reads through for `stream`."""
         return sorted(f for f in self.mapping.expands(stream) if f in REFERENCES)
 
+@dataclass(frozen=True)
+class _Versions:
+    """A page's referred records (by reference field) and each record's version for them."""
+
+    referred: dict[str, dict[str, tuple[str, dict[str, Any]] | None]]
+    versions: dict[str, str]
+
+
 @dataclass
 class _Written:
     """What a target took from a page (`held`: id, version) and refused, not yet recorded."""
@@ -159,13 +167,16 @@ class Delivery:
         # a kill between a connector's write and `commit_deliveries` leaves rows unrecorded.
         stored = frozenset(rid for rid in known if hashes[rid] == DELETED_HASH)
         targets = [t for t in self.targets if stream in t.streams()]
+        # Targets whose mappings read the same references share one read of the referred
+        # records and one set of versions for the page.
+        shared: dict[tuple[str, ...], _Versions] = {}
         written = [
-            self._write_to(t, stream, records, hashes, stored) for t in targets if not t.local
+            self._write_to(t, stream, records, hashes, stored, shared) for t in targets if not t.local
         ]
         with self.store.page():
             if live:
                 self.store.save_raw([(r, hashes[r.id]) for r in live], texts, due)
-            written += [self._write_to(t, stream, records, hashes, stored) for t in targets if t.local]
+            written += [self._write_to(t, stream, records, hashes, stored, shared) for t in targets if t.local]
             for done in written:
                 self._commit(done, report)
             # Marked deleted only once every target has taken the deletion: scope exit and the
@@ -217,15 +228,29 @@ class Delivery:
         records: Sequence[Record],
         hashes: Mapping[str, str],
         stored: frozenset[str] = frozenset(),
+        shared: dict[tuple[str, ...], _Versions] | None = None,
     ) -> _Written | None:
         """Map and write the records `target` does not hold (flushed, unless it is local);
-        what it took and refused, for `_commit`; None when it holds them all."""
+        what it took and refused, for `_commit`; None when it holds them all.
+
+        `shared` keeps the referred records and versions of a page by reference set, for the
+        page's other targets.
+        """
         refs = target.references(stream)
-        referred = self._referred(stream, records, refs)
-        versions = {
-            r.id: hashes[r.id] if r.deleted or not refs else _versioned(hashes[r.id], r, refs, referred)
-            for r in records
-        }
+        key = tuple(refs)
+        # A page's own stream is saved between its remote and local targets: what a mapping
+        # reads from it is read again, never shared.
+        found = None if shared is None or stream in {REFERENCES[f] for f in refs} else shared.get(key)
+        if found is None:
+            referred = self._referred(stream, records, refs)
+            versions = {
+                r.id: hashes[r.id] if r.deleted or not refs else _versioned(hashes[r.id], r, refs, referred)
+                for r in records
+            }
+            found = _Versions(referred, versions)
+            if shared is not None:
+                shared[key] = found
+        referred, versions = found.referred, found.versions
         held = self.store.delivered_hashes(target.name, stream, list(versions))
         todo = [
             r

@@ -152,3 +152,63 @@ def test_an_older_copy_arriving_after_a_newer_one_is_not_delivered_over_it(
     rows = str(read_csv_dir(out)["customers"])
     assert "Newer Name" in rows
     assert "Older Name" not in rows
+
+
+class CopyConnector(Connector):
+    """Keeps every mapped table row it is given (a second target reading the same references)."""
+
+    name: ClassVar[str] = "copy"
+    rows: ClassVar[dict[tuple[str, str], list[dict[str, Any]]]] = {}
+
+    def write(self, stream: str, records: Sequence[MappedRecord]) -> list[Rejection]:
+        for mapped in records:
+            for table, rows in mapped.tables.items():
+                self.rows[(table, mapped.record.id)] = [dict(r) for r in rows]
+        return []
+
+    def flush(self) -> None:
+        pass
+
+
+def _customer_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts `Store.get_raw_many` calls for customers (one per page and reference set)."""
+    calls: list[int] = []
+    real = Store.get_raw_many
+
+    def counted(self: Store, stream: str, ids: Any) -> Any:
+        if stream == "customers":
+            calls.append(1)
+        return real(self, stream, ids)
+
+    monkeypatch.setattr(Store, "get_raw_many", counted)
+    return calls
+
+
+def test_targets_reading_the_same_references_share_one_read_a_page(
+    make_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = make_sandbox(customers=6, invoices=60, transactions=20)
+    install_connector(monkeypatch, "copy", CopyConnector)
+    CopyConnector.rows = {}
+    calls = _customer_reads(monkeypatch)
+    alone = settings_for(sandbox, f"sqlite:///{tmp_path / 'a.db'}", tmp_path / "a")
+    assert run_sync(alone).ok
+    one_target = len(calls)
+    assert one_target > 0
+
+    calls.clear()
+    both = settings_for(
+        sandbox,
+        f"sqlite:///{tmp_path / 'b.db'}",
+        tmp_path / "b",
+        connectors={"copy": {"enabled": True, "mapping": str(CSV_MAPPING)}},
+    )
+    assert run_sync(both).ok
+    assert len(calls) == one_target  # not once per target
+    # Both targets got each invoice with its customer's name (what the shared read holds).
+    names = {str(c["id"]): c["name"] for c in sandbox.data.list("customers")}
+    invoices = sandbox.data.list("invoices")
+    for invoice in invoices:
+        rows = CopyConnector.rows[("invoices", str(invoice["id"]))]
+        assert rows[0]["customer_name"] == names[str(invoice["customer"])]
+    assert read_csv_dir(tmp_path / "b") == read_csv_dir(tmp_path / "a")
