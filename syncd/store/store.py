@@ -330,6 +330,11 @@ def sort_key(record_id: str) -> int:
 def ref_id(data: Mapping[str, Any], field: str) -> str | None:
     """The id a record refers to in `field` (`customer`, `invoice`), expanded or not."""
     value = data.get(field)
+    kind = type(value)
+    if kind is int:  # the usual case first: an id; Mapping's ABC check costs more than the rest
+        return str(value)
+    if kind is str:
+        return value
     if isinstance(value, Mapping):
         value = value.get("id")
     if value is None or isinstance(value, bool):
