@@ -66,6 +66,9 @@ def tag(dialect: str) -> str:
     return f"L{RENDER_VERSION}{_DIALECT_CODE[dialect]}"
 
 
+_TAGS = {d: tag(d) for d in _DIALECT_CODE}
+
+
 def text_of(t: Text, block: str) -> str:
     """A field's text (`block`: the row's, where a reference points)."""
     if isinstance(t, str):
@@ -134,7 +137,30 @@ def encode(e: Entry, dialect: str) -> str:
         _BASE_NAMES.clear()
     names: dict[str, str] = _BASE_NAMES if dialect == "beancount" else {}
     block = entry_block(e, dialect, names)
-    return tag(dialect) + _ENCODER.encode(fields_of(e, block)).decode() + "\n" + block
+    # `fields_of(e, block)` without the Struct (its JSON is that of a tuple of its fields), each
+    # text looked for in the block once (an entry names an account on several postings).
+    find = block.find
+    texts = {e.payee, e.narration, *[v for _, v in e.meta]}
+    for p in e.postings:
+        texts.add(p.account)
+        texts.add(p.comment)
+    ref: dict[str, Text] = {s: (at, len(s)) for s in texts if len(s) >= _SHORTEST and (at := find(s)) >= 0}
+    get = ref.get
+    fields = (
+        e.date.isoformat(),
+        e.kind,
+        e.object,
+        e.object_id,
+        get(e.payee, e.payee),
+        get(e.narration, e.narration),
+        [
+            (get(p.account, p.account), str(p.amount), p.currency, get(p.comment, p.comment), p.role)
+            for p in e.postings
+        ],
+        [(k, get(v, v)) for k, v in e.meta],
+        e.customer,
+    )
+    return "".join((_TAGS[dialect], _ENCODER.encode(fields).decode(), "\n", block))
 
 
 def decode(row: str) -> tuple[str, Fields, str]:
