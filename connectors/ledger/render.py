@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,19 @@ def amount_text(amount: Decimal, currency: str) -> str:
     exp = amount.as_tuple().exponent
     places = max(exponent(currency), -exp if isinstance(exp, int) else 0)
     return f"{amount:.{places}f} {currency}"
+
+
+def iso_date(day: dt.date) -> str:
+    """`day.isoformat()`: memoised, as entries share their dates and the call formats by printf."""
+    text = _ISO.get(day)
+    if text is None:
+        if len(_ISO) >= 4096:
+            _ISO.clear()
+        text = _ISO[day] = day.isoformat()
+    return text
+
+
+_ISO: dict[dt.date, str] = {}
 
 
 def _clean(value: str, drop: str) -> str:
@@ -168,7 +182,7 @@ def _ledger_head(facts: Facts, dialect: str, declared: frozenset[str], stamp: st
 def _ledger_entry(e: Entry, dialect: str) -> list[str]:
     payee = _clean(e.payee, ";|")
     narration = _clean(e.narration, ";")
-    date = e.date.isoformat()
+    date = iso_date(e.date)
     if dialect == "ledger":
         if ":" in narration:  # else no word to untag: `_untagged` would give it back as it is
             narration = _untagged(narration)
@@ -208,7 +222,7 @@ def entry_block(e: Entry, dialect: str, names: dict[str, str]) -> str:
 
 
 def _beancount_entry(e: Entry, names: dict[str, str]) -> list[str]:
-    lines = ["", f"{e.date.isoformat()} * {_quote(_clean(e.payee, ''))} {_quote(_clean(e.narration, ''))}"]
+    lines = ["", f"{iso_date(e.date)} * {_quote(_clean(e.payee, ''))} {_quote(_clean(e.narration, ''))}"]
     lines += [f"  {k}: {_quote(_clean(v, ''))}" for k, v in e.meta]
     for p in e.postings:
         lines.append(f"  {names[p.account]}  {amount_text(p.amount, p.currency)}")

@@ -20,7 +20,7 @@ from decimal import Decimal
 import msgspec
 
 from connectors.ledger.journal import KIND_ORDER, Entry, Posting
-from connectors.ledger.render import RENDER_VERSION, beancount_base, entry_block
+from connectors.ledger.render import RENDER_VERSION, beancount_base, entry_block, iso_date
 
 __all__ = [
     "Fields",
@@ -147,7 +147,7 @@ def encode(e: Entry, dialect: str) -> str:
     ref: dict[str, Text] = {s: (at, len(s)) for s in texts if len(s) >= _SHORTEST and (at := find(s)) >= 0}
     get = ref.get
     fields = (
-        e.date.isoformat(),
+        iso_date(e.date),
         e.kind,
         e.object,
         e.object_id,
@@ -184,7 +184,7 @@ def sort_key(date: str, kind: str, obj: str, object_id: str) -> str:
     digits) by value (its digits behind their count) before any other id by its text.
     """
     if object_id.isascii() and object_id.isdigit():
-        digits = str(int(object_id))
+        digits = object_id.lstrip("0") or "0"  # str(int(object_id)), without the int
         oid = f"0{len(digits):05d}{digits}"
     else:
         oid = "1" + object_id

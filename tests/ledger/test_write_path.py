@@ -287,3 +287,15 @@ def test_hand_written_inits_take_the_fields_and_defaults(cls: type) -> None:
     assert Posting(*dataclasses.astuple(e.postings[0])) == e.postings[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         e.payee = "y"  # type: ignore[misc]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(0, 10**30).map(str), st.text("0123456789", max_size=8), st.text(max_size=4)))
+def test_sort_key_of_digits_is_the_old_text(object_id: str) -> None:
+    """rows.sort_key drops a numeric id's leading zeros by str methods, as str(int()) did."""
+    if object_id.isascii() and object_id.isdigit():
+        digits = str(int(object_id))
+        oid = f"0{len(digits):05d}{digits}"
+    else:
+        oid = "1" + object_id
+    assert rows.sort_key("2024-01-01", "invoice", "invoice", object_id) == f"2024-01-010invoice\x01{oid}"
