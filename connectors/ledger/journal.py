@@ -182,8 +182,24 @@ class Entry:
             for role, key in (("ar", "ar_account"), ("credit", "credit_account"))
             if customer.get(key)
         }
-        postings = tuple(replace(p, account=accounts.get(p.role, p.account)) for p in self.postings)
-        return replace(self, payee=customer.get("payee") or self.payee, postings=postings)
+        # Built, not `replace`d (which reads the fields' metadata per call): a render does this for
+        # every entry of a customer renamed since the entry was written.
+        postings = tuple(
+            Posting(accounts.get(p.role, p.account), p.amount, p.currency, p.comment, p.role)
+            for p in self.postings
+        )
+        payee = customer.get("payee") or self.payee
+        return Entry(
+            self.date,
+            self.kind,
+            self.object,
+            self.object_id,
+            payee,
+            self.narration,
+            postings,
+            self.meta,
+            self.customer,
+        )
 
 
 def _setters(cls: type) -> list[Callable[[Any, Any], None]]:

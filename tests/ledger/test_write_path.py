@@ -299,3 +299,26 @@ def test_sort_key_of_digits_is_the_old_text(object_id: str) -> None:
     else:
         oid = "1" + object_id
     assert rows.sort_key("2024-01-01", "invoice", "invoice", object_id) == f"2024-01-010invoice\x01{oid}"
+
+
+def _old_for_customer(e: Entry, customer: dict[str, Any]) -> Entry:
+    """Entry.for_customer as it was (by dataclasses.replace)."""
+    accounts = {
+        role: str(customer[key])
+        for role, key in (("ar", "ar_account"), ("credit", "credit_account"))
+        if customer.get(key)
+    }
+    postings = tuple(dataclasses.replace(p, account=accounts.get(p.role, p.account)) for p in e.postings)
+    return dataclasses.replace(e, payee=customer.get("payee") or e.payee, postings=postings)
+
+
+def test_for_customer_is_the_old_one() -> None:
+    customers = [
+        {"id": "c1", "payee": "Renamed Co", "ar_account": "Assets:AR:Renamed"},
+        {"id": "c2", "ar_account": "Assets:AR:Acme", "credit_account": "Liabilities:Credit:Acme"},
+        {"id": "c3", "payee": "", "credit_account": "Liabilities:Credit:Zoë"},
+        {"id": "c4", "ar_account": "", "payee": None},
+    ]
+    for e in _generated_entries(2):
+        for c in customers:
+            assert repr(e.for_customer(c)) == repr(_old_for_customer(e, c))
