@@ -161,9 +161,10 @@ def write_bench(invoices: int, repeat: int, dialect: str) -> None:
         s: [MappedRecord(r, mapping.apply(r, resolve)) for r in records[s] if not r.deleted] for s in streams
     }
     settings = LedgerSettings(enabled=True, dialect=dialect)
-    state = Path(tempfile.mkdtemp())
-    conn = LedgerConnector(settings, ConnectorContext(name="ledger", outputs=_NullOutputs(), state_dir=state))
-    conn.open()
+    with tempfile.TemporaryDirectory() as state:
+        ctx = ConnectorContext(name="ledger", outputs=_NullOutputs(), state_dir=Path(state))
+        conn = LedgerConnector(settings, ctx)
+        conn.open()  # only sweeps `state` for temporary files
     total = 0.0
     for s in streams:
         best = float("inf")
