@@ -1,12 +1,18 @@
 """Peak memory of the ledger render: N synthetic entries in a SQLite store, rendered in a fresh process.
 
     .venv/bin/python bench/ledger_bench.py --entries 10000 100000 300000 [--dialect beancount]
+    .venv/bin/python bench/ledger_bench.py --write 20000 [--repeat 5] [--dialect beancount]
 
 For each N the store is filled once with the connector's rows in that dialect (cached under
 --dir), then each mode renders it in its own
 process, which prints its peak RSS (VmHWM) before and after the render and the time taken:
 `stream` is the connector's render (external merge sort), `memory` the whole-journal-in-memory
 render it replaced (`render` + `write_atomic`). Printed, never asserted.
+
+With --write N, the CPU the connector's `write` spends per record of a first sync instead:
+the seeded sandbox's invoices and transactions (N invoices), decoded and mapped with
+mappings/ledger.toml beforehand, written in batches of 500 to a store that keeps nothing
+(the SQLite work is the store's, not the connector's); the best of --repeat passes.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -112,6 +120,66 @@ def run(url: str, journal: Path, mode: str, dialect: str) -> None:
     store.close()
 
 
+class _NullOutputs:
+    """A text store that keeps nothing: `write` then costs only the connector's own work."""
+
+    def put(self, stream: str, record_id: str, tables: Any) -> None:
+        pass
+
+    def put_many(self, items: Any) -> None:
+        pass
+
+    def delete(self, stream: str, record_id: str) -> None:
+        pass
+
+    def rows(self, table: str) -> Iterator[dict[str, Any]]:
+        return iter(())
+
+    def stored(self, table: str) -> Iterator[dict[str, Any] | str]:
+        return iter(())
+
+    def is_dirty(self) -> bool:
+        return False
+
+    def mark_clean(self) -> None:
+        pass
+
+
+def write_bench(invoices: int, repeat: int, dialect: str) -> None:
+    from bench.mapping_bench import ROOT, _records
+    from syncd.mapping import load_mapping
+    from syncd.plugin import MappedRecord
+
+    records, known = _records(invoices, expanded=False)
+    mapping = load_mapping(ROOT / "mappings" / "ledger.toml")
+
+    def resolve(stream: str, rid: str) -> Any:
+        return known.get((stream, rid))
+
+    streams = ("invoices", "transactions")
+    batches = {
+        s: [MappedRecord(r, mapping.apply(r, resolve)) for r in records[s] if not r.deleted] for s in streams
+    }
+    settings = LedgerSettings(enabled=True, dialect=dialect)
+    with tempfile.TemporaryDirectory() as state:
+        ctx = ConnectorContext(name="ledger", outputs=_NullOutputs(), state_dir=Path(state))
+        conn = LedgerConnector(settings, ctx)
+        conn.open()  # only sweeps `state` for temporary files
+    total = 0.0
+    for s in streams:
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.process_time()
+            for i in range(0, len(batches[s]), 500):
+                conn.write(s, batches[s][i : i + 500])
+            best = min(best, time.process_time() - start)
+        n = len(batches[s])
+        total += best
+        print(f"{dialect} {s:<13} {n:>7} records {best / n * 1e6:7.1f} µs/record")
+    n = sum(len(b) for b in batches.values())
+    print(f"{dialect} {'all':<13} {n:>7} records {total / n * 1e6:7.1f} µs/record")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, nargs="+", default=[10_000, 100_000, 300_000])
@@ -120,7 +188,12 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "ledger_bench")
     ap.add_argument("--child", nargs=3, metavar=("URL", "MODE", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--fill", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--write", type=int, metavar="INVOICES", help="time `write` instead (see above)")
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
+    if args.write:
+        write_bench(args.write, args.repeat, args.dialect)
+        return
     if args.fill:
         fill(args.fill[0], int(args.fill[1]), args.dialect)
         return

@@ -359,7 +359,11 @@ class LedgerConnector(Connector):
                 if in_books and _pushed_from_books(((k, text_of(v, block)) for k, v in f.meta), in_books):
                     continue
                 if tag == mine:
-                    postings = [(text_of(p[0], block), p[4], p[2]) for p in f.postings]
+                    # `text_of` inline: a render reads every posting of every entry
+                    postings = [
+                        (a if isinstance(a := p[0], str) else block[a[0] : a[0] + a[1]], p[4], p[2])
+                        for p in f.postings
+                    ]
                     customer = customers.get(f.customer)
                     if customer is None or customer.keeps(text_of(f.payee, block), postings):
                         add(f.date, postings, [m[0] for m in f.meta])

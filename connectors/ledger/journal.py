@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -41,6 +41,7 @@ KIND_ORDER = {"invoice": 0, "charge": 1, "payment": 1, "adjustment": 1, "refund"
 
 PAYMENT_LIKE = frozenset({"payment", "charge"})
 RECEIVABLE_UP = frozenset({"refund", "adjustment"})
+_KINDS = PAYMENT_LIKE | RECEIVABLE_UP
 
 
 class EntryError(ValueError):
@@ -49,7 +50,15 @@ class EntryError(ValueError):
 
 def exponent(currency: str) -> int:
     """Decimal places of a currency's minor unit (JPY 0, KWD 3, most 2)."""
-    return _EXPONENTS.get(currency.upper(), 2)
+    places = _PLACES.get(currency)
+    if places is None:
+        if len(_PLACES) >= 256:  # a few currencies, each asked once per amount: a small memo
+            _PLACES.clear()
+        places = _PLACES[currency] = _EXPONENTS.get(currency.upper(), 2)
+    return places
+
+
+_PLACES: dict[str, int] = {}
 
 
 def quantize(amount: Decimal, currency: str) -> Decimal:
@@ -57,6 +66,7 @@ def quantize(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(_UNITS[exponent(currency)], rounding=ROUND_HALF_UP)
 
 
+_ZERO = Decimal(0)
 _UNITS = {places: Decimal(1).scaleb(-places) for places in (0, 2, 3)}  # every value of `exponent`
 
 
@@ -69,6 +79,17 @@ class Posting:
     currency: str
     comment: str = ""
     role: str = ""  # "ar" or "credit": the customer's account, which the customers table may rename
+
+    def __init__(
+        self, account: str, amount: Decimal, currency: str, comment: str = "", role: str = ""
+    ) -> None:
+        # The fields and defaults above, set by the slots' own setters: a frozen dataclass's
+        # generated __init__ calls object.__setattr__ per field, nearly twice the cost.
+        _p_account(self, account)
+        _p_amount(self, amount)
+        _p_currency(self, currency)
+        _p_comment(self, comment)
+        _p_role(self, role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +106,29 @@ class Entry:
     meta: tuple[tuple[str, str], ...] = field(default=())
     customer: str = ""
 
+    def __init__(
+        self,
+        date: dt.date,
+        kind: str,
+        object: str,
+        object_id: str,
+        payee: str,
+        narration: str,
+        postings: tuple[Posting, ...],
+        meta: tuple[tuple[str, str], ...] = (),
+        customer: str = "",
+    ) -> None:
+        # As Posting's: the fields and defaults above, by the slots' setters.
+        _e_date(self, date)
+        _e_kind(self, kind)
+        _e_object(self, object)
+        _e_object_id(self, object_id)
+        _e_payee(self, payee)
+        _e_narration(self, narration)
+        _e_postings(self, postings)
+        _e_meta(self, meta)
+        _e_customer(self, customer)
+
     def sort_key(self) -> tuple[Any, ...]:
         """Date, then type, then id (numerically when ASCII digits): a stable order.
 
@@ -98,7 +142,8 @@ class Entry:
         """Per-commodity sum of the postings (empty when balanced)."""
         sums: dict[str, Decimal] = {}
         for p in self.postings:
-            sums[p.currency] = sums.get(p.currency, Decimal(0)) + p.amount
+            c = p.currency
+            sums[c] = sums[c] + p.amount if c in sums else _ZERO + p.amount
         return {c: s for c, s in sums.items() if s != 0}
 
     def to_row(self) -> dict[str, Any]:
@@ -137,8 +182,36 @@ class Entry:
             for role, key in (("ar", "ar_account"), ("credit", "credit_account"))
             if customer.get(key)
         }
-        postings = tuple(replace(p, account=accounts.get(p.role, p.account)) for p in self.postings)
-        return replace(self, payee=customer.get("payee") or self.payee, postings=postings)
+        # Built, not `replace`d (which reads the fields' metadata per call): a render does this for
+        # every entry of a customer renamed since the entry was written.
+        postings = tuple(
+            Posting(accounts.get(p.role, p.account), p.amount, p.currency, p.comment, p.role)
+            for p in self.postings
+        )
+        payee = customer.get("payee") or self.payee
+        return Entry(
+            self.date,
+            self.kind,
+            self.object,
+            self.object_id,
+            payee,
+            self.narration,
+            postings,
+            self.meta,
+            self.customer,
+        )
+
+
+def _setters(cls: type) -> list[Callable[[Any, Any], None]]:
+    """The slot setters of a dataclass's fields, in field order (a field added or removed fails
+    below; test_write_path holds each __init__ to the fields' order and defaults)."""
+    return [cls.__dict__[f.name].__set__ for f in fields(cls)]
+
+
+_p_account, _p_amount, _p_currency, _p_comment, _p_role = _setters(Posting)
+_e_date, _e_kind, _e_object, _e_object_id, _e_payee, _e_narration, _e_postings, _e_meta, _e_customer = (
+    _setters(Entry)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,26 +263,33 @@ def text(row: Mapping[str, Any], key: str, default: str = "") -> str:
 
 def to_date(value: Any, tz: zoneinfo.ZoneInfo, where: str) -> dt.date:
     """An ISO date/datetime string, a date, or a unix timestamp (in `tz`)."""
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, int | Decimal) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(int(value), tz).date()
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str):  # the usual case first: a str is none of the others
         raw = value.strip()
         if raw.isascii() and raw.isdigit():
             return dt.datetime.fromtimestamp(int(raw), tz).date()
-        try:
-            return dt.date.fromisoformat(raw[:10])
-        except ValueError:
-            pass
+        if raw:
+            try:
+                return dt.date.fromisoformat(raw[:10])
+            except ValueError:
+                pass
+    elif isinstance(value, dt.datetime):
+        return value.date()
+    elif isinstance(value, dt.date):
+        return value
+    elif isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(int(value), tz).date()
     raise EntryError(f"{where}: {value!r} is not a date")
 
 
 def account(row: Mapping[str, Any], key: str, default: str, table: str) -> str:
     """An account name: single spaces, `;` (a comment in journals) as `,`, an empty component
     (a template whose value was missing) as `Unknown`; the root must be a standard one."""
+    value = row.get(key)
+    # A name as given that the memo holds comes out as it would after `text`: the parts below
+    # space each part as `text` does, and a name the memo holds is valid, so never blank.
+    found = _ACCOUNTS.get(value) if type(value) is str else None
+    if found is not None:
+        return found
     name = text(row, key, default)
     found = _ACCOUNTS.get(name)
     if found is not None:
@@ -246,7 +326,15 @@ def _first(tables: Mapping[str, Sequence[Mapping[str, Any]]], name: str) -> Mapp
 
 
 def _meta(row: Mapping[str, Any], keys: Sequence[str]) -> list[tuple[str, str]]:
-    return [(k, text(row, k)) for k in keys if text(row, k)]
+    return [(k, v) for k in keys if (v := text(row, k))]
+
+
+def _amount(row: Mapping[str, Any], key: str, where: str, unit: Decimal) -> Decimal:
+    """`money` rounded to `unit` (half up); `where` only names the field in a refusal."""
+    value = row.get(key)
+    if type(value) is not Decimal or not value.is_finite():  # else `money` gives it back as it is
+        value = money(row, key, where)
+    return value.quantize(unit, ROUND_HALF_UP)
 
 
 def invoice_entries(
@@ -261,38 +349,48 @@ def invoice_entries(
     if head is None or data.get("draft") is True or data.get("status") == "draft":
         return []
     cur = currency_of(head, data, "invoices")
-    total = quantize(money(head, "total", "invoices"), cur)
-    receivable = account(head, "ar_account", accounts.receivable, "invoices")
-    postings = [Posting(receivable, total, cur, role="ar")]
+    unit = _UNITS[exponent(cur)]
+    total = _amount(head, "total", "invoices", unit)
+    postings = [Posting(account(head, "ar_account", accounts.receivable, "invoices"), total, cur, "", "ar")]
+    balance = _ZERO + total  # the sum of the postings, added in their order
     # Lines and taxes are credited; discounts (contra-revenue) are debited.
     parts = (
-        ("invoice_lines", accounts.revenue, -1),
-        ("invoice_taxes", accounts.tax, -1),
-        ("invoice_discounts", accounts.discounts, 1),
+        ("invoice_lines", accounts.revenue, True),
+        ("invoice_taxes", accounts.tax, True),
+        ("invoice_discounts", accounts.discounts, False),
     )
-    for table, fallback, sign in parts:
+    for table, fallback, credit in parts:
         for i, row in enumerate(tables.get(table) or ()):
-            where = f"{table}[{i}]"
-            amount = quantize(money(row, "amount", where), cur)
+            # `_amount` and `account` inline, their usual case first: most invoices have lines.
+            amount = row.get("amount")
+            if type(amount) is not Decimal or not amount.is_finite():
+                amount = money(row, "amount", f"{table}[{i}]")
+            amount = amount.quantize(unit, ROUND_HALF_UP)
             if amount:
-                postings.append(
-                    Posting(account(row, "account", fallback, where), sign * amount, cur, text(row, "memo"))
-                )
+                if credit:  # `-amount` is `-1 * amount`, digits and exponent, once it is not zero
+                    amount = -amount
+                name = row.get("account")
+                if type(name) is not str or (name := _ACCOUNTS.get(name)) is None:
+                    name = account(row, "account", fallback, f"{table}[{i}]")
+                postings.append(Posting(name, amount, cur, text(row, "memo")))
+                balance += amount
     # Line-level taxes and discounts (items[].taxes[], items[].discounts[]) go to the default accounts.
     for item in data.get("items") or ():
         for tax in item.get("taxes") or ():
-            amount = quantize(money(tax, "amount", "items[].taxes[]"), cur)
+            amount = _amount(tax, "amount", "items[].taxes[]", unit)
             if amount:
-                postings.append(Posting(accounts.tax, -amount, cur, "line tax"))
+                amount = -amount
+                postings.append(Posting(accounts.tax, amount, cur, "line tax"))
+                balance += amount
         for disc in item.get("discounts") or ():
-            amount = quantize(money(disc, "amount", "items[].discounts[]"), cur)
+            amount = _amount(disc, "amount", "items[].discounts[]", unit)
             if amount:
                 postings.append(Posting(accounts.discounts, amount, cur, "line discount"))
-    residue = -sum((p.amount for p in postings), Decimal(0))
+                balance += amount
+    residue = -balance
     if residue:
         # Per-line rounding leaves at most half a minor unit per line; more means the
         # document's parts do not add up to its total: still balanced, but flagged.
-        unit = Decimal(1).scaleb(-exponent(cur))
         if abs(residue) > unit * len(postings):
             log.warning(
                 "ledger.invoice_parts_mismatch", invoice=record_id, residue=str(residue), currency=cur
@@ -300,12 +398,10 @@ def invoice_entries(
         postings.append(Posting(accounts.rounding, residue, cur, "rounding"))
     date = to_date(head.get("date", data.get("date")), tz, "invoices.date")
     payee = text(head, "payee", "Unknown customer").replace("|", "/")
-    narration = text(head, "narration", f"Invoice {text(data, 'number', record_id)}")
-    meta = [("invoiced_type", "invoice"), ("invoiced_id", record_id), *_meta(head, ("number", "customer"))]
+    narration = text(head, "narration") or f"Invoice {text(data, 'number', record_id)}"
+    meta = (("invoiced_type", "invoice"), ("invoiced_id", record_id), *_meta(head, ("number", "customer")))
     customer = _customer_id(data)
-    entry = Entry(
-        date, "invoice", "invoice", record_id, payee, narration, tuple(postings), tuple(meta), customer
-    )
+    entry = Entry(date, "invoice", "invoice", record_id, payee, narration, tuple(postings), meta, customer)
     if data.get("status") != "voided" and text(head, "status") != "voided":
         return [entry]
     void_at = head.get("void_date") or data.get("date_voided") or data.get("updated_at")
@@ -340,10 +436,10 @@ def transaction_entries(
     if status not in statuses:
         return []
     kind = (text(row, "type") or text(data, "type")).lower()
-    if kind not in PAYMENT_LIKE | RECEIVABLE_UP:
+    if kind not in _KINDS:
         raise EntryError(f"transactions.type: {kind!r} is not one of charge, payment, refund, adjustment")
     cur = currency_of(row, data, "transactions")
-    amount = quantize(money(row, "amount", "transactions"), cur)
+    amount = _amount(row, "amount", "transactions", _UNITS[exponent(cur)])
     if text(row, "invoice") or data.get("invoice"):
         role, receivable = "ar", account(row, "ar_account", accounts.receivable, "transactions")
     else:
@@ -353,10 +449,10 @@ def transaction_entries(
     other = account(row, "account", default_other, "transactions")
     # The receivable moves by +amount for refunds and adjustments, -amount for payments.
     signed = amount if kind in RECEIVABLE_UP else -amount
-    postings = (Posting(receivable, signed, cur, role=role), Posting(other, -signed, cur))
+    postings = (Posting(receivable, signed, cur, "", role), Posting(other, -signed, cur))
     date = to_date(row.get("date", data.get("date")), tz, "transactions.date")
     payee = text(row, "payee", "Unknown customer").replace("|", "/")
-    narration = text(row, "narration", f"{kind.capitalize()} {record_id}")
+    narration = text(row, "narration") or f"{kind.capitalize()} {record_id}"
     meta = [
         ("invoiced_type", "transaction"),
         ("invoiced_id", record_id),
@@ -370,6 +466,8 @@ def transaction_entries(
 
 def _customer_id(data: Mapping[str, Any]) -> str:
     customer = data.get("customer")
+    if type(customer) is int:  # an id, as most records have it: no Mapping (an ABC check)
+        return str(customer)
     if isinstance(customer, Mapping):
         customer = customer.get("id")
     return "" if customer is None else str(customer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -32,21 +33,28 @@ def amount_text(amount: Decimal, currency: str) -> str:
     return f"{amount:.{places}f} {currency}"
 
 
-# A value `_clean` would change: other whitespace than single inner spaces, or a dropped character.
-_DIRTY = {
-    drop: re.compile(r"[^\S ]|  |^ | $" + (f"|[{re.escape(drop)}]" if drop else ""))
-    for drop in ("", ";", ";|", ",;", ";,:")
-}
+def iso_date(day: dt.date) -> str:
+    """`day.isoformat()`: memoised, as entries share their dates and the call formats by printf."""
+    text = _ISO.get(day)
+    if text is None:
+        if len(_ISO) >= 4096:
+            _ISO.clear()
+        text = _ISO[day] = day.isoformat()
+    return text
+
+
+_ISO: dict[dt.date, str] = {}
 
 
 def _clean(value: str, drop: str) -> str:
-    dirty = _DIRTY.get(drop)
-    if dirty is not None and not dirty.search(value):
-        return value  # most values are clean already (entries are built from `text()`)
+    """`value` on one line, single-spaced, each character of `drop` as a space."""
+    # str methods, not a regex: most values need nothing, and this tells so several times faster.
     out = " ".join(value.split())
+    dropped = False
     for ch in drop:
-        out = out.replace(ch, " ")
-    return " ".join(out.split())
+        if ch in out:
+            out, dropped = out.replace(ch, " "), True
+    return " ".join(out.split()) if dropped else out
 
 
 def _untagged(note: str) -> str:
@@ -174,21 +182,24 @@ def _ledger_head(facts: Facts, dialect: str, declared: frozenset[str], stamp: st
 def _ledger_entry(e: Entry, dialect: str) -> list[str]:
     payee = _clean(e.payee, ";|")
     narration = _clean(e.narration, ";")
+    date = iso_date(e.date)
     if dialect == "ledger":
-        narration = _untagged(narration)
-    if dialect == "hledger":
-        head = f"{e.date.isoformat()} * {payee} | {narration}" if narration else f"{e.date} * {payee}"
+        if ":" in narration:  # else no word to untag: `_untagged` would give it back as it is
+            narration = _untagged(narration)
+        lines = ["", f"{date} * {payee}"]
+        if narration:
+            lines.append(f"    ; {narration}")
+    elif dialect == "hledger" and narration:
+        lines = ["", f"{date} * {payee} | {narration}"]
     else:
-        head = f"{e.date.isoformat()} * {payee}"
-    lines = ["", head]
-    if dialect == "ledger" and narration:
-        lines.append(f"    ; {narration}")
-    lines.extend(f"    ; {k}: {_clean(v, ',;')}" for k, v in e.meta)
+        lines = ["", f"{date} * {payee}"]
+    lines += [f"    ; {k}: {_clean(v, ',;')}" for k, v in e.meta]
     for p in e.postings:
-        line = f"    {p.account}  {amount_text(p.amount, p.currency)}"
+        amount = amount_text(p.amount, p.currency)
         if p.comment:
-            line += f"  ; {_clean(p.comment, ';,:')}"
-        lines.append(line)
+            lines.append(f"    {p.account}  {amount}  ; {_clean(p.comment, ';,:')}")
+        else:
+            lines.append(f"    {p.account}  {amount}")
     return lines
 
 
@@ -211,8 +222,8 @@ def entry_block(e: Entry, dialect: str, names: dict[str, str]) -> str:
 
 
 def _beancount_entry(e: Entry, names: dict[str, str]) -> list[str]:
-    lines = ["", f"{e.date.isoformat()} * {_quote(_clean(e.payee, ''))} {_quote(_clean(e.narration, ''))}"]
-    lines.extend(f"  {k}: {_quote(_clean(v, ''))}" for k, v in e.meta)
+    lines = ["", f"{iso_date(e.date)} * {_quote(_clean(e.payee, ''))} {_quote(_clean(e.narration, ''))}"]
+    lines += [f"  {k}: {_quote(_clean(v, ''))}" for k, v in e.meta]
     for p in e.postings:
         lines.append(f"  {names[p.account]}  {amount_text(p.amount, p.currency)}")
         if p.comment:

@@ -20,7 +20,7 @@ from decimal import Decimal
 import msgspec
 
 from connectors.ledger.journal import KIND_ORDER, Entry, Posting
-from connectors.ledger.render import RENDER_VERSION, beancount_base, entry_block
+from connectors.ledger.render import RENDER_VERSION, beancount_base, entry_block, iso_date
 
 __all__ = [
     "Fields",
@@ -64,6 +64,9 @@ _SHORTEST = 8  # characters: a shorter text is kept as it is ("[12,7]" would not
 def tag(dialect: str) -> str:
     """The start of a row whose text is in `dialect` as this version renders it (never "{")."""
     return f"L{RENDER_VERSION}{_DIALECT_CODE[dialect]}"
+
+
+_TAGS = {d: tag(d) for d in _DIALECT_CODE}
 
 
 def text_of(t: Text, block: str) -> str:
@@ -134,7 +137,30 @@ def encode(e: Entry, dialect: str) -> str:
         _BASE_NAMES.clear()
     names: dict[str, str] = _BASE_NAMES if dialect == "beancount" else {}
     block = entry_block(e, dialect, names)
-    return tag(dialect) + _ENCODER.encode(fields_of(e, block)).decode() + "\n" + block
+    # `fields_of(e, block)` without the Struct (its JSON is that of a tuple of its fields), each
+    # text looked for in the block once (an entry names an account on several postings).
+    find = block.find
+    texts = {e.payee, e.narration, *[v for _, v in e.meta]}
+    for p in e.postings:
+        texts.add(p.account)
+        texts.add(p.comment)
+    ref: dict[str, Text] = {s: (at, len(s)) for s in texts if len(s) >= _SHORTEST and (at := find(s)) >= 0}
+    get = ref.get
+    fields = (
+        iso_date(e.date),
+        e.kind,
+        e.object,
+        e.object_id,
+        get(e.payee, e.payee),
+        get(e.narration, e.narration),
+        [
+            (get(p.account, p.account), str(p.amount), p.currency, get(p.comment, p.comment), p.role)
+            for p in e.postings
+        ],
+        [(k, get(v, v)) for k, v in e.meta],
+        e.customer,
+    )
+    return "".join((_TAGS[dialect], _ENCODER.encode(fields).decode(), "\n", block))
 
 
 def decode(row: str) -> tuple[str, Fields, str]:
@@ -158,7 +184,7 @@ def sort_key(date: str, kind: str, obj: str, object_id: str) -> str:
     digits) by value (its digits behind their count) before any other id by its text.
     """
     if object_id.isascii() and object_id.isdigit():
-        digits = str(int(object_id))
+        digits = object_id.lstrip("0") or "0"  # str(int(object_id)), without the int
         oid = f"0{len(digits):05d}{digits}"
     else:
         oid = "1" + object_id
