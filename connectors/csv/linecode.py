@@ -53,7 +53,9 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
     # (a Decimal's str() is its "f" format unless it has an exponent: `_decimal_text`, inline)
     cells = ", ".join(
         f'{v} if type({v}) is str else "" if {v} is None'
-        f' else t if type({v}) is decimal and "E" not in (t := str({v})) else convert(type({v}), cell)({v})'
+        f' else t if type({v}) is decimal and "E" not in (t := str({v}))'
+        f' else "true" if {v} is True else "false" if {v} is False else str({v}) if type({v}) is int'
+        f" else convert(type({v}), cell)({v})"
         for v in names
     )
     body = [
@@ -70,7 +72,7 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
         # A cell that may start a formula starts the line or follows a comma. "=" and "@"
         # are rare in a line, "-" and "+" in every date: those are looked for after commas.
         "    if (",
-        "        text.startswith(formula) or ',-' in text or ',+' in text",
+        "        text[0] in formula or ',-' in text or ',+' in text",
         "        or ('=' in text and ',=' in text) or ('@' in text and ',@' in text)",
         "        or '\\t' in text or '\\r' in text",
         "    ):",
@@ -87,7 +89,7 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
         ]
     )
     scope: dict[str, Any] = {}
-    builtins = {"type": type, "dict": dict, "str": str, "KeyError": KeyError}
+    builtins = {"type": type, "dict": dict, "str": str, "int": int, "KeyError": KeyError}
     exec(compile(source, "<csv line writer>", "exec"), {"__builtins__": builtins}, scope)  # noqa: S102 - fixed fragments only
     writer: LineWriter = scope["factory"](
         operator.itemgetter(*columns),
@@ -95,7 +97,7 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
         line,
         _CONVERT.get,
         cell,
-        _FORMULA_START,
+        "".join(_FORMULA_START),  # (single characters: `text[0] in` them is `startswith`)
         join,
         Decimal,
         _finish,
