@@ -114,7 +114,7 @@ class CsvConnector(Connector):
             tables: dict[str, list[Any]] = {}
             # A deleted record is put with no rows: its rows go, in the page's one transaction.
             if not record.deleted:
-                # (inline: a call per table costs more than its one or two rows)
+                # (here, not in a method: a call per table costs as much as its one or two rows)
                 for table, rows in mapped.tables.items():
                     columns, tag, write = layouts.get(table) or self._layout(table)
                     if tag is None:

@@ -2,9 +2,9 @@
 
 `files.line` pays, per cell, a loop turn, a `row.get` call and a chain of type tests. The
 function built here reads every column of a dict row at once (`operator.itemgetter`) and
-writes each cell inline: a text that cannot start a formula as itself, None as empty, and
-anything else through one call that does what `files.line` does for it. Quotes, when a cell
-needs them, as `files.join` adds them.
+writes each cell inline: a text that cannot start a formula as itself, None as empty, a
+Decimal, a boolean or an int as `files.line` writes it, anything else through one call that
+does what `files.line` does for it. Quotes, when a cell needs them, as `files.join` adds them.
 
 The function's text is fixed fragments and positions (`v3`); the column names reach it only
 through the itemgetter, never as code.
