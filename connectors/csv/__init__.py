@@ -17,7 +17,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -100,31 +100,40 @@ class CsvConnector(Connector):
         return directory if directory.is_absolute() else self.context.state_dir / directory
 
     def write(self, stream: str, records: Sequence[MappedRecord]) -> list[Rejection]:
-        outputs = self.context.outputs
-        items: list[tuple[str, str, dict[str, list[Any]]]] = []
-        rows_of = self._rows
-        for mapped in records:
-            # A deleted record is put with no rows: its rows go, in the page's one transaction.
-            tables = {} if mapped.record.deleted else {t: rows_of(t, rows) for t, rows in mapped.tables.items()}
-            items.append((stream, mapped.record.id, tables))
-        if items:
-            outputs.put_many(items)
-            self._clock.wrote(sum(len(rows) for _, _, tables in items for rows in tables.values()))
-        return []
+        """Put each record's rows in the store, a page in one transaction.
 
-    def _rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> list[str | dict[str, str]]:
-        """What the store keeps of each row: its tagged CSV line, else the texts of its cells."""
-        columns, tag, write = self._layouts.get(table) or self._layout(table)
-        if tag is None:
-            return [texts(columns or row, row) for row in rows]
-        kept: list[str | dict[str, str]] = []
-        for row in rows:
-            text = write(row)
-            if "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None):  # storable
-                kept.append(tag + text)
-            else:  # `cell` of its own output is that output: stored texts render as the values did.
-                kept.append(texts(columns or row, row))
-        return kept
+        The store keeps a row as its tagged CSV line, else (a table without a tag, a line the
+        store cannot keep: a NUL, a lone surrogate) as the texts of its cells: `cell` of its
+        own output is that output, so stored texts render as the values did.
+        """
+        items: list[tuple[str, str, dict[str, list[Any]]]] = []
+        layouts = self._layouts
+        count = 0
+        for mapped in records:
+            record = mapped.record
+            tables: dict[str, list[Any]] = {}
+            # A deleted record is put with no rows: its rows go, in the page's one transaction.
+            if not record.deleted:
+                # (here, not in a method: a call per table costs as much as its one or two rows)
+                for table, rows in mapped.tables.items():
+                    columns, tag, write = layouts.get(table) or self._layout(table)
+                    if tag is None:
+                        kept: list[Any] = [texts(columns or row, row) for row in rows]
+                    else:
+                        kept = []
+                        for row in rows:
+                            text = write(row)
+                            if "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None):
+                                kept.append(tag + text)
+                            else:
+                                kept.append(texts(columns or row, row))
+                    tables[table] = kept
+                    count += len(kept)
+            items.append((stream, record.id, tables))
+        if items:
+            self.context.outputs.put_many(items)
+            self._clock.wrote(count)
+        return []
 
     def _layout(self, table: str) -> tuple[list[str], str | None, LineWriter]:
         """A table's columns and the tag its lines carry (None: its rows are kept as JSON)."""

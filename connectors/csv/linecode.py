@@ -2,9 +2,9 @@
 
 `files.line` pays, per cell, a loop turn, a `row.get` call and a chain of type tests. The
 function built here reads every column of a dict row at once (`operator.itemgetter`) and
-writes each cell inline: a text that cannot start a formula as itself, None as empty, and
-anything else through one call that does what `files.line` does for it. Quotes, when a cell
-needs them, as `files.join` adds them.
+writes each cell inline: a text that cannot start a formula as itself, None as empty, a
+Decimal, a boolean or an int as `files.line` writes it, anything else through one call that
+does what `files.line` does for it. Quotes, when a cell needs them, as `files.join` adds them.
 
 The function's text is fixed fragments and positions (`v3`); the column names reach it only
 through the itemgetter, never as code.
@@ -53,7 +53,9 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
     # (a Decimal's str() is its "f" format unless it has an exponent: `_decimal_text`, inline)
     cells = ", ".join(
         f'{v} if type({v}) is str else "" if {v} is None'
-        f' else t if type({v}) is decimal and "E" not in (t := str({v})) else convert(type({v}), cell)({v})'
+        f' else t if type({v}) is decimal and "E" not in (t := str({v}))'
+        f' else "true" if {v} is True else "false" if {v} is False else str({v}) if type({v}) is int'
+        f" else convert(type({v}), cell)({v})"
         for v in names
     )
     body = [
@@ -70,7 +72,7 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
         # A cell that may start a formula starts the line or follows a comma. "=" and "@"
         # are rare in a line, "-" and "+" in every date: those are looked for after commas.
         "    if (",
-        "        text.startswith(formula) or ',-' in text or ',+' in text",
+        "        text[0] in formula or ',-' in text or ',+' in text",
         "        or ('=' in text and ',=' in text) or ('@' in text and ',@' in text)",
         "        or '\\t' in text or '\\r' in text",
         "    ):",
@@ -87,7 +89,7 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
         ]
     )
     scope: dict[str, Any] = {}
-    builtins = {"type": type, "dict": dict, "str": str, "KeyError": KeyError}
+    builtins = {"type": type, "dict": dict, "str": str, "int": int, "KeyError": KeyError}
     exec(compile(source, "<csv line writer>", "exec"), {"__builtins__": builtins}, scope)  # noqa: S102 - fixed fragments only
     writer: LineWriter = scope["factory"](
         operator.itemgetter(*columns),
@@ -95,7 +97,7 @@ def line_writer(columns: Sequence[str]) -> LineWriter:
         line,
         _CONVERT.get,
         cell,
-        _FORMULA_START,
+        "".join(_FORMULA_START),  # (single characters: `text[0] in` them is `startswith`)
         join,
         Decimal,
         _finish,

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd.errors import MappingError
-from syncd.mapping import MappingSet, load_mapping
+from syncd.mapping import MappingSet, load_mapping, transforms
 from syncd.mapping.transforms import ApplyError, Defaults, Env, compile_step
 from syncd.plugin import Record
 from syncd.sandbox.data import SandboxData
@@ -168,6 +168,11 @@ INLINE_COLUMNS = [
     ("", '{ name = "when", from = "date", transforms = ["datetime"] }'),
     ("", '{ name = "money", from = "subtotal", transforms = ["money"] }'),
     ("", '{ name = "sum", from = "items[].amount", transforms = ["sum", "money"] }'),
+    ("", '{ name = "total", from = "items[].amount", transforms = ["sum"] }'),
+    ("", '{ name = "day_utc", from = "date", transforms = [{ date = "%Y-%m-%d", tz = "UTC" }] }'),
+    ("", '{ name = "day_etc", from = "date", transforms = [{ date = "%Y-%m-%d", tz = "Etc/UTC" }] }'),
+    ("", '{ name = "week", from = "date", transforms = [{ date = "%Y %A", tz = "UTC" }] }'),
+    ("", '{ name = "when_paris", from = "date", transforms = [{ datetime = "iso", tz = "Europe/Paris" }] }'),
     ('rows = "items"', '{ name = "amount", from = "items[].amount", transforms = ["money"] }'),
     (
         'rows = "items"',
@@ -254,3 +259,29 @@ def test_default_dates_equal_strftime_across_eras(zone: str) -> None:
     stamps = [0, -1, 86399, 1700000000, -62135596800 + 2 * 86400, -50000000000, -30610224000, 253402128000]
     for stamp in [*stamps, *range(-86400 * 3, 86400 * 3, 3600 * 7)] * 2:
         assert step.apply(stamp, env) == dt.datetime.fromtimestamp(stamp, tz).strftime("%Y-%m-%d"), stamp
+
+
+def test_date_steps_of_every_mapping_share_the_texts_they_formatted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first sync formats each day once, not once per date column and per mapping."""
+    transforms.forget_formatted()
+    calls: list[Any] = []
+    timestamp = transforms._timestamp
+    monkeypatch.setattr(
+        transforms, "_timestamp", lambda value, tz: calls.append(value) or timestamp(value, tz)
+    )
+    csv, ledger = load_mapping(MAPPINGS / "csv.toml"), load_mapping(MAPPINGS / "ledger.toml")
+    day = 1700000000 - 1700000000 % 86400
+    invoice = {"id": 1, "currency": "usd", "date": day + 1, "due_date": day + 2, "created_at": day + 3}
+    invoice |= {"updated_at": day + 4, "items": [{"id": 2, "amount": Decimal("1.00")}], "total": 1}
+    for mapping in (csv, ledger):
+        apply(mapping, "invoices", invoice)
+    # one for the dates, one for the datetime (ISO 8601 in UTC keeps the day apart)
+    assert calls == [day + 1, day + 4]
+    rows = apply(csv, "invoices", invoice)
+    assert (rows["invoices"][0]["date"], rows["invoices"][0]["updated"]) == (
+        "2023-11-14",
+        "2023-11-14T00:00:04+00:00",
+    )
+    transforms.forget_formatted()
+    apply(ledger, "invoices", invoice)
+    assert calls[2:] == [day + 1]
