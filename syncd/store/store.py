@@ -330,6 +330,11 @@ def sort_key(record_id: str) -> int:
 def ref_id(data: Mapping[str, Any], field: str) -> str | None:
     """The id a record refers to in `field` (`customer`, `invoice`), expanded or not."""
     value = data.get(field)
+    kind = type(value)
+    if kind is int or kind is str:  # an id not expanded, twice a saved record: no ABC check
+        return str(value)
+    if value is None:
+        return None
     if isinstance(value, Mapping):
         value = value.get("id")
     if value is None or isinstance(value, bool):

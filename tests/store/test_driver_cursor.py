@@ -1,12 +1,14 @@
 """Hot statements run on the driver's cursor: inside the page's transaction, errors as
-SQLAlchemy's, SQLite's busy timeout kept; a page reads its referred records once."""
+SQLAlchemy's, SQLite's busy timeout kept; a page reads its referred records once; `ref_id`'s
+fast path reads as before."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from syncd.failure import FAILURES, describe
 from syncd.plugin import Record
 from syncd.store import Store, content_hash
+from syncd.store.store import ref_id
 
 
 class Boom(Exception):
@@ -154,3 +157,47 @@ def test_a_page_that_fails_leaves_nothing_of_what_it_read_behind(store: Store) -
         fails()
     with store.page():
         assert store.get_raw_many("customers", ["1"]) == {}
+
+
+def _old_ref_id(data: Mapping[str, Any], field: str) -> str | None:
+    """ref_id before its fast path (frozen copy)."""
+    value = data.get(field)
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    if value is None or isinstance(value, bool):
+        return None
+    return str(value)
+
+
+class _Id(int):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        7,
+        "7",
+        "cus_abc",
+        0,
+        -1,
+        True,
+        False,
+        None,
+        1.5,
+        Decimal("3"),
+        _Id(4),
+        {"id": 9},
+        {"id": "x"},
+        {"id": True},
+        {"id": None},
+        {},
+        {"name": "n"},
+        [],
+        "",
+    ],
+)
+def test_ref_id_reads_as_before(value: Any) -> None:
+    for data in ({"customer": value}, {}):
+        assert ref_id(data, "customer") == _old_ref_id(data, "customer")
+        assert type(ref_id(data, "customer")) is type(_old_ref_id(data, "customer"))
