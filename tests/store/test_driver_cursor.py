@@ -1,0 +1,203 @@
+"""Hot statements run on the driver's cursor: inside the page's transaction, errors as
+SQLAlchemy's, SQLite's busy timeout kept; a page reads its referred records once; `ref_id`'s
+fast path reads as before."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from syncd.failure import FAILURES, describe
+from syncd.plugin import Record
+from syncd.store import Store, content_hash
+from syncd.store.store import ref_id
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store.open(store_url)
+    yield s
+    s.close()
+
+
+def _bad(record_id: str) -> Record:
+    return Record("invoices", record_id, None, {"id": record_id})  # type: ignore[arg-type]  # NOT NULL updated_at
+
+
+def test_a_driver_error_is_sqlalchemys_and_rolls_the_page_back(store: Store) -> None:
+    good = Record("invoices", "1", 100, {"id": 1})
+
+    def fails_at_the_end() -> None:
+        with store.page():
+            store.save_raw([(good, content_hash(good.data))])
+            store.outputs("csv").put_many([("invoices", "1", {"invoices": [{"id": "1"}]})])
+            store.commit_deliveries("csv", "invoices", [("1", "h")])
+            store.save_raw([(_bad("2"), "h")])
+
+    with pytest.raises(IntegrityError) as caught:
+        fails_at_the_end()
+    assert isinstance(caught.value, FAILURES)  # the engine records it as the stream's error
+    assert describe(caught.value).startswith("checkpoint store: ")
+    assert store.get_raw("invoices", "1") is None
+    assert store.delivered_hashes("csv", "invoices", ["1"]) == {}
+    assert list(store.outputs("csv").rows("invoices")) == []
+    # The connection goes back to the pool usable (PostgreSQL: no aborted transaction left).
+    store.save_raw([(good, content_hash(good.data))])
+    assert store.get_raw("invoices", "1") == {"id": 1}
+    with pytest.raises(IntegrityError):
+        store.save_raw([(_bad("3"), "h")])  # in a transaction of its own too
+    assert store.raw_hashes("invoices", ["1", "3"]) == {"1": content_hash(good.data)}
+
+
+def _holding_the_write_lock(path: str, seconds: float, taken: threading.Event) -> None:
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    taken.set()
+    time.sleep(seconds)
+    other.execute("COMMIT")
+    other.close()
+
+
+def test_sqlite_statements_wait_for_the_write_lock_and_fail_as_sqlalchemys(tmp_path: Any) -> None:
+    path = str(tmp_path / "s.db")
+    store = Store.open(f"sqlite:///{path}")
+    record = Record("invoices", "1", 100, {"id": 1})
+    try:
+        taken = threading.Event()
+        holder = threading.Thread(target=_holding_the_write_lock, args=(path, 0.5, taken))
+        holder.start()
+        taken.wait()
+        start = time.monotonic()
+        with store.page():  # waits (busy_timeout of the connection), does not fail
+            store.save_raw([(record, content_hash(record.data))])
+        assert time.monotonic() - start >= 0.4
+        holder.join()
+        assert store.get_raw("invoices", "1") == {"id": 1}
+
+        taken.clear()
+        holder = threading.Thread(target=_holding_the_write_lock, args=(path, 1.0, taken))
+        holder.start()
+        taken.wait()
+
+        def impatient() -> None:
+            with store.page() as conn:
+                store._run(conn, "PRAGMA busy_timeout=50")  # the PRAGMA the cursor honours: its connection's
+                store.commit_deliveries("csv", "invoices", [("1", "h")])
+
+        with pytest.raises(OperationalError, match="locked"):
+            impatient()
+        holder.join()
+        with store.page() as conn:
+            store._run(conn, "PRAGMA busy_timeout=30000")
+        assert store.delivered_hashes("csv", "invoices", ["1"]) == {}
+    finally:
+        store.close()
+
+
+def _statements(store: Store) -> list[str]:
+    seen: list[str] = []
+
+    @event.listens_for(store.engine, "connect")
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(seen.append)
+
+    store.engine.dispose()  # connections made from now on are traced
+    return seen
+
+
+def test_a_page_reads_its_referred_records_once_until_it_saves_raw_records(tmp_path: Any) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        old = Record("customers", "1", 100, {"id": 1, "name": "old"})
+        store.save_raw([(old, content_hash(old.data))])
+        seen = _statements(store)
+        with store.page():
+            first = store.get_raw_many("customers", ["1", "2"])
+            count = len(seen)
+            assert store.get_raw_many("customers", ["2", "1", "1"]) == first  # the same ids: no query
+            assert len(seen) == count
+            new = Record("customers", "1", 200, {"id": 1, "name": "new"})
+            store.save_raw([(new, content_hash(new.data))])
+            assert store.get_raw_many("customers", ["1", "2"]) == {"1": (content_hash(new.data), new.data)}
+            assert len(seen) > count
+        assert first == {"1": (content_hash(old.data), old.data)}
+        # Outside a page every call reads: another process may have written meanwhile.
+        count = len(seen)
+        store.get_raw_many("customers", ["1"])
+        store.get_raw_many("customers", ["1"])
+        assert len([s for s in seen[count:] if s.startswith("SELECT")]) == 2
+    finally:
+        store.close()
+
+
+def test_a_page_that_fails_leaves_nothing_of_what_it_read_behind(store: Store) -> None:
+    customer = Record("customers", "1", 100, {"id": 1})
+
+    def fails() -> None:
+        with store.page():
+            store.save_raw([(customer, content_hash(customer.data))])
+            assert store.get_raw_many("customers", ["1"]) == {
+                "1": (content_hash(customer.data), customer.data)
+            }
+            raise Boom
+
+    with pytest.raises(Boom):
+        fails()
+    with store.page():
+        assert store.get_raw_many("customers", ["1"]) == {}
+
+
+def _old_ref_id(data: Mapping[str, Any], field: str) -> str | None:
+    """ref_id before its fast path (frozen copy)."""
+    value = data.get(field)
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    if value is None or isinstance(value, bool):
+        return None
+    return str(value)
+
+
+class _Id(int):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        7,
+        "7",
+        "cus_abc",
+        0,
+        -1,
+        True,
+        False,
+        None,
+        1.5,
+        Decimal("3"),
+        _Id(4),
+        {"id": 9},
+        {"id": "x"},
+        {"id": True},
+        {"id": None},
+        {},
+        {"name": "n"},
+        [],
+        "",
+    ],
+)
+def test_ref_id_reads_as_before(value: Any) -> None:
+    for data in ({"customer": value}, {}):
+        assert ref_id(data, "customer") == _old_ref_id(data, "customer")
+        assert type(ref_id(data, "customer")) is type(_old_ref_id(data, "customer"))
