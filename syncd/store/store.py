@@ -369,8 +369,7 @@ class Store:
         # the same customers. Same hash, same text, so a hit is exactly what decoding gives.
         self._decoded: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
         self._decoded_lock = threading.Lock()
-        # The connection of the page transaction this thread has open (`page`), if any, and
-        # what `get_raw_many` found in it.
+        # The connection of the page transaction this thread has open (`page`), if any.
         self._local = threading.local()
 
     @classmethod
@@ -398,11 +397,10 @@ class Store:
             return
         with self.engine.begin() as conn:
             self._local.conn = conn
-            self._local.referred = {}
             try:
                 yield conn
             finally:
-                self._local.conn = self._local.referred = None
+                self._local.conn = None
 
     def begin(self) -> AbstractContextManager[Connection]:
         """A transaction: the open `page` of this thread, else one of its own."""
@@ -666,8 +664,6 @@ class Store:
             )
             for r, h in records
         ]
-        if memo := getattr(self._local, "referred", None):
-            memo.clear()
         with self.begin() as conn:
             self._upsert_fast(conn, RAW, _RAW_COLS, rows)
         # Customers are read back soon and often (every invoice and transaction page refers to
@@ -746,12 +742,6 @@ class Store:
         decoded again (an invoice page refers to about as many customers as it holds).
         """
         wanted = sorted(set(ids))
-        # In a page, each of its targets asks for the records its page refers to: the same
-        # answer until the page saves raw records (`save_raw` forgets it).
-        memo: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, dict[str, Any]]]] | None
-        memo = getattr(self._local, "referred", None)
-        if memo is not None and (hit := memo.get((stream, tuple(wanted)))) is not None:
-            return dict(hit)
         found: dict[str, tuple[str, dict[str, Any]]] = {}
         where = f"WHERE stream = {self._p} AND deleted = {self._p} AND record_id IN ({{}})"
         with self.connect() as conn:
@@ -770,8 +760,6 @@ class Store:
                 for rid, stored_hash, data in self._select_in(conn, sql, (stream, False), missing):
                     h = hash_text(stored_hash)
                     found[rid] = (h, self._decode(stream, rid, h, data))
-        if memo is not None:
-            memo[(stream, tuple(wanted))] = dict(found)
         return found
 
     def _decode(self, stream: str, record_id: str, hash_: str, text: str) -> dict[str, Any]:

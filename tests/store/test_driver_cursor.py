@@ -1,6 +1,5 @@
 """Hot statements run on the driver's cursor: inside the page's transaction, errors as
-SQLAlchemy's, SQLite's busy timeout kept; a page reads its referred records once; `ref_id`'s
-fast path reads as before."""
+SQLAlchemy's, SQLite's busy timeout kept; `ref_id`'s fast path reads as before."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from syncd.failure import FAILURES, describe
@@ -102,42 +100,6 @@ def test_sqlite_statements_wait_for_the_write_lock_and_fail_as_sqlalchemys(tmp_p
         with store.page() as conn:
             store._run(conn, "PRAGMA busy_timeout=30000")
         assert store.delivered_hashes("csv", "invoices", ["1"]) == {}
-    finally:
-        store.close()
-
-
-def _statements(store: Store) -> list[str]:
-    seen: list[str] = []
-
-    @event.listens_for(store.engine, "connect")
-    def trace(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.set_trace_callback(seen.append)
-
-    store.engine.dispose()  # connections made from now on are traced
-    return seen
-
-
-def test_a_page_reads_its_referred_records_once_until_it_saves_raw_records(tmp_path: Any) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
-    try:
-        old = Record("customers", "1", 100, {"id": 1, "name": "old"})
-        store.save_raw([(old, content_hash(old.data))])
-        seen = _statements(store)
-        with store.page():
-            first = store.get_raw_many("customers", ["1", "2"])
-            count = len(seen)
-            assert store.get_raw_many("customers", ["2", "1", "1"]) == first  # the same ids: no query
-            assert len(seen) == count
-            new = Record("customers", "1", 200, {"id": 1, "name": "new"})
-            store.save_raw([(new, content_hash(new.data))])
-            assert store.get_raw_many("customers", ["1", "2"]) == {"1": (content_hash(new.data), new.data)}
-            assert len(seen) > count
-        assert first == {"1": (content_hash(old.data), old.data)}
-        # Outside a page every call reads: another process may have written meanwhile.
-        count = len(seen)
-        store.get_raw_many("customers", ["1"])
-        store.get_raw_many("customers", ["1"])
-        assert len([s for s in seen[count:] if s.startswith("SELECT")]) == 2
     finally:
         store.close()
 
