@@ -357,11 +357,14 @@ class InvoicedClient:
             self.pacer.succeeded()
             return response, body
         if status == 429:
-            # Without Retry-After the pacer still hears of it, with the pause of a first
-            # backoff: the client as a whole slows down (its pace drops once an episode)
-            # instead of every thread drawing 429s of its own until its backoff grows.
+            # Without Retry-After the whole client still waits the pause of a first backoff,
+            # instead of every thread drawing 429s of its own; only a Retry-After, which says
+            # when the server has room again, sets the pace (`Pacer.paused`).
             after = retry_after(response)
-            call.waited_until = self.pacer.throttled(sent_at, self.policy.base if after is None else after)
+            if after is None:
+                call.waited_until = self.pacer.paused(self.policy.base)
+            else:
+                call.waited_until = self.pacer.throttled(sent_at, after)
         raise self._error_for(response, method, unsafe)
 
     @staticmethod

@@ -218,6 +218,19 @@ class Pacer:
                 self._resumed_at = until
             return until
 
+    def paused(self, seconds: float) -> float:
+        """A 429 that said nothing of when to come back: everyone waits `seconds` (a first
+        backoff), and the pace stays. Returns the instant the pause ends.
+
+        Without Retry-After a 429 says nothing of the server's rate: a lower pace on each
+        would ratchet a long run down (sporadic 429s from a busy server slowed a push of
+        600 requests six times), while the pause keeps the other threads from drawing one.
+        """
+        with self._lock:
+            until = self.clock() + max(seconds, 0.0)
+            self._paused_until = max(self._paused_until, until)
+            return until
+
     # -- the run's budget for rate-limit waits ------------------------------------------
 
     def spend(self, seconds: float) -> bool:

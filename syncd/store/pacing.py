@@ -344,6 +344,12 @@ class SharedPacer(Pacer):
     # -- the Pacer interface ---------------------------------------------------------------
 
     def acquire(self, waited_until: float = -math.inf) -> float:
+        with self._lock:
+            pause = self._paused_until
+        begin = max(self.clock(), waited_until)
+        if pause > begin:  # a pause this process knows of: a bare 429's is its own (`paused`)
+            self.sleep(pause - begin)
+            waited_until = max(waited_until, pause)
         with self._shared_lock:
             fresh = self.clock() < self._free_until
         if fresh:

@@ -133,6 +133,17 @@ def test_a_429_without_retry_after_pauses_the_whole_client(make_client) -> None:
     assert len(waits["other"]) == 1 and waits["other"][0] == pytest.approx(0.5, abs=0.2), waits
 
 
+def test_bare_429s_pause_but_never_lower_the_pace(make_client) -> None:
+    # A 429 without Retry-After says nothing of the server's rate: a lower pace on each one
+    # ratcheted a long push under sporadic 429s down to a sixth of its speed.
+    script = Script(OK, OK, OK, throttled(None), OK, OK, throttled(None), OK)
+    client = make_client(script)
+    for _ in range(6):
+        client.get_page("/invoices", None)
+    assert client.stats.throttled == 2 and len(script.requests) == 8
+    assert client.pacer.rate is None and client.pacer.episodes == 0
+
+
 # -- the request deadline -----------------------------------------------------------------
 
 

@@ -147,3 +147,20 @@ def test_while_unpaced_the_row_is_read_once_a_refresh_not_once_a_request(store_u
     finally:
         a.engine.dispose()
         b.engine.dispose()
+
+
+def test_a_bare_429s_pause_holds_this_process_and_sets_no_pace(store_url: str) -> None:
+    now = [1000.0]
+    a = _pacer(store_url, clock=lambda: now[0], refresh=0.25)
+    try:
+        for _ in range(5):
+            a.acquire()
+            a.succeeded()
+        until = a.paused(0.5)  # a 429 without Retry-After: everyone here waits a first backoff
+        slept: list[float] = []
+        a.sleep = lambda s: (slept.append(s), now.__setitem__(0, now[0] + s))[1]  # type: ignore[func-returns-value]
+        assert a.acquire() >= until  # even within a refresh that said "unpaced"
+        assert sum(slept) == pytest.approx(0.5)
+        assert a.rate is None and a.episodes == 0
+    finally:
+        a.engine.dispose()
