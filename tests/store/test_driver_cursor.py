@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -59,11 +58,12 @@ def test_a_driver_error_is_sqlalchemys_and_rolls_the_page_back(store: Store) -> 
     assert store.raw_hashes("invoices", ["1", "3"]) == {"1": content_hash(good.data)}
 
 
-def _holding_the_write_lock(path: str, seconds: float, taken: threading.Event) -> None:
+def _holding_the_write_lock(path: str, taken: threading.Event, release: threading.Event) -> None:
+    """Hold SQLite's write lock from `taken` until `release` (set by a timer or the test)."""
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     taken.set()
-    time.sleep(seconds)
+    release.wait(60)
     other.execute("COMMIT")
     other.close()
 
@@ -73,19 +73,21 @@ def test_sqlite_statements_wait_for_the_write_lock_and_fail_as_sqlalchemys(tmp_p
     store = Store.open(f"sqlite:///{path}")
     record = Record("invoices", "1", 100, {"id": 1})
     try:
-        taken = threading.Event()
-        holder = threading.Thread(target=_holding_the_write_lock, args=(path, 0.5, taken))
+        taken, release = threading.Event(), threading.Event()
+        holder = threading.Thread(target=_holding_the_write_lock, args=(path, taken, release))
         holder.start()
         taken.wait()
-        start = time.monotonic()
+        timer = threading.Timer(0.5, release.set)  # lets go while the page waits for it
+        timer.start()
         with store.page():  # waits (busy_timeout of the connection), does not fail
             store.save_raw([(record, content_hash(record.data))])
-        assert time.monotonic() - start >= 0.4
+        assert release.is_set()  # it could only write once the lock was let go
         holder.join()
         assert store.get_raw("invoices", "1") == {"id": 1}
 
         taken.clear()
-        holder = threading.Thread(target=_holding_the_write_lock, args=(path, 1.0, taken))
+        release.clear()
+        holder = threading.Thread(target=_holding_the_write_lock, args=(path, taken, release))
         holder.start()
         taken.wait()
 
@@ -96,6 +98,7 @@ def test_sqlite_statements_wait_for_the_write_lock_and_fail_as_sqlalchemys(tmp_p
 
         with pytest.raises(OperationalError, match="locked"):
             impatient()
+        release.set()
         holder.join()
         with store.page() as conn:
             store._run(conn, "PRAGMA busy_timeout=30000")
@@ -104,7 +107,7 @@ def test_sqlite_statements_wait_for_the_write_lock_and_fail_as_sqlalchemys(tmp_p
         store.close()
 
 
-def test_a_page_that_fails_leaves_nothing_of_what_it_read_behind(store: Store) -> None:
+def test_a_page_that_fails_leaves_no_raw_record_behind(store: Store) -> None:
     customer = Record("customers", "1", 100, {"id": 1})
 
     def fails() -> None:
