@@ -57,8 +57,8 @@ def _store_note(db: Path, fresh: bool, console: Console) -> bool:
     if fresh:
         if db.exists():
             console.print(f"starting over: removed the earlier demo's store {db}", highlight=False, markup=False)
-        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-            path.unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm", "-pace", "-pace-wal", "-pace-shm"):
+            db.with_name(db.name + suffix).unlink(missing_ok=True)
         return False
     if not db.exists():
         return False

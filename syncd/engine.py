@@ -622,7 +622,7 @@ def _run_sync(
             raise
     own_client = client is None
     client = client or connect(settings)
-    share_pacing(client, store.engine)
+    share_pacing(client, store.pace_engine)
     run_id = store.start_run("sync", job="pull:" + ",".join(names), holder=holder)
     targets: list[Target] = []
     try:

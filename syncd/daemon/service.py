@@ -351,7 +351,7 @@ class Daemon:
         client = connect(settings, sleep=self._sleep)
         # One pace with the account's other processes (a manual sync, workers), kept in the store.
         if self.store is not None:
-            share_pacing(client, self.store.engine)
+            share_pacing(client, self.store.pace_engine)
         return client
 
     def _retire(self, client: InvoicedClient) -> None:

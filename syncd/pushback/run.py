@@ -58,7 +58,7 @@ def run_push(
             from syncd.engine import connect
 
             client = connect(settings)
-        share_pacing(client, store.engine)
+        share_pacing(client, store.pace_engine)
         # The rate-limit budget bounds one run; a daemon's client lives across many (a
         # push-only daemon would otherwise spend it once and fail every later 429).
         client.pacer.reset_budget()

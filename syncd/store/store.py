@@ -18,17 +18,20 @@ from typing import Any
 
 import msgspec
 import simplejson
+import structlog
 import zstandard
 from sqlalchemy import Table, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from syncd.errors import StoreError
 from syncd.log import redact_text
 from syncd.plugin import Record
-from syncd.store.database import make_engine
+from syncd.store.database import make_engine, pace_engine
 from syncd.store.models import Cursor, DeadLetter, Delivery, Meta, OutputRow, OutputTable, RawRecord, Run
+
+log = structlog.get_logger(__name__)
 
 # Queries go through the Table objects: typed columns, no ORM overhead on the hot path.
 RAW: Table = RawRecord.__table__  # type: ignore[attr-defined]
@@ -371,6 +374,8 @@ class Store:
         self._decoded_lock = threading.Lock()
         # The connection of the page transaction this thread has open (`page`), if any.
         self._local = threading.local()
+        self._pace: Engine | None = None
+        self._pace_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -378,7 +383,28 @@ class Store:
         return cls(make_engine(url))
 
     def close(self) -> None:
+        with self._pace_lock:
+            pace, self._pace = self._pace, None
+        if pace is not None and pace is not self.engine:
+            pace.dispose()
         self.engine.dispose()
+
+    @property
+    def pace_engine(self) -> Engine:
+        """Where the account's shared pace lives (syncd.store.pacing): beside a SQLite file
+        store (`syncd.store.database.pace_engine`), else in the store itself."""
+        with self._pace_lock:
+            if self._pace is None:
+                try:
+                    self._pace = pace_engine(self.engine) or self.engine
+                except SQLAlchemyError as exc:
+                    log.warning(
+                        "pacing.file_unusable",
+                        error=redact_text(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300],
+                        note="the pace is kept in the store itself",
+                    )
+                    self._pace = self.engine
+            return self._pace
 
     # -- transactions ---------------------------------------------------------------
     @contextmanager
