@@ -42,18 +42,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
-def _store_pragmas(dbapi_connection: Any, record: Any) -> None:
-    _sqlite_pragmas(dbapi_connection, record)
-    # The delivery thread reads index pages of every table each page it commits: SQLite's
-    # default 2 MiB cache re-read most of them from the file (about 4 reads a record at
-    # 20,000 invoices; 1 with 16 MiB). The cache lasts only while no other connection
-    # writes, hence the pace row in a file of its own (`pace_engine`).
-    cur = dbapi_connection.cursor()
-    cur.execute(f"PRAGMA cache_size=-{STORE_CACHE_KIB}")
-    cur.close()
-
-
-STORE_CACHE_KIB = 16384
+# The page cache of a connection that delivers pages (`Store.page`): each page reads index
+# pages of every table, which SQLite's default 2 MiB re-read from the file (about 4 reads a
+# record at 20,000 invoices; 1 with 16 MiB). Only those connections: the others (renders,
+# heartbeats) would hold as much for little. The cache lasts only while no other connection
+# writes, hence the pace row in a file of its own (`pace_engine`).
+PAGE_CACHE_KIB = 16384
 
 
 def _migrate_waiting(engine: Engine, patience: float = 30.0, *, setup: Callable[[Engine], object] | None = None) -> None:
@@ -89,7 +83,7 @@ def make_engine(url: str, *, upgrade: bool = True) -> Engine:
             engine = create_engine(
                 url, connect_args={"check_same_thread": False, "timeout": 30}, pool_use_lifo=True
             )
-            event.listen(engine, "connect", _store_pragmas)
+            event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
         try:

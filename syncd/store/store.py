@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from syncd.errors import StoreError
 from syncd.log import redact_text
 from syncd.plugin import Record
-from syncd.store.database import make_engine, pace_engine
+from syncd.store.database import PAGE_CACHE_KIB, make_engine, pace_engine
 from syncd.store.models import Cursor, DeadLetter, Delivery, Meta, OutputRow, OutputTable, RawRecord, Run
 
 log = structlog.get_logger(__name__)
@@ -422,6 +422,9 @@ class Store:
                 yield conn
             return
         with self.engine.begin() as conn:
+            if self._dialect == "sqlite" and not conn.connection.info.get("page_cache"):
+                self._run(conn, f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
+                conn.connection.info["page_cache"] = True
             self._local.conn = conn
             try:
                 yield conn

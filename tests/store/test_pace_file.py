@@ -16,7 +16,7 @@ from sqlalchemy import text
 from structlog.testing import capture_logs
 
 from syncd.store import Store
-from syncd.store.database import STORE_CACHE_KIB, pace_engine
+from syncd.store.database import PAGE_CACHE_KIB, pace_engine
 from syncd.store.pacing import SharedPacer
 
 
@@ -37,7 +37,10 @@ def test_the_pacers_writes_never_touch_the_store_file(tmp_path: Path) -> None:
             assert pacer.shared_calls >= 2  # the row was written, more than once
             assert _data_version(conn) == before  # ... and not in this file: the cache stays
             assert conn.exec_driver_sql("SELECT count(*) FROM pace").scalar_one() == 0
-            assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -STORE_CACHE_KIB
+        with store.page() as conn:  # a delivering connection keeps a bigger cache
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -PAGE_CACHE_KIB
+        with store.engine.connect() as conn:  # ... for good
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -PAGE_CACHE_KIB
         assert (tmp_path / "syncd.db-pace").is_file()
         with store.pace_engine.connect() as conn:
             row = conn.execute(text("SELECT key, episodes FROM pace")).one()
