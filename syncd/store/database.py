@@ -43,11 +43,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 # The page cache of a connection that delivers pages (`Store.page`): each page reads index
-# pages of every table, which SQLite's default 2 MiB re-read from the file (about 4 reads a
-# record at 20,000 invoices; 1 with 16 MiB). Only those connections: the others (renders,
-# heartbeats) would hold as much for little. The cache lasts only while no other connection
-# writes, hence the pace row in a file of its own (`pace_engine`).
-PAGE_CACHE_KIB = 16384
+# pages of every table, which SQLite's default 2 MiB re-read from the file (4.7 reads a record
+# at 20,000 invoices; 2.0 with 8 MiB, 1.3 with 16 MiB, which took the peak RSS at 200,000
+# invoices past 150 MiB). Only those connections: the others (renders, heartbeats) would hold
+# as much for little. The cache lasts only while no other connection writes, hence the pace
+# row in a file of its own (`pace_engine`).
+PAGE_CACHE_KIB = 8192
 
 
 def _migrate_waiting(engine: Engine, patience: float = 30.0, *, setup: Callable[[Engine], object] | None = None) -> None:
