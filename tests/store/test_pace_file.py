@@ -9,15 +9,19 @@ commit, which is when it drops its cache).
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy import text
 from structlog.testing import capture_logs
 
+from syncd.engine import run_sync
 from syncd.store import Store
 from syncd.store.database import PAGE_CACHE_KIB, pace_engine
 from syncd.store.pacing import SharedPacer
+from tests.engine.helpers import settings_for
 
 
 def _data_version(conn: object) -> int:
@@ -95,4 +99,20 @@ def test_an_unusable_pace_file_leaves_the_pace_in_the_store_and_says_so(tmp_path
         with store.engine.connect() as conn:  # the pace still shared, through the store
             assert conn.exec_driver_sql("SELECT count(*) FROM pace").scalar_one() == 1
     finally:
+        store.close()
+
+
+def test_a_sync_paces_through_the_file_beside_its_store(make_sandbox: Any, tmp_path: Path) -> None:
+    sandbox = make_sandbox(customers=10, invoices=60, transactions=20)
+    db = tmp_path / "syncd.db"
+    settings = settings_for(sandbox, f"sqlite:///{db}", tmp_path / "out")
+    report = run_sync(settings)
+    assert report.ok, report.errors()
+    pace = sqlite3.connect(tmp_path / "syncd.db-pace")
+    store = sqlite3.connect(db)
+    try:
+        assert pace.execute("SELECT key FROM pace").fetchall() == [(settings.account,)]
+        assert store.execute("SELECT count(*) FROM pace").fetchone() == (0,)
+    finally:
+        pace.close()
         store.close()
