@@ -169,6 +169,49 @@ def _through_reference(field_name: str, stream: str, key: str) -> Callable[[Env]
     return through
 
 
+@functools.cache  # one per reference of the schema: a builder finds the columns that share one
+def reference_target(field_name: str, stream: str) -> Callable[[Env], Mapping[str, Any] | None]:
+    """The record a reference names, looked up as `_through_reference` looks it up (and kept
+    under the same memo key): a row builder reads every column through it from one lookup."""
+    target_of = ref_target_reader(field_name, stream)
+    marker = field_name + "."
+
+    def target(env: Env) -> Mapping[str, Any] | None:
+        memo = env.memo
+        if memo is None:
+            return target_of(env.record, env.resolve)
+        if marker in memo:
+            found: Mapping[str, Any] | None = memo[marker]
+            return found
+        found = memo[marker] = target_of(env.record, env.resolve)
+        return found
+
+    return target
+
+
+def key_total(key: str, general: Callable[[Env], Any]) -> Callable[[Any, Env], Any]:
+    """`total(elements, env)`: `sum` of `list[].key`, given the value the record holds at `list`.
+
+    A list of dicts (the API's) is added here; any other value, or an element that is not a
+    dict, is `general(env)`: the path read and summed as a column computes it.
+    """
+    add = _WIDE.add
+
+    def total(elements: Any, env: Env) -> Any:
+        if type(elements) is not list:
+            return general(env)
+        result = _ZERO
+        for element in elements:
+            if type(element) is not dict:
+                return general(env)
+            v = element.get(key)
+            if v is not None:
+                result = add(result, v if type(v) is Decimal and v.is_finite() else to_decimal(v))
+        return result
+
+    return total
+
+
 @dataclass(frozen=True)
 class Inline:
     """How a row builder (syncd.mapping.rowcode) writes a step's usual case inline.
