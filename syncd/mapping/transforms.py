@@ -556,11 +556,12 @@ def _money(
         return quantize(to_decimal(value) if number is _NOT_READ else number, exponent)
 
     digits = tuple(sorted(d.currency_digits.items()))
-    # a currency code `apply` has seen (the usual case) reads its quantum from `exponents`
+    # a currency code `apply` has seen (the usual case) reads its quantum from `exponents`;
+    # a whole amount (a JSON integer) is quantized as is: the context converts an int exactly
     inline = None
     if key is not None:
         inline = Inline(
-            "{quantize}({v}, {t}) if type({v} := {input}) is {decimal} and {v}.is_finite()"
+            "{quantize}({v}, {t}) if (type({v} := {input}) is {decimal} and {v}.is_finite() or type({v}) is int)"
             " and ({t} := {exponent}(d.get({key}))) is not None else {apply}({v}, env)",
             {"quantize": quantize, "decimal": Decimal, "exponent": exponents.get, "key": key},
         )
@@ -613,7 +614,8 @@ def _text_like(name: str, arg: Any, *_: Any) -> Transform:
     }
     op = ops[name]
     if name == "text":
-        return Transform(name, lambda value, env: to_text(value), (name,))
+        as_is = Inline("{v} if type({v} := {input}) is str or {v} is None else {apply}({v}, env)")
+        return Transform(name, lambda value, env: to_text(value), (name,), inline=as_is)
 
     def apply(value: Any, env: Env) -> Any:
         if type(value) is str:
@@ -647,7 +649,8 @@ def _default(name: str, arg: Any, *_: Any) -> Transform:
             return value if value else arg
         return arg if value is None or value in ("", []) else value
 
-    return Transform(name, apply, (name, _show(arg)), takes_list=True)
+    inline = Inline("{v} if type({v} := {input}) is str and {v} else {apply}({v}, env)")
+    return Transform(name, apply, (name, _show(arg)), takes_list=True, inline=inline)
 
 
 def _map(
@@ -697,7 +700,12 @@ def _map(
         tuple((k, _show(v)) for k, v in table.items()),
         _show(fallback) if has_fallback else None,
     )
-    return Transform(name, apply, canonical)
+    # a text in the table (the usual case) is its entry: entries are never None (scalars)
+    inline = Inline(
+        "{t} if type({v} := {input}) is str and ({t} := {entry}({v})) is not None else {apply}({v}, env)",
+        {"entry": table.get},
+    )
+    return Transform(name, apply, canonical, inline=inline)
 
 
 def _join(name: str, arg: Any, *_: Any) -> Transform:
