@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import simplejson
 
-from syncd.mapping.schema import CompiledPath, PathError, Resolve, Step, ref_target_reader
+from syncd.mapping.schema import _NOT_MAPPINGS, CompiledPath, PathError, Resolve, Step, ref_target_reader
 
 ROUNDING = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}
 
@@ -172,19 +172,35 @@ def _through_reference(field_name: str, stream: str, key: str) -> Callable[[Env]
 @functools.cache  # one per reference of the schema: a builder finds the columns that share one
 def reference_target(field_name: str, stream: str) -> Callable[[Env], Mapping[str, Any] | None]:
     """The record a reference names, looked up as `_through_reference` looks it up (and kept
-    under the same memo key): a row builder reads every column through it from one lookup."""
-    target_of = ref_target_reader(field_name, stream)
+    under the same memo key): a row builder reads every column through it from one lookup.
+
+    `ref_target_reader`'s reading, inline: a call less per reference and record.
+    """
     marker = field_name + "."
 
     def target(env: Env) -> Mapping[str, Any] | None:
         memo = env.memo
-        if memo is None:
-            return target_of(env.record, env.resolve)
-        if marker in memo:
-            found: Mapping[str, Any] | None = memo[marker]
-            return found
-        found = memo[marker] = target_of(env.record, env.resolve)
-        return found
+        if memo is not None and marker in memo:
+            kept: Mapping[str, Any] | None = memo[marker]
+            return kept
+        value: Any = env.record
+        if type(value) is dict or (type(value) not in _NOT_MAPPINGS and isinstance(value, Mapping)):
+            value = value.get(field_name)
+            if type(value) is dict or (type(value) not in _NOT_MAPPINGS and isinstance(value, Mapping)):
+                pass  # expanded by the API
+            elif value is None or isinstance(value, bool):
+                value = None
+            else:
+                value = env.resolve(stream, str(value))
+                if type(value) is not dict and (
+                    type(value) in _NOT_MAPPINGS or not isinstance(value, Mapping)
+                ):
+                    value = None
+        else:
+            value = None
+        if memo is not None:
+            memo[marker] = value
+        return value  # type: ignore[no-any-return]
 
     return target
 
