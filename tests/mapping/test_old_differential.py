@@ -158,6 +158,13 @@ def _vary(obj: dict[str, Any], rng: random.Random) -> None:
                 )
             else:
                 obj[name] = copy.deepcopy(rng.choice(ODD))
+    if rng.random() < 0.1:
+        del obj[
+            rng.choice(sorted(obj) if rng.random() < 0.5 else [k for k in READ_INLINE if k in obj] or ["id"])
+        ]
+    for element in obj["items"] if isinstance(obj.get("items"), list) else []:
+        if isinstance(element, dict) and element and rng.random() < 0.05:
+            del element[rng.choice(sorted(element))]
     if rng.random() < 0.3:
         obj["metadata"] = copy.deepcopy(
             rng.choice(
