@@ -18,17 +18,20 @@ from typing import Any
 import simplejson
 
 from syncd.errors import MappingError
-from syncd.mapping.rowcode import Spec, record_builder, rows_builder
+from syncd.mapping.rowcode import KeySum, Layout, Read, Spec, record_builder, rows_builder
 from syncd.mapping.schema import (
     CompiledPath,
     Resolve,
+    Step,
 )
 from syncd.mapping.transforms import (
     ApplyError,
     Defaults,
     Env,
     Transform,
+    key_total,
     path_getter,
+    reference_target,
     to_decimal,
     to_text,
 )
@@ -69,11 +72,16 @@ def _template_text(value: Any) -> str:
     return "" if text is None else str(text)
 
 
+def _layout(parts: tuple[str | CompiledPath, ...]) -> str:
+    """The template as `%` text: its literal text escaped, `%s` for each path."""
+    return "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in parts)
+
+
 def _compile_template(parts: tuple[str | CompiledPath, ...]) -> Callable[[Env], str]:
     pieces = tuple(part if isinstance(part, str) else path_getter(part) for part in parts)
     getters = [p for p in pieces if not isinstance(p, str)]
     # one or two placeholders (most templates): `%` formatting of the literal text, escaped
-    layout = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in pieces)
+    layout = _layout(parts)
     if len(getters) == 1:
         (one,) = getters
 
@@ -263,11 +271,47 @@ def _spec(column: Column) -> Spec:
     if isinstance(source, Constant):
         return Spec(column.name, "value", source.value, steps, column.reads_row, inlines)
     if isinstance(source, Template):
-        return Spec(column.name, "get", source.render, steps, column.reads_row, inlines)
-    if source.key is not None:
-        kind = "row_key" if source.relative else "key"
-        return Spec(column.name, kind, source.key, steps, column.reads_row, inlines)
-    return Spec(column.name, "get", path_getter(source), steps, column.reads_row, inlines)
+        reads = tuple(_read(p) for p in source.parts if isinstance(p, CompiledPath))
+        layout = Layout(_layout(source.parts), reads, _template_text)
+        return Spec(column.name, "template", layout, steps, column.reads_row, inlines)
+    total = _key_sum(source, column.steps)
+    if total is not None:
+        return Spec(column.name, "sum", total, steps[1:], column.reads_row, inlines[1:])
+    return Spec(column.name, "read", _read(source), steps, column.reads_row, inlines)
+
+
+def _read(path: CompiledPath) -> Read:
+    """How a row builder reads a path: the kinds it writes inline, else its getter."""
+    get = path_getter(path)
+    steps = path.steps
+    if path.key is not None:
+        return Read("key", (path.key,), get, path.relative)
+    if len(steps) == 2 and all(s.ref is None and not s.many for s in steps):
+        return Read("keys", (steps[0].key, steps[1].key), get, path.relative)
+    if path.relative or not steps or steps[0].ref is None or len(steps) > 2:
+        return Read("get", (), get, path.relative)
+    field_name, stream = steps[0].key, steps[0].ref
+    if len(steps) == 1 or (_plain(steps[1]) and steps[1].key == "id"):
+        return Read("ref_id", (field_name,), get)
+    if _plain(steps[1]):  # (as `path_getter` reads it: once per record, shared)
+        return Read("ref", (steps[1].key,), get, target=reference_target(field_name, stream))
+    return Read("get", (), get)
+
+
+def _plain(step: Step) -> bool:
+    return step.ref is None and not step.many
+
+
+def _key_sum(path: CompiledPath, steps: tuple[Transform, ...]) -> KeySum | None:
+    """`list[].key | sum ...` (discounts, taxes): summed by the builder, the list read inline."""
+    parts = path.steps
+    if not (steps and steps[0].name == "sum" and len(parts) == 2):
+        return None
+    if not (parts[0].many and parts[0].ref is None and _plain(parts[1])):
+        return None
+    get, add = path_getter(path), steps[0].apply
+    total = key_total(parts[1].key, lambda env: add(get(env), env))
+    return KeySum(parts[0].key, path.relative, total, Decimal(0))  # (what `sum` gives for [])
 
 
 def _rows_reader(path: CompiledPath) -> Callable[[Env], Any]:

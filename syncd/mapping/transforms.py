@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import simplejson
 
-from syncd.mapping.schema import CompiledPath, PathError, Resolve, Step, ref_target_reader
+from syncd.mapping.schema import _NOT_MAPPINGS, CompiledPath, PathError, Resolve, Step, ref_target_reader
 
 ROUNDING = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}
 
@@ -167,6 +167,65 @@ def _through_reference(field_name: str, stream: str, key: str) -> Callable[[Env]
         return None if target is None else target.get(key)
 
     return through
+
+
+@functools.cache  # one per reference of the schema: a builder finds the columns that share one
+def reference_target(field_name: str, stream: str) -> Callable[[Env], Mapping[str, Any] | None]:
+    """The record a reference names, looked up as `_through_reference` looks it up (and kept
+    under the same memo key): a row builder reads every column through it from one lookup.
+
+    `ref_target_reader`'s reading, inline: a call less per reference and record.
+    """
+    marker = field_name + "."
+
+    def target(env: Env) -> Mapping[str, Any] | None:
+        memo = env.memo
+        if memo is not None and marker in memo:
+            kept: Mapping[str, Any] | None = memo[marker]
+            return kept
+        value: Any = env.record
+        if type(value) is dict or (type(value) not in _NOT_MAPPINGS and isinstance(value, Mapping)):
+            value = value.get(field_name)
+            if type(value) is dict or (type(value) not in _NOT_MAPPINGS and isinstance(value, Mapping)):
+                pass  # expanded by the API
+            elif value is None or isinstance(value, bool):
+                value = None
+            else:
+                value = env.resolve(stream, str(value))
+                if type(value) is not dict and (
+                    type(value) in _NOT_MAPPINGS or not isinstance(value, Mapping)
+                ):
+                    value = None
+        else:
+            value = None
+        if memo is not None:
+            memo[marker] = value
+        return value  # type: ignore[no-any-return]
+
+    return target
+
+
+def key_total(key: str, general: Callable[[Env], Any]) -> Callable[[Any, Env], Any]:
+    """`total(elements, env)`: `sum` of `list[].key`, given the value the record holds at `list`.
+
+    A list of dicts (the API's) is added here; any other value, or an element that is not a
+    dict, is `general(env)`: the path read and summed as a column computes it.
+    """
+    add = _WIDE.add
+
+    def total(elements: Any, env: Env) -> Any:
+        if type(elements) is not list:
+            return general(env)
+        result = _ZERO
+        for element in elements:
+            if type(element) is not dict:
+                return general(env)
+            v = element.get(key)
+            if v is not None:
+                result = add(result, v if type(v) is Decimal and v.is_finite() else to_decimal(v))
+        return result
+
+    return total
 
 
 @dataclass(frozen=True)
@@ -513,11 +572,12 @@ def _money(
         return quantize(to_decimal(value) if number is _NOT_READ else number, exponent)
 
     digits = tuple(sorted(d.currency_digits.items()))
-    # a currency code `apply` has seen (the usual case) reads its quantum from `exponents`
+    # a currency code `apply` has seen (the usual case) reads its quantum from `exponents`;
+    # a whole amount (a JSON integer) is quantized as is: the context converts an int exactly
     inline = None
     if key is not None:
         inline = Inline(
-            "{quantize}({v}, {t}) if type({v} := {input}) is {decimal} and {v}.is_finite()"
+            "{quantize}({v}, {t}) if (type({v} := {input}) is {decimal} and {v}.is_finite() or type({v}) is int)"
             " and ({t} := {exponent}(d.get({key}))) is not None else {apply}({v}, env)",
             {"quantize": quantize, "decimal": Decimal, "exponent": exponents.get, "key": key},
         )
@@ -570,7 +630,8 @@ def _text_like(name: str, arg: Any, *_: Any) -> Transform:
     }
     op = ops[name]
     if name == "text":
-        return Transform(name, lambda value, env: to_text(value), (name,))
+        as_is = Inline("{v} if type({v} := {input}) is str or {v} is None else {apply}({v}, env)")
+        return Transform(name, lambda value, env: to_text(value), (name,), inline=as_is)
 
     def apply(value: Any, env: Env) -> Any:
         if type(value) is str:
@@ -604,7 +665,8 @@ def _default(name: str, arg: Any, *_: Any) -> Transform:
             return value if value else arg
         return arg if value is None or value in ("", []) else value
 
-    return Transform(name, apply, (name, _show(arg)), takes_list=True)
+    inline = Inline("{v} if type({v} := {input}) is str and {v} else {apply}({v}, env)")
+    return Transform(name, apply, (name, _show(arg)), takes_list=True, inline=inline)
 
 
 def _map(
@@ -654,7 +716,12 @@ def _map(
         tuple((k, _show(v)) for k, v in table.items()),
         _show(fallback) if has_fallback else None,
     )
-    return Transform(name, apply, canonical)
+    # a text in the table (the usual case) is its entry: entries are never None (scalars)
+    inline = Inline(
+        "{t} if type({v} := {input}) is str and ({t} := {entry}({v})) is not None else {apply}({v}, env)",
+        {"entry": table.get},
+    )
+    return Transform(name, apply, canonical, inline=inline)
 
 
 def _join(name: str, arg: Any, *_: Any) -> Transform:

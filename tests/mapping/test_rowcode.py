@@ -180,6 +180,19 @@ INLINE_COLUMNS = [
     ),
     ('rows = "items"', '{ name = "day", from = "items[].updated_at", transforms = ["date"] }'),
     ('rows = "items"', '{ name = "up", from = "items[].name", transforms = ["upper"] }'),
+    ("", '{ name = "payee", from = "name", transforms = [{ default = "n/a" }] }'),
+    ("", '{ name = "text", from = "name", transforms = ["text"] }'),
+    (
+        "",
+        '{ name = "kind", from = "name", transforms = [{ map = { abc = "A", x = 2, "Zoë" = true }, fallback = "-" }] }',
+    ),
+    ("", '{ name = "strict", from = "name", transforms = [{ map = { abc = "A", "" = 0 } }] }'),
+    ("", '{ name = "tpl", template = "{name} ({currency}) {total}%" }'),
+    (
+        'rows = "items"',
+        '{ name = "acct", from = "items[].type", transforms = [{ map = { usd = "U" }, fallback = 1 }] }',
+    ),
+    ('rows = "items"', '{ name = "tpl", template = "{items[].name}:{currency}" }'),
 ]
 _ODD = [None, "", True, False, 0, -1, 7, 10**20, 1.5, "abc", " 1700000000 ", "x", [], {"k": 1}]
 _STAMPS = [
