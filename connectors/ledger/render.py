@@ -224,7 +224,9 @@ def ledger_block(
     for k, v in meta:
         add(f"\n    ; {k}: {tags[v]}")
     cur, need = "", 0
-    for (account, amount, currency, comment, _), text in zip(postings, amounts, strict=True):
+    # zip without `strict=`: a keyword sends the call down a slow path (a thousand instructions),
+    # and `amounts` is made from `postings`.
+    for (account, amount, currency, comment, _), text in zip(postings, amounts):  # noqa: B905
         if currency != cur:  # an entry's postings share their currency
             cur, need = currency, exponent(currency)
         # `number_text`'s usual case, told cheaply: exactly `need` places (an exponent would need
@@ -284,7 +286,7 @@ def beancount_block(
     for k, v in meta:
         add(f"\n  {k}: {quoted[v]}")
     cur, need = "", 0
-    for (account, amount, currency, comment, _), text in zip(postings, amounts, strict=True):
+    for (account, amount, currency, comment, _), text in zip(postings, amounts):  # noqa: B905
         if currency != cur:
             cur, need = currency, exponent(currency)
         shown = (  # as in `ledger_block`

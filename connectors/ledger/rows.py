@@ -178,7 +178,7 @@ def encode_parts(parts: Parts, dialect: str) -> str:
         object_id,
         get(payee, payee),
         get(narration, narration),
-        [(get(a, a), m, c, get(k, k), r) for (a, _, c, k, r), m in zip(postings, amounts, strict=True)],
+        [(get(a, a), m, c, get(k, k), r) for (a, _, c, k, r), m in zip(postings, amounts)],  # noqa: B905
         [(k, get(v, v)) for k, v in meta],
         customer,
     )
