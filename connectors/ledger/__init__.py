@@ -29,9 +29,15 @@ from connectors.ledger.journal import (
     Accounts,
     Entry,
     EntryError,
+    Parts,
     customer_row,
+    entry_of_parts,
+    imbalance,
     invoice_entries,
+    invoice_parts,
+    parts_of,
     transaction_entries,
+    transaction_parts,
 )
 from connectors.ledger.render import RENDER_VERSION, Facts, beancount_accounts, entry_block, header
 from connectors.ledger.stream import Item, render_items
@@ -272,9 +278,11 @@ class LedgerConnector(Connector):
                     found = mapped.tables.get("customers") or ()
                     table = {CUSTOMERS: [customer_row(rid, found[0], self.accounts)] if found else []}
                 else:
-                    entries = self._entries(stream, mapped)
-                    table = {ENTRIES: [self._row(e) if as_text else e.to_row() for e in entries]}
-                    self._clock.wrote(len(entries))
+                    parts = self._parts(stream, mapped)
+                    table = {
+                        ENTRIES: [self._row_of(p) if as_text else entry_of_parts(p).to_row() for p in parts]
+                    }
+                    self._clock.wrote(len(parts))
             except EntryError as exc:
                 rejected.append(Rejection(stream, rid, f"{stream} {rid}: {exc}"))
                 continue
@@ -285,25 +293,30 @@ class LedgerConnector(Connector):
 
     def _row(self, e: Entry) -> str | dict[str, Any]:
         """What the store keeps of an entry: its fields and text, else (text the store refuses) a dict."""
-        try:
-            text = rows.encode(e, self.settings.dialect)
-        except UnicodeEncodeError:
-            return e.to_row()
-        return text if _storable(text) else e.to_row()
+        return self._row_of(parts_of(e))
 
-    def _entries(self, stream: str, mapped: MappedRecord) -> list[Entry]:
+    def _row_of(self, p: Parts) -> str | dict[str, Any]:
+        """`_row` of the entry of `p`."""
+        try:
+            text = rows.encode_parts(p, self.settings.dialect)
+        except UnicodeEncodeError:
+            return entry_of_parts(p).to_row()
+        return text if _storable(text) else entry_of_parts(p).to_row()
+
+    def _parts(self, stream: str, mapped: MappedRecord) -> list[Parts]:
+        """The record's entries, as `Parts`: `write` encodes them without building the objects."""
         data, rid = mapped.record.data, mapped.record.id
         if stream == "invoices":
-            entries = invoice_entries(rid, data, mapped.tables, self.accounts, self.tz)
+            parts = invoice_parts(rid, data, mapped.tables, self.accounts, self.tz)
         elif stream == "transactions":
             statuses = tuple(self.settings.post_statuses)
-            entries = transaction_entries(rid, data, mapped.tables, self.accounts, self.tz, statuses)
+            parts = transaction_parts(rid, data, mapped.tables, self.accounts, self.tz, statuses)
         else:
             return []
-        for entry in entries:
-            if entry.imbalance():  # unreachable by construction; never write an unbalanced entry
-                raise EntryError(f"entry does not balance: {entry.imbalance()}")
-        return entries
+        for p in parts:
+            if off := imbalance(p[6]):  # unreachable by construction; never write an unbalanced entry
+                raise EntryError(f"entry does not balance: {off}")
+        return parts
 
     def flush(self) -> None:
         # Entries are durable in the store once put; the journal follows at close and, in a

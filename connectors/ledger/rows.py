@@ -16,17 +16,25 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from operator import itemgetter
 
 import msgspec
 
-from connectors.ledger.journal import KIND_ORDER, Entry, Posting
-from connectors.ledger.render import RENDER_VERSION, beancount_base, entry_block, iso_date
+from connectors.ledger.journal import KIND_ORDER, Entry, Parts, Posting, parts_of
+from connectors.ledger.render import (
+    RENDER_VERSION,
+    beancount_base,
+    beancount_block,
+    iso_date,
+    ledger_block,
+)
 
 __all__ = [
     "Fields",
     "Text",
     "decode",
     "encode",
+    "encode_parts",
     "entry_of",
     "entry_sort_key",
     "fields_json",
@@ -59,6 +67,11 @@ class Fields(msgspec.Struct, array_like=True, frozen=True):
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Fields)
 _SHORTEST = 8  # characters: a shorter text is kept as it is ("[12,7]" would not be shorter)
+_VALUE, _ACCOUNT, _COMMENT = (
+    itemgetter(1),
+    itemgetter(0),
+    itemgetter(3),
+)  # of a meta pair, of a posting's parts
 
 
 def tag(dialect: str) -> str:
@@ -133,32 +146,41 @@ _BASE_NAMES = _BaseNames()
 
 def encode(e: Entry, dialect: str) -> str:
     """The row the store keeps for `e`: its fields, then its text in `dialect`."""
-    if len(_BASE_NAMES) >= 4096:  # a memo of account names, small
-        _BASE_NAMES.clear()
-    names: dict[str, str] = _BASE_NAMES if dialect == "beancount" else {}
-    block = entry_block(e, dialect, names)
+    return encode_parts(parts_of(e), dialect)
+
+
+def encode_parts(parts: Parts, dialect: str) -> str:
+    """`encode` of the entry of `parts`, without building it."""
+    date, kind, obj, object_id, payee, narration, postings, meta, customer = parts
+    day = iso_date(date)
+    amounts = [str(p[1]) for p in postings]  # the fields', and (most often) the block's
+    if dialect == "beancount":
+        if len(_BASE_NAMES) >= 4096:  # a memo of account names, small
+            _BASE_NAMES.clear()
+        block = beancount_block(day, payee, narration, meta, postings, amounts, _BASE_NAMES)
+    else:
+        block = ledger_block(day, payee, narration, meta, postings, amounts, dialect)
     # `fields_of(e, block)` without the Struct (its JSON is that of a tuple of its fields), each
     # text looked for in the block once (an entry names an account on several postings).
     find = block.find
-    texts = {e.payee, e.narration, *[v for _, v in e.meta]}
-    for p in e.postings:
-        texts.add(p.account)
-        texts.add(p.comment)
-    ref: dict[str, Text] = {s: (at, len(s)) for s in texts if len(s) >= _SHORTEST and (at := find(s)) >= 0}
+    ref: dict[str, Text] = {}
+    for s in {payee, narration, *map(_VALUE, meta), *map(_ACCOUNT, postings), *map(_COMMENT, postings)}:
+        n = len(s)
+        if n >= _SHORTEST:
+            at = find(s)
+            if at >= 0:
+                ref[s] = (at, n)
     get = ref.get
     fields = (
-        iso_date(e.date),
-        e.kind,
-        e.object,
-        e.object_id,
-        get(e.payee, e.payee),
-        get(e.narration, e.narration),
-        [
-            (get(p.account, p.account), str(p.amount), p.currency, get(p.comment, p.comment), p.role)
-            for p in e.postings
-        ],
-        [(k, get(v, v)) for k, v in e.meta],
-        e.customer,
+        day,
+        kind,
+        obj,
+        object_id,
+        get(payee, payee),
+        get(narration, narration),
+        [(get(a, a), m, c, get(k, k), r) for (a, _, c, k, r), m in zip(postings, amounts)],  # noqa: B905
+        [(k, get(v, v)) for k, v in meta],
+        customer,
     )
     return "".join((_TAGS[dialect], _ENCODER.encode(fields).decode(), "\n", block))
 

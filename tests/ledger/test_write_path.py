@@ -231,18 +231,47 @@ class _Kept:
         pass
 
 
+def _old_row(e: Entry, dialect: str, as_text: bool) -> Any:
+    """What the old `_row` kept of an old entry: its text, else (a store refusing it) a dict."""
+    if not as_text:
+        return e.to_row()
+    try:
+        text = old_write.encode(e, dialect)
+    except UnicodeEncodeError:
+        return e.to_row()
+    storable = "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
+    return text if storable else e.to_row()
+
+
+class _KeptDicts(_Kept):
+    """An output store that is not a TextStore: rows go to it as dicts."""
+
+    stored = None  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("as_text", [True, False])
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_write_keeps_the_old_rows(tmp_path: Path, dialect: str) -> None:
-    """Through `write`: the rows are what the old entries encoded by the old code make."""
-    kept = _Kept()
+def test_write_keeps_the_old_rows(tmp_path: Path, dialect: str, as_text: bool) -> None:
+    """Through `write`: the rows are what the old entries encoded by the old code make, refusals
+    and deletions as before, text the store cannot hold kept as a dict; twice, the second time
+    with the memos the first one filled."""
+    kept = _Kept() if as_text else _KeptDicts()
     settings_ = LedgerConnector.settings_model(enabled=True, dialect=dialect)
     conn = LedgerConnector(settings_, ConnectorContext(name="ledger", outputs=kept, state_dir=tmp_path))
     conn.open()
     rnd = random.Random(len(dialect))
+    dicts = 0
     for stream, make in (("invoices", _invoice), ("transactions", _transaction)):
-        batch, expected, rejected = [], [], []
+        batch, deleted, expected, rejected = [], [], [], []
         for i in range(600):
             rid, data, tables = make(i, rnd)
+            if rnd.random() < 0.05:  # text a store refuses: the row is kept as a dict
+                bad = rnd.choice(("a\x00b", "x\ud800y"))
+                tables[stream][:1] = [{**row, "payee": bad} for row in tables[stream][:1]]
+            if rnd.random() < 0.05:
+                batch.append(MappedRecord(Record(stream, rid, 0, data, deleted=True), tables))
+                deleted.append((stream, rid, None))
+                continue
             batch.append(MappedRecord(Record(stream, rid, 0, data), tables))
             try:
                 if stream == "invoices":
@@ -252,10 +281,30 @@ def test_write_keeps_the_old_rows(tmp_path: Path, dialect: str) -> None:
             except EntryError:
                 rejected.append(rid)
                 continue
-            expected.append((stream, rid, {ENTRIES: [old_write.encode(e, dialect) for e in old]}))
-        kept.items.clear()
-        assert [r.record_id for r in conn.write(stream, batch)] == rejected
-        assert kept.items == expected
+            expected.append((stream, rid, {ENTRIES: [_old_row(e, dialect, as_text) for e in old]}))
+        dicts += sum(isinstance(r, dict) for *_, t in expected for r in t[ENTRIES])
+        for _ in range(2):
+            kept.items.clear()
+            assert [r.record_id for r in conn.write(stream, batch)] == rejected
+            assert kept.items == deleted + expected
+    assert dicts > 5 if as_text else dicts > 100
+
+
+def test_multi_currency_entries_are_written_as_before() -> None:
+    """An entry's postings in several currencies (none that `write` makes, but the render may be
+    given one): each amount to its own currency's places, as the old code wrote it."""
+    rnd = random.Random(5)
+    entries = _generated_entries(3)
+    for n, e in enumerate(entries[:600]):
+        postings = tuple(
+            Posting(p.account, p.amount, rnd.choice(("USD", "JPY", "KWD", "usd", "EUR")), p.comment, p.role)
+            for p in e.postings
+        )
+        mixed = dataclasses.replace(e, postings=postings)
+        for dialect in DIALECTS:
+            assert rows.encode(mixed, dialect) == old_write.encode(mixed, dialect), n
+            names = {p.account: render.beancount_base(p.account) for p in postings}
+            assert render.entry_block(mixed, dialect, names) == old_write.entry_block(mixed, dialect, names)
 
 
 @settings(max_examples=1000, deadline=None)
