@@ -349,7 +349,7 @@ class Daemon:
         from syncd.engine import connect
 
         client = connect(settings, sleep=self._sleep)
-        # One pace with the account's other processes (a manual sync, workers), kept in the store.
+        # One pace with the account's other processes (a manual sync, workers), kept by the store.
         if self.store is not None:
             share_pacing(client, self.store.pace_engine)
         return client
