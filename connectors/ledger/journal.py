@@ -140,11 +140,7 @@ class Entry:
 
     def imbalance(self) -> dict[str, Decimal]:
         """Per-commodity sum of the postings (empty when balanced)."""
-        sums: dict[str, Decimal] = {}
-        for p in self.postings:
-            c = p.currency
-            sums[c] = sums[c] + p.amount if c in sums else _ZERO + p.amount
-        return {c: s for c, s in sums.items() if s != 0}
+        return imbalance(parts_of(self)[6])
 
     def to_row(self) -> dict[str, Any]:
         """A JSON-able dict for the checkpoint store (Decimals stay exact)."""
@@ -233,7 +229,7 @@ def parts_of(e: Entry) -> Parts:
 
 
 def imbalance(postings: Sequence[PostingParts]) -> dict[str, Decimal]:
-    """`Entry.imbalance` of postings given as parts."""
+    """Per-commodity sum of postings given as parts (empty when balanced)."""
     sums: dict[str, Decimal] = {}
     for _, amount, c, _, _ in postings:
         sums[c] = sums[c] + amount if c in sums else _ZERO + amount

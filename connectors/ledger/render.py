@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 
-from connectors.ledger.journal import Entry, PostingParts, exponent
+from connectors.ledger.journal import Entry, PostingParts, exponent, parts_of
 from syncd.files import replaced
 
 DIALECTS = ("hledger", "ledger", "beancount")
@@ -199,12 +199,26 @@ def _ledger_head(facts: Facts, dialect: str, declared: frozenset[str], stamp: st
     return lines
 
 
+def _numbers(postings: Sequence[PostingParts], amounts: Iterable[str]) -> list[str]:
+    """Each posting's number as a journal shows it (`number_text`), from its amount's `str()`."""
+    out: list[str] = []
+    cur, need = "", 0
+    for (_, amount, currency, _, _), text in zip(postings, amounts):  # noqa: B905 (see ledger_block)
+        if currency != cur:  # an entry's postings share their currency
+            cur, need = currency, exponent(currency)
+        # `number_text`'s usual case, told cheaply: exactly `need` places (an exponent would need
+        # "E", a sign and a digit after the point's digits), else none and no exponent; no "-0"
+        usual = len(text) > need and text[-1 - need] == "." if need else "." not in text and "E" not in text
+        out.append(text if usual and (text[0] != "-" or amount) else number_text(text, amount, currency))
+    return out
+
+
 def ledger_block(
     date: str,
     payee: str,
     narration: str,
     meta: Iterable[tuple[str, str]],
-    postings: Iterable[PostingParts],
+    postings: Sequence[PostingParts],
     amounts: Iterable[str],
     dialect: str,
 ) -> str:
@@ -223,20 +237,9 @@ def ledger_block(
     add, tags, memos = out.append, _TAG, _MEMO
     for k, v in meta:
         add(f"\n    ; {k}: {tags[v]}")
-    cur, need = "", 0
     # zip without `strict=`: a keyword sends the call down a slow path (a thousand instructions),
-    # and `amounts` is made from `postings`.
-    for (account, amount, currency, comment, _), text in zip(postings, amounts):  # noqa: B905
-        if currency != cur:  # an entry's postings share their currency
-            cur, need = currency, exponent(currency)
-        # `number_text`'s usual case, told cheaply: exactly `need` places (an exponent would need
-        # "E", a sign and a digit after the point's digits), else none and no exponent; no "-0"
-        shown = (
-            text
-            if (len(text) > need and text[-1 - need] == "." if need else "." not in text and "E" not in text)
-            and (text[0] != "-" or amount)
-            else number_text(text, amount, currency)
-        )
+    # and the numbers are made from `postings`.
+    for (account, _, currency, comment, _), shown in zip(postings, _numbers(postings, amounts)):  # noqa: B905
         if comment:
             add(f"\n    {account}  {shown} {currency}  ; {memos[comment]}")
         else:
@@ -263,7 +266,7 @@ def _beancount_head(facts: Facts, names: dict[str, str], declared: frozenset[str
 
 def entry_block(e: Entry, dialect: str, names: dict[str, str]) -> str:
     """One entry's lines joined, starting with the blank line before it (`names`: Beancount's)."""
-    postings = [(p.account, p.amount, p.currency, p.comment, p.role) for p in e.postings]
+    postings = parts_of(e)[6]
     amounts = [str(p.amount) for p in e.postings]
     if dialect == "beancount":
         return beancount_block(iso_date(e.date), e.payee, e.narration, e.meta, postings, amounts, names)
@@ -275,7 +278,7 @@ def beancount_block(
     payee: str,
     narration: str,
     meta: Iterable[tuple[str, str]],
-    postings: Iterable[PostingParts],
+    postings: Sequence[PostingParts],
     amounts: Iterable[str],
     names: dict[str, str],
 ) -> str:
@@ -285,16 +288,7 @@ def beancount_block(
     add = out.append
     for k, v in meta:
         add(f"\n  {k}: {quoted[v]}")
-    cur, need = "", 0
-    for (account, amount, currency, comment, _), text in zip(postings, amounts):  # noqa: B905
-        if currency != cur:
-            cur, need = currency, exponent(currency)
-        shown = (  # as in `ledger_block`
-            text
-            if (len(text) > need and text[-1 - need] == "." if need else "." not in text and "E" not in text)
-            and (text[0] != "-" or amount)
-            else number_text(text, amount, currency)
-        )
+    for (account, _, currency, comment, _), shown in zip(postings, _numbers(postings, amounts)):  # noqa: B905
         add(f"\n  {names[account]}  {shown} {currency}")
         if comment:
             add(f"\n    memo: {quoted[comment]}")

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import simplejson
 
-from syncd.mapping.schema import _NOT_MAPPINGS, CompiledPath, PathError, Resolve, Step, ref_target_reader
+from syncd.mapping.schema import CompiledPath, PathError, Resolve, Step, ref_target_reader
 
 ROUNDING = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}
 
@@ -151,19 +151,12 @@ def _through_reference(field_name: str, stream: str, key: str) -> Callable[[Env]
     """`customer.name`: the referenced record looked up once per record (per memo), then its key.
 
     Every path through the same reference (`customer.name`, `customer.number`) shares the
-    lookup; the memo keeps it under `customer.`, which no path's text can be.
+    lookup (`reference_target`).
     """
-    target_of = ref_target_reader(field_name, stream)
-    marker = field_name + "."
+    target_of = reference_target(field_name, stream)
 
     def through(env: Env) -> Any:
-        memo = env.memo
-        if memo is None:
-            target = target_of(env.record, env.resolve)
-        elif marker in memo:
-            target = memo[marker]
-        else:
-            target = memo[marker] = target_of(env.record, env.resolve)
+        target = target_of(env)
         return None if target is None else target.get(key)
 
     return through
@@ -171,36 +164,21 @@ def _through_reference(field_name: str, stream: str, key: str) -> Callable[[Env]
 
 @functools.cache  # one per reference of the schema: a builder finds the columns that share one
 def reference_target(field_name: str, stream: str) -> Callable[[Env], Mapping[str, Any] | None]:
-    """The record a reference names, looked up as `_through_reference` looks it up (and kept
-    under the same memo key): a row builder reads every column through it from one lookup.
-
-    `ref_target_reader`'s reading, inline: a call less per reference and record.
-    """
+    """The record a reference names, looked up once per record (per memo): every read through
+    it, a getter's or a row builder's, shares that lookup. The memo keeps it under
+    `customer.`, which no path's text can be."""
+    target_of = ref_target_reader(field_name, stream)
     marker = field_name + "."
 
     def target(env: Env) -> Mapping[str, Any] | None:
         memo = env.memo
-        if memo is not None and marker in memo:
-            kept: Mapping[str, Any] | None = memo[marker]
-            return kept
-        value: Any = env.record
-        if type(value) is dict or (type(value) not in _NOT_MAPPINGS and isinstance(value, Mapping)):
-            value = value.get(field_name)
-            if type(value) is dict or (type(value) not in _NOT_MAPPINGS and isinstance(value, Mapping)):
-                pass  # expanded by the API
-            elif value is None or isinstance(value, bool):
-                value = None
-            else:
-                value = env.resolve(stream, str(value))
-                if type(value) is not dict and (
-                    type(value) in _NOT_MAPPINGS or not isinstance(value, Mapping)
-                ):
-                    value = None
-        else:
-            value = None
-        if memo is not None:
-            memo[marker] = value
-        return value  # type: ignore[no-any-return]
+        if memo is None:
+            return target_of(env.record, env.resolve)
+        if marker in memo:
+            found: Mapping[str, Any] | None = memo[marker]
+            return found
+        found = memo[marker] = target_of(env.record, env.resolve)
+        return found
 
     return target
 
